@@ -1,0 +1,12 @@
+"""Baselines: versioned per-scenario JSON files keyed by a machine fingerprint."""
+
+from harness.baselines.fingerprint import environment_fingerprint, fingerprint_id
+from harness.baselines.store import FORMAT_VERSION, FileBaselineStore, variant_metrics
+
+__all__ = [
+    "FORMAT_VERSION",
+    "FileBaselineStore",
+    "environment_fingerprint",
+    "fingerprint_id",
+    "variant_metrics",
+]

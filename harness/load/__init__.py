@@ -1,0 +1,1 @@
+"""Load generation: Locust in a subprocess for HTTP targets, a thread pool for in-process ones."""

@@ -1,0 +1,183 @@
+"""The built-in reference model: an MLP 64-128-64-10 trained on digits, cached by content hash.
+
+Training is deterministic (seeded, one CPU thread, deterministic algorithms) and takes one to
+two seconds; the trained weights are cached under $HARNESS_CACHE_DIR (default ~/.cache/harness) keyed
+by everything that determines them, so reruns load instead of retraining and a changed
+architecture, hyperparameter, seed, dataset or torch version retrains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.atomic import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from harness.models.digits import DigitsSplit
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_MLP = "builtin:mlp"
+CACHE_FORMAT = 1  # bump when the cache file layout changes
+
+
+@dataclass(frozen=True)
+class MlpConfig:
+    """Architecture and training hyperparameters; all of it goes into the cache key."""
+
+    layers: tuple[int, ...] = (64, 128, 64, 10)
+    epochs: int = 50
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    optimizer: str = "adam"
+
+
+@dataclass
+class TrainedMlp:
+    """The reference MLP (eval mode) and how it was obtained."""
+
+    module: nn.Module
+    test_accuracy: float
+    train_seconds: float  # time the training took when it actually ran (also on a cache hit)
+    cache_hit: bool
+    cache_path: Path
+    cache_key: str
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "source": BUILTIN_MLP,
+            "test_accuracy": self.test_accuracy,
+            "train_seconds": round(self.train_seconds, 3),
+            "cache_hit": self.cache_hit,
+            "cache_path": str(self.cache_path),
+        }
+
+
+def cache_dir() -> Path:
+    """$HARNESS_CACHE_DIR, else ~/.cache/harness."""
+    env = os.environ.get("HARNESS_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "harness"
+
+
+def build_mlp(config: MlpConfig = MlpConfig()) -> nn.Sequential:
+    """An untrained MLP: Linear + ReLU between every pair of sizes in `config.layers`."""
+    from torch import nn
+
+    parts: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(config.layers, config.layers[1:], strict=False)):
+        parts.append(nn.Linear(n_in, n_out))
+        if i < len(config.layers) - 2:
+            parts.append(nn.ReLU())
+    return nn.Sequential(*parts)
+
+
+def cache_key(data: DigitsSplit, seed: int, config: MlpConfig = MlpConfig()) -> str:
+    import torch
+
+    spec = {"format": CACHE_FORMAT, "config": asdict(config), "seed": seed, "torch": torch.__version__}
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
+    digest.update(data.fingerprint().encode())
+    return digest.hexdigest()
+
+
+def get_reference_mlp(
+    data: DigitsSplit, seed: int = 0, config: MlpConfig = MlpConfig(), cache_root: Path | None = None
+) -> TrainedMlp:
+    """The trained reference MLP, from the cache if present, else trained now and cached."""
+    key = cache_key(data, seed, config)
+    path = (cache_root or cache_dir()) / "models" / f"mlp-{key[:24]}.pt"
+    cached = _read_cache(path, config)
+    if cached is not None:
+        module, meta = cached
+        return TrainedMlp(module, _accuracy(module, data), float(meta["train_seconds"]), True, path, key)
+
+    start = time.perf_counter()
+    module = train_mlp(data, seed, config)
+    seconds = time.perf_counter() - start
+    _write_cache(path, module, {"train_seconds": seconds, "seed": seed, "config": asdict(config)})
+    return TrainedMlp(module, _accuracy(module, data), seconds, False, path, key)
+
+
+def train_mlp(data: DigitsSplit, seed: int = 0, config: MlpConfig = MlpConfig()) -> nn.Sequential:
+    """Train from scratch, bit-for-bit reproducibly for a given seed, data and torch build."""
+    import torch
+    from torch import nn
+
+    if config.optimizer != "adam":
+        raise ValueError(f"unsupported optimizer {config.optimizer!r}")
+    # Reductions split across threads can sum in a different order from run to run; one thread
+    # and deterministic algorithms make the weights (and so the cache) reproducible. The tiny
+    # model trains in about a second on one thread anyway. Global settings are restored after.
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    try:
+        torch.manual_seed(seed)
+        model = build_mlp(config)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        x = torch.from_numpy(data.x_train.copy())
+        y = torch.from_numpy(data.y_train.copy())
+        order = torch.Generator().manual_seed(seed)
+        model.train()
+        for _ in range(config.epochs):
+            permutation = torch.randperm(len(x), generator=order)
+            for i in range(0, len(x), config.batch_size):
+                batch = permutation[i : i + config.batch_size]
+                optimizer.zero_grad()
+                nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+                optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def _accuracy(module: nn.Module, data: DigitsSplit) -> float:
+    import torch
+
+    with torch.inference_mode():
+        labels = module(torch.from_numpy(data.x_test.copy())).argmax(dim=1).numpy()
+    return float((labels == data.y_test).mean())
+
+
+def _read_cache(path: Path, config: MlpConfig) -> tuple[nn.Sequential, dict[str, Any]] | None:
+    import torch
+
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        module = build_mlp(config)
+        module.load_state_dict(payload["state_dict"])
+        meta = dict(payload["meta"])
+    except Exception as exc:  # a corrupt or foreign file is retrained over, never trusted
+        logger.warning("ignoring unreadable model cache %s (%s); retraining", path, exc)
+        return None
+    module.eval()
+    module.requires_grad_(False)
+    return module, meta
+
+
+def _write_cache(path: Path, module: nn.Module, meta: dict[str, Any]) -> None:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"state_dict": module.state_dict(), "meta": meta}, buffer)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:  # a read-only cache must not fail the run: it only costs a retrain
+        logger.warning("could not write model cache %s: %s", path, exc)

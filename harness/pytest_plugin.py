@@ -1,0 +1,84 @@
+"""pytest plugin: `pytest scenarios/` runs each scenario file as a test that fails on a gate failure.
+
+Registered through the `pytest11` entry point, so it loads in every pytest session of the venv:
+it must stay light (the scenario is only imported and run when its test item runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.errors import HarnessError
+
+SCENARIO_KEYS = {"name", "model", "serving"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "harness scenarios")
+    group.addoption(
+        "--update-baselines",
+        action="store_true",
+        default=False,
+        help="rewrite stored baselines with this run",
+    )
+    group.addoption("--harness-reports-dir", default=None, help="run folders (default: <rootdir>/reports)")
+    group.addoption(
+        "--harness-baselines-dir", default=None, help="baseline store (default: <rootdir>/baselines)"
+    )
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix in {".yaml", ".yml"} and _looks_like_scenario(file_path):
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+def _looks_like_scenario(path: Path) -> bool:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and data.keys() >= SCENARIO_KEYS
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        yield ScenarioItem.from_parent(self, name=self.path.stem)
+
+
+class ScenarioFailed(Exception):
+    """A scenario whose gates failed; carries the one-line verdicts and the report path."""
+
+
+class ScenarioItem(pytest.Item):
+    def runtest(self) -> None:
+        from harness.api import run_scenario
+
+        config = self.config
+        root = config.rootpath
+        reports = config.getoption("--harness-reports-dir") or root / "reports"
+        baselines = config.getoption("--harness-baselines-dir") or root / "baselines"
+        result = run_scenario(
+            self.path,
+            reports_dir=reports,
+            baselines_dir=baselines,
+            update_baselines=config.getoption("--update-baselines"),
+        )
+        report = Path(result.run_dir) / "index.html"
+        self.user_properties.append(("report", str(report)))
+        if not result.passed:
+            lines = [f"{v.variant}: {v.message}" for v in result.verdicts if not v.passed]
+            raise ScenarioFailed("\n".join([*lines, f"report: {report}"]))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
+        if isinstance(excinfo.value, ScenarioFailed | HarnessError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"scenario {self.name}"

@@ -1,0 +1,241 @@
+"""Inline SVG charts for the report, written by hand so the report needs no plotting library or CDN.
+
+Every piece of user text (variant names) is escaped here, because the template marks the SVG safe.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from html import escape
+
+import numpy as np
+
+# Okabe-Ito: distinguishable for the common forms of colour blindness
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+AXIS = "#555"
+GRID = "#e3e3e3"
+MAX_POINTS = 400  # per CDF line; enough to look exact at report width, small for 100k samples
+
+
+def color(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+class _Frame:
+    """Plot area geometry and the value -> pixel mappings."""
+
+    def __init__(
+        self, width: int, height: int, left: int = 64, right: int = 24, top: int = 40, bottom: int = 52
+    ):
+        self.width, self.height = width, height
+        self.x0, self.x1 = left, width - right
+        self.y0, self.y1 = height - bottom, top  # y grows downwards in SVG
+
+    def px(self, frac: float) -> float:
+        return self.x0 + frac * (self.x1 - self.x0)
+
+    def py(self, frac: float) -> float:
+        return self.y0 - frac * (self.y0 - self.y1)
+
+
+def nice_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
+    """Round tick values (1, 2, 2.5, 5 x 10^k) covering [lo, hi]."""
+    if hi <= lo:
+        hi = lo + 1.0
+    raw = (hi - lo) / max(count - 1, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first = math.floor(lo / step) * step
+    ticks = []
+    value = first
+    while value < hi + step * 0.999:
+        ticks.append(round(value, 12))
+        value += step
+    return ticks
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """1-2-5 ticks per decade covering [lo, hi] (lo > 0)."""
+    ticks = []
+    for exp in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
+        for m in (1, 2, 5):
+            value = m * 10.0**exp
+            if lo / 1.0001 <= value <= hi * 1.0001:
+                ticks.append(value)
+    return ticks
+
+
+def _tick_label(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+def _bar_label(value: float) -> str:
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def _text(
+    x: float,
+    y: float,
+    text: str,
+    *,
+    anchor: str = "middle",
+    size: int = 12,
+    fill: str = AXIS,
+    extra: str = "",
+) -> str:
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size}" fill="{fill}"{extra}>'
+        f"{escape(text)}</text>"
+    )
+
+
+def _svg_open(frame: _Frame, title: str) -> list[str]:
+    return [
+        f'<svg viewBox="0 0 {frame.width} {frame.height}" '
+        f'width="{frame.width}" height="{frame.height}" role="img" class="chart" '
+        f'style="max-width:100%;height:auto" font-family="inherit">',
+        f"<title>{escape(title)}</title>",
+    ]
+
+
+def _legend_layout(names: Sequence[str], x0: float, x1: float) -> tuple[list[tuple[float, int]], int]:
+    """(x, row) per name, wrapping rows at the plot width; and the number of rows."""
+    slots, x, row = [], x0, 0
+    for name in names:
+        span = 30 + 7.2 * len(name)  # rough text width at 12px; SVG cannot measure text
+        if x > x0 and x + span > x1:
+            x, row = x0, row + 1
+        slots.append((x, row))
+        x += span
+    return slots, row + 1
+
+
+def _frame_with_legend(width: int, height: int, names: Sequence[str]) -> tuple[_Frame, list[str]]:
+    """A frame whose top margin fits the legend, and the legend's SVG elements."""
+    probe = _Frame(width, height)
+    slots, rows = _legend_layout(names, probe.x0, probe.x1)
+    frame = _Frame(width, height + 18 * (rows - 1), top=22 + 18 * rows)
+    parts = []
+    for i, (name, (x, row)) in enumerate(zip(names, slots, strict=True)):
+        y = 12 + 18 * row
+        parts.append(f'<rect x="{x:.1f}" y="{y}" width="12" height="12" rx="2" fill="{color(i)}"/>')
+        parts.append(_text(x + 17, y + 10.5, name, anchor="start", fill="#222"))
+    return frame, parts
+
+
+def latency_cdf_svg(series: Mapping[str, Sequence[float]], *, width: int = 600, height: int = 340) -> str:
+    """Cumulative distribution of latency per variant: for each x, the share of requests at most x ms.
+
+    The x axis turns logarithmic when the slowest request is more than 10x the fastest, so both the
+    bulk and the tail stay readable. Returns '' when no variant has samples.
+    """
+    data = {name: np.sort(np.asarray(v, dtype=np.float64)) for name, v in series.items() if len(v)}
+    if not data:
+        return ""
+    lo = min(float(a[0]) for a in data.values())
+    hi = max(float(a[-1]) for a in data.values())
+    log = lo > 0 and hi / lo > 10
+    if log:
+        # start at the quarter decade below the fastest request
+        lo_edge, hi_edge = 10 ** (math.floor(math.log10(lo) * 4) / 4), hi * 1.05
+        xticks = log_ticks(lo_edge, hi_edge)
+
+        def xfrac(v: float) -> float:
+            return (math.log10(max(v, lo_edge)) - math.log10(lo_edge)) / (
+                math.log10(hi_edge) - math.log10(lo_edge)
+            )
+    else:
+        xticks = nice_ticks(0.0, hi)
+        lo_edge, hi_edge = 0.0, xticks[-1]
+
+        def xfrac(v: float) -> float:
+            return (v - lo_edge) / (hi_edge - lo_edge)
+
+    frame, legend = _frame_with_legend(width, height, list(data))
+    out = _svg_open(frame, "Latency distribution (CDF) per variant") + legend
+    for frac, label in ((0.0, "0%"), (0.25, "25%"), (0.5, "50%"), (0.75, "75%"), (1.0, "100%")):
+        y = frame.py(frac)
+        out.append(f'<line x1="{frame.x0}" x2="{frame.x1}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>')
+        out.append(_text(frame.x0 - 8, y + 4, label, anchor="end"))
+    for tick in xticks:
+        x = frame.px(xfrac(tick))
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{frame.y1}" y2="{frame.y0}" stroke="{GRID}"/>')
+        out.append(_text(x, frame.y0 + 17, _tick_label(tick)))
+    out.append(
+        f'<rect x="{frame.x0}" y="{frame.y1}" width="{frame.x1 - frame.x0}" '
+        f'height="{frame.y0 - frame.y1}" fill="none" stroke="{AXIS}"/>'
+    )
+    for i, samples in enumerate(data.values()):
+        n = samples.size
+        idx = np.unique(np.linspace(0, n - 1, min(n, MAX_POINTS)).round().astype(int))
+        points = [(frame.px(xfrac(float(samples[0]))), frame.py(0.0))]
+        points += [(frame.px(xfrac(float(samples[j]))), frame.py((j + 1) / n)) for j in idx]
+        coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        out.append(
+            f'<polyline points="{coords}" fill="none" stroke="{color(i)}" stroke-width="2" '
+            'stroke-linejoin="round"/>'
+        )
+    scale = "log scale" if log else "linear scale"
+    out.append(_text((frame.x0 + frame.x1) / 2, frame.height - 12, f"latency (ms, {scale})", fill="#222"))
+    mid = (frame.y0 + frame.y1) / 2
+    out.append(
+        _text(
+            16,
+            mid,
+            "share of requests ≤ latency",
+            fill="#222",
+            extra=f' transform="rotate(-90 16 {mid:.1f})"',
+        )
+    )
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def percentile_bars_svg(
+    summaries: Mapping[str, Mapping[str, float]],
+    metrics: Sequence[tuple[str, str]] = (
+        ("latency_p50_ms", "p50"),
+        ("latency_p90_ms", "p90"),
+        ("latency_p95_ms", "p95"),
+        ("latency_p99_ms", "p99"),
+    ),
+    *,
+    width: int = 600,
+    height: int = 340,
+) -> str:
+    """Grouped bars: one group per percentile, one bar per variant, value printed on each bar."""
+    names = [n for n, m in summaries.items() if any(k in m for k, _ in metrics)]
+    if not names:
+        return ""
+    top = max(float(summaries[n].get(k, 0.0)) for n in names for k, _ in metrics)
+    yticks = nice_ticks(0.0, top if top > 0 else 1.0, 5)
+    ymax = yticks[-1]
+    frame, legend = _frame_with_legend(width, height, names)
+    out = _svg_open(frame, "Latency percentiles per variant") + legend
+    for tick in yticks:
+        y = frame.py(tick / ymax)
+        out.append(f'<line x1="{frame.x0}" x2="{frame.x1}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>')
+        out.append(_text(frame.x0 - 8, y + 4, _tick_label(tick), anchor="end"))
+    group_w = (frame.x1 - frame.x0) / len(metrics)
+    bar_w = min(48.0, group_w * 0.8 / len(names))
+    for g, (key, label) in enumerate(metrics):
+        start = frame.x0 + g * group_w + (group_w - bar_w * len(names)) / 2
+        for i, name in enumerate(names):
+            value = summaries[name].get(key)
+            if value is None:
+                continue
+            x, y = start + i * bar_w, frame.py(float(value) / ymax)
+            out.append(
+                f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{bar_w - 2:.1f}" height="{frame.y0 - y:.1f}" '
+                f'fill="{color(i)}"><title>{escape(name)} {escape(label)}: {value:.3f} ms</title></rect>'
+            )
+            if bar_w >= 26:
+                out.append(_text(x + bar_w / 2, y - 4, _bar_label(float(value)), size=10))
+        out.append(_text(frame.x0 + (g + 0.5) * group_w, frame.y0 + 17, label, fill="#222"))
+    out.append(f'<line x1="{frame.x0}" x2="{frame.x1}" y1="{frame.y0}" y2="{frame.y0}" stroke="{AXIS}"/>')
+    mid = (frame.y0 + frame.y1) / 2
+    out.append(_text(16, mid, "latency (ms)", fill="#222", extra=f' transform="rotate(-90 16 {mid:.1f})"'))
+    out.append(_text((frame.x0 + frame.x1) / 2, frame.height - 12, "percentile", fill="#222"))
+    out.append("</svg>")
+    return "\n".join(out)

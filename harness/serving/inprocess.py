@@ -1,0 +1,112 @@
+"""The in-process target: the artifact runs inside the harness, no server, no HTTP.
+
+It measures the model and runtime alone (the floor any server adds to). `serving.workers` caps how
+many predictions run at once, like a server's model workers: load threads beyond that wait
+their turn. torch's intra-op threads default to 1 (option `intra_op_threads`): on this 2-core
+class of machine concurrency comes from the calling threads (torch releases the GIL inside ops),
+and a digits-sized matmul is too small for splitting it across threads to pay for the fork/join,
+so more intra-op threads only oversubscribe the cores. The setting is process-wide; it is restored
+on stop().
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from harness.artifacts import ServedArtifact
+from harness.errors import RunError, UserError
+from harness.scenario.schema import ServingSpec
+from harness.serving.base import Target
+
+OPTIONS: dict[str, str] = {
+    "intra_op_threads": "torch intra-op threads for the whole process while serving (default 1)",
+}
+
+
+class InProcessTarget(Target):
+    """Runs the exported artifact in this process; `predict` is safe to call from many threads."""
+
+    name: ClassVar[str] = "inprocess"
+
+    def __init__(self, spec: ServingSpec, run_dir: Path) -> None:
+        super().__init__(spec, run_dir)
+        unknown = sorted(set(spec.options) - set(OPTIONS))
+        if unknown:
+            raise UserError(
+                f"serving.options: unknown option(s) {', '.join(unknown)} for target inprocess; "
+                f"known: {', '.join(OPTIONS)}"
+            )
+        threads = spec.options.get("intra_op_threads", 1)
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise UserError(f"serving.options.intra_op_threads: expected an integer >= 1 (got {threads!r})")
+        self.intra_op_threads: int = threads
+        self._runner: Any = None
+        self._artifact: ServedArtifact | None = None
+        self._slots = threading.BoundedSemaphore(spec.workers)
+        self._lock = threading.Lock()
+        self._saved_threads: int | None = None
+
+    def start(self, artifact: ServedArtifact) -> None:
+        from harness.metrics.accuracy import artifact_runner
+
+        with self._lock:
+            if self._runner is not None:
+                raise RunError("inprocess target already started; stop() it first")
+            if artifact.framework == "torch":
+                import torch
+
+                self._saved_threads = torch.get_num_threads()
+                torch.set_num_threads(self.intra_op_threads)
+            try:
+                runner = artifact_runner(artifact)
+                zeros = np.zeros((1, *artifact.input_shape), dtype=np.float32)
+                labels = np.asarray(runner.predict_labels(zeros))  # type: ignore[attr-defined]
+            except Exception:
+                self._restore_threads()
+                raise
+            if labels.shape != (1,) or not 0 <= int(labels[0]) < max(1, artifact.num_classes):
+                self._restore_threads()
+                raise RunError(
+                    f"inprocess: {artifact.path} answered {labels.tolist()} for one zero input; "
+                    f"expected one label in 0..{artifact.num_classes - 1}"
+                )
+            self._runner, self._artifact = runner, artifact
+
+    def stop(self) -> None:
+        with self._lock:
+            self._runner = None
+            self._restore_threads()
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        runner = self._runner
+        if runner is None:
+            raise RunError("inprocess target is not started")
+        with self._slots:
+            return np.asarray(runner.predict_labels(batch))
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "target": self.name,
+            "mode": "in-process, no server",
+            "workers": self.spec.workers,
+            "intra_op_threads": self.intra_op_threads,
+            "batching": "none: each predict call runs the batch it is given",
+        }
+        if self._artifact is not None:
+            info.update(framework=self._artifact.framework, artifact_format=self._artifact.format)
+            if self._artifact.framework == "torch":
+                import torch
+
+                info["torch_version"] = torch.__version__
+        return info
+
+    def _restore_threads(self) -> None:
+        if self._saved_threads is not None:
+            import torch
+
+            torch.set_num_threads(self._saved_threads)
+            self._saved_threads = None

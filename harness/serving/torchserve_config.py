@@ -1,0 +1,278 @@
+"""Pure builders for TorchServe: config.properties text, archiver and server argv, environment.
+
+Kept free of I/O and of torch so that unit tests check every binding and flag without Java.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import UserError
+
+LOOPBACK = "127.0.0.1"
+MIN_JAVA_MAJOR = 17
+JAVA_HINT = "TorchServe needs Java 17+: apt-get install openjdk-17-jre-headless"
+TOKEN_AUTH_MODE = "disabled (bound to 127.0.0.1)"
+HANDLER_METADATA_FILE = "harness_model.json"
+# Linux caps AF_UNIX paths at 108 bytes; TorchServe puts its worker sockets in java.io.tmpdir
+UNIX_SOCKET_PATH_MAX = 107
+_WORKER_SOCKET_SUFFIX = "/.ts.sock.65535"
+
+
+class TorchServeOptions(BaseModel):
+    """Target-specific keys accepted in `serving.options` for the torchserve target."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_name: str = Field(
+        default="model", pattern=r"^[A-Za-z0-9_-]+$", description="Name the model is registered under."
+    )
+    rows_per_request: int = Field(
+        default=64, ge=1, le=4096, description="Rows per HTTP request when predict() chunks a large batch."
+    )
+    response_timeout_s: int = Field(default=120, ge=1, description="TorchServe per-request worker timeout.")
+    job_queue_size: int = Field(default=1000, ge=1, description="Requests queued per model before 503.")
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch threads per worker; default: CPU count divided by workers (at least 1).",
+    )
+    vmargs: str | None = Field(default=None, description="Extra JVM arguments, e.g. '-Xmx1g'.")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> TorchServeOptions:
+        """Parse `serving.options`; a bad key or value is the user's error, reported in one line."""
+        try:
+            return cls.model_validate(dict(options))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}" for err in exc.errors()
+            )
+            raise UserError(f"invalid serving.options for torchserve: {problems}") from None
+
+
+@dataclass(frozen=True)
+class TorchServePorts:
+    """The five listening ports; every one is bound to 127.0.0.1."""
+
+    inference: int
+    management: int
+    metrics: int
+    grpc_inference: int
+    grpc_management: int
+
+    @classmethod
+    def pick(cls, free_port: Any) -> TorchServePorts:
+        """Five distinct free ports from `free_port()` (retried: the OS may hand one out twice)."""
+        ports: list[int] = []
+        for _ in range(50):
+            port = int(free_port())
+            if port not in ports:
+                ports.append(port)
+            if len(ports) == 5:
+                return cls(*ports)
+        raise RuntimeError("could not find five distinct free ports")
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "inference": self.inference,
+            "management": self.management,
+            "metrics": self.metrics,
+            "grpc_inference": self.grpc_inference,
+            "grpc_management": self.grpc_management,
+        }
+
+
+def _escape_property(value: str) -> str:
+    # java.util.Properties treats a backslash as an escape; nothing else in our values needs it
+    return value.replace("\\", "\\\\")
+
+
+def effective_max_batch_delay_ms(requested_ms: int) -> int:
+    """TorchServe reads 0 in config.properties as "unset" and waits its default 100 ms; 1 ms is the
+    shortest wait it accepts, so 0 is sent as 1."""
+    return max(1, requested_ms)
+
+
+def models_block(
+    *,
+    model_name: str,
+    mar_name: str,
+    workers: int,
+    batch_size: int,
+    max_batch_delay_ms: int,
+    response_timeout_s: int,
+) -> dict[str, Any]:
+    """The `models=` JSON of config.properties: registration settings per model and version."""
+    return {
+        model_name: {
+            "1.0": {
+                "defaultVersion": True,
+                "marName": mar_name,
+                "minWorkers": workers,
+                "maxWorkers": workers,
+                "batchSize": batch_size,
+                "maxBatchDelay": effective_max_batch_delay_ms(max_batch_delay_ms),
+                "responseTimeout": response_timeout_s,
+            }
+        }
+    }
+
+
+def config_properties(
+    *,
+    ports: TorchServePorts,
+    model_store: Path,
+    model_name: str,
+    mar_name: str,
+    workers: int,
+    batch_size: int,
+    max_batch_delay_ms: int,
+    options: TorchServeOptions,
+) -> str:
+    """The config.properties text: loopback-only listeners, no token auth, one model with batching."""
+    models = models_block(
+        model_name=model_name,
+        mar_name=mar_name,
+        workers=workers,
+        batch_size=batch_size,
+        max_batch_delay_ms=max_batch_delay_ms,
+        response_timeout_s=options.response_timeout_s,
+    )
+    lines = [
+        "# Written by harness: every listener on loopback, ports picked free at run time.",
+        f"inference_address=http://{LOOPBACK}:{ports.inference}",
+        f"management_address=http://{LOOPBACK}:{ports.management}",
+        f"metrics_address=http://{LOOPBACK}:{ports.metrics}",
+        f"grpc_inference_address={LOOPBACK}",
+        f"grpc_inference_port={ports.grpc_inference}",
+        f"grpc_management_address={LOOPBACK}",
+        f"grpc_management_port={ports.grpc_management}",
+        "# TorchServe 0.12 requires a bearer token on every call by default; loopback-only instead.",
+        "disable_token_authorization=true",
+        "enable_model_api=false",
+        "# Deterministic: no per-model pip installs, no TS_* overrides from env (snapshots: --ncs).",
+        "install_py_dep_per_model=false",
+        "enable_envvars_config=false",
+        "metrics_mode=prometheus",
+        "disable_system_metrics=true",
+        f"model_store={_escape_property(str(model_store))}",
+        f"load_models={mar_name}",
+        f"default_workers_per_model={workers}",
+        f"default_response_timeout={options.response_timeout_s}",
+        f"job_queue_size={options.job_queue_size}",
+        f"models={json.dumps(models, separators=(',', ':'))}",
+    ]
+    if options.vmargs:
+        lines.append(f"vmargs={options.vmargs}")
+    return "\n".join(lines) + "\n"
+
+
+def archiver_argv(
+    python: str,
+    *,
+    model_name: str,
+    serialized_file: Path,
+    handler: Path,
+    extra_files: list[Path],
+    export_path: Path,
+) -> list[str]:
+    """torch-model-archiver run by the same interpreter, so it matches the venv.
+
+    Called through `-c` rather than `-m model_archiver.model_packaging`, which makes runpy warn.
+    """
+    argv = [
+        python,
+        "-c",
+        "from model_archiver.model_packaging import generate_model_archive as g; g()",
+        "--model-name",
+        model_name,
+        "--version",
+        "1.0",
+        "--serialized-file",
+        str(serialized_file),
+        "--handler",
+        str(handler),
+        "--export-path",
+        str(export_path),
+        "--force",
+    ]
+    if extra_files:
+        argv += ["--extra-files", ",".join(str(p) for p in extra_files)]
+    return argv
+
+
+def torchserve_argv(python: str, *, config_path: Path, model_store: Path) -> list[str]:
+    """The launcher in the foreground (it then waits for Java), so the whole tree shares our group."""
+    return [
+        python,
+        "-m",
+        "ts.model_server",
+        "--start",
+        "--foreground",
+        "--ts-config",
+        str(config_path),
+        "--model-store",
+        str(model_store),
+        "--ncs",
+        "--disable-token-auth",
+    ]
+
+
+def server_env(base_env: Mapping[str, str], *, python: str, tmp_dir: Path, log_dir: Path) -> dict[str, str]:
+    """Environment for the launcher: our venv first on PATH, private temp dir, logs in the run folder.
+
+    The launcher passes `--python sys.executable` to Java, so workers use this interpreter; PATH is
+    set too so nothing falls back to another `python`. TMPDIR holds the launcher's pid file, TEMP
+    becomes java.io.tmpdir (worker sockets, unpacked archives): both private to this server.
+    """
+    env = {k: v for k, v in base_env.items() if not k.startswith("TS_")}  # TS_CONFIG_FILE beats --ts-config
+    bin_dir = os.path.dirname(python)
+    env["PATH"] = os.pathsep.join([bin_dir, *[p for p in base_env.get("PATH", "").split(os.pathsep) if p]])
+    env["TMPDIR"] = str(tmp_dir)
+    env["TEMP"] = str(tmp_dir)
+    env["LOG_LOCATION"] = str(log_dir)
+    env["METRICS_LOCATION"] = str(log_dir)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def socket_dir_fits(tmp_dir: Path) -> bool:
+    """Whether TorchServe's worker sockets under `tmp_dir` stay within the AF_UNIX path limit."""
+    return len(str(tmp_dir)) + len(_WORKER_SOCKET_SUFFIX) <= UNIX_SOCKET_PATH_MAX
+
+
+def parse_java_major(version_text: str) -> int | None:
+    """Major version from `java -version` output: '1.8.0_392' -> 8, '17.0.15' -> 17, '21' -> 21."""
+    match = re.search(r'version "(\d+)(?:\.(\d+))?[^"]*"', version_text)
+    if not match:
+        return None
+    major = int(match.group(1))
+    if major == 1 and match.group(2):
+        return int(match.group(2))
+    return major
+
+
+def default_torch_threads(workers: int, cpu_count: int | None) -> int:
+    """Split the CPUs between workers so that they do not oversubscribe the machine."""
+    return max(1, (cpu_count or 1) // max(1, workers))
+
+
+def handler_metadata(
+    *, artifact_format: str, input_shape: tuple[int, ...], num_classes: int, torch_threads: int
+) -> dict[str, Any]:
+    """What our handler needs to know about the serialized file, shipped inside the archive."""
+    return {
+        "format": artifact_format,
+        "input_shape": list(input_shape),
+        "num_classes": num_classes,
+        "torch_threads": torch_threads,
+    }

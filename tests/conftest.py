@@ -1,0 +1,43 @@
+"""Shared fixtures: paths and a helper to write scenario files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def scenario_dict(**overrides: Any) -> dict[str, Any]:
+    """A small valid scenario as a dict; tests override pieces of it."""
+    data: dict[str, Any] = {
+        "name": "tiny",
+        "model": {"framework": "torch", "source": "builtin:mlp"},
+        "variants": [
+            {
+                "name": "pruned-int8",
+                "steps": [
+                    {"recipe": "torch.prune", "params": {"amount": 0.5, "scope": "global"}},
+                    {"recipe": "torch.int8", "params": {"mode": "weight_only"}},
+                ],
+            },
+        ],
+        "serving": {"target": "inprocess", "workers": 1},
+        "load": {"users": 2, "warmup_s": 0.5, "measure_s": 1.5},
+        "gates": {"latency_p95_ms": "+200%", "accuracy": "-0.01 abs", "error_rate": 0},
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture
+def write_scenario(tmp_path: Path):
+    def write(data: dict[str, Any], name: str = "scenario.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return write

@@ -1,0 +1,46 @@
+"""The gate as a CI user sees it: exit 0 against a fresh baseline, exit 1 against a faster one."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import scenario_dict
+from tests.e2e.helpers import make_baseline_faster, report_path, run_cli
+
+
+def test_gate_records_then_passes_then_fails_against_a_much_faster_baseline(write_scenario, tmp_path):
+    scenario = write_scenario(scenario_dict(name="gate-inprocess"))
+    baseline_file = tmp_path / "baselines" / "gate-inprocess.json"
+
+    first = run_cli(scenario, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "recorded as the baseline" in first.stderr
+    assert baseline_file.is_file()
+
+    second = run_cli(scenario, tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "compared with baseline" in second.stderr
+    results = json.loads((report_path(second.stdout).parent / "results.json").read_text())
+    assert results["baseline_status"] == "compared"
+    assert {v["metric"] for v in results["verdicts"]} >= {"latency_p95_ms", "accuracy", "error_rate"}
+
+    make_baseline_faster(baseline_file)
+    tampered = baseline_file.read_bytes()
+    third = run_cli(scenario, tmp_path)
+    assert third.returncode == 1, third.stderr
+    assert "latency_p95_ms" in third.stderr
+    assert "Traceback" not in third.stderr
+    assert baseline_file.read_bytes() == tampered, "a failing run must not touch the stored baseline"
+    assert report_path(third.stdout).is_file(), "the report is written even when gates fail"
+
+
+def test_update_baselines_rewrites_a_faster_baseline_deliberately(write_scenario, tmp_path):
+    scenario = write_scenario(scenario_dict(name="gate-update", variants=[]))
+    baseline_file = tmp_path / "baselines" / "gate-update.json"
+    assert run_cli(scenario, tmp_path).returncode == 0
+    make_baseline_faster(baseline_file)
+
+    updated = run_cli(scenario, tmp_path, "--update-baselines")
+    assert updated.returncode == 0, updated.stderr
+    assert "baseline rewritten" in updated.stderr
+    assert run_cli(scenario, tmp_path).returncode == 0

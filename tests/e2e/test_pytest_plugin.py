@@ -1,0 +1,66 @@
+"""`pytest scenarios/` runs each scenario as a test that fails when a gate fails."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import yaml
+
+from tests.conftest import ROOT, scenario_dict
+from tests.e2e.helpers import make_baseline_faster
+
+
+def _pytest(scenarios, tmp_path, *extra):
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(scenarios),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--harness-reports-dir",
+            str(tmp_path / "reports"),
+            "--harness-baselines-dir",
+            str(tmp_path / "baselines"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+
+
+def test_scenarios_are_collected_and_gate_failures_fail_the_test(tmp_path):
+    scenarios = tmp_path / "scenarios"
+    scenarios.mkdir()
+    (scenarios / "plugin.yaml").write_text(yaml.safe_dump(scenario_dict(name="plugin", variants=[])))
+    (scenarios / "not-a-scenario.yaml").write_text("just: data\n")
+
+    first = _pytest(scenarios, tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "1 passed" in first.stdout
+
+    make_baseline_faster(tmp_path / "baselines" / "plugin.json")
+    second = _pytest(scenarios, tmp_path)
+    assert second.returncode == 1
+    assert "reference: latency_p95_ms" in second.stdout
+    assert "1 failed" in second.stdout
+
+    updated = _pytest(scenarios, tmp_path, "--update-baselines")
+    assert updated.returncode == 0, updated.stdout
+
+
+def test_repository_scenarios_are_collected_without_running_them():
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "scenarios", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "scenarios/quickstart.yaml::quickstart" in result.stdout

@@ -1,0 +1,81 @@
+"""A short scenario against real TorchServe and real Locust, end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import psutil
+import pytest
+
+from harness.api import run_scenario
+from tests.conftest import scenario_dict
+from tests.e2e.helpers import make_baseline_faster, report_path, run_cli
+
+pytestmark = [
+    pytest.mark.torchserve,
+    pytest.mark.skipif(
+        shutil.which("java") is None,
+        reason="TorchServe needs Java 17: apt-get install openjdk-17-jre-headless",
+    ),
+]
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if text in cmdline:
+            found.append(f"{proc.info['pid']}: {cmdline[:200]}")
+    return found
+
+
+def test_torchserve_scenario_measures_every_variant_and_leaves_no_process(write_scenario, tmp_path):
+    data = scenario_dict(
+        name="ts-e2e",
+        serving={"target": "torchserve", "workers": 1, "batch_size": 4, "max_batch_delay_ms": 2},
+        load={"users": 2, "warmup_s": 1, "measure_s": 3},
+    )
+    scenario = write_scenario(data)
+    result = run_scenario(scenario, reports_dir=tmp_path / "reports", baselines_dir=tmp_path / "baselines")
+
+    assert [v.name for v in result.variants] == ["reference", "pruned-int8"]
+    for variant in result.variants:
+        m = variant.metrics
+        # the served artifact through TorchServe must classify exactly like the same file in-process
+        assert m["accuracy"] == pytest.approx(m["accuracy_inprocess"], abs=1e-9), variant.name
+        assert m["accuracy"] > 0.9
+        assert m["request_count"] > 20
+        assert m["error_rate"] == 0
+        assert variant.failures.get("connection", 0) == 0
+        assert m["latency_p50_ms"] <= m["latency_p95_ms"] <= m["latency_max_ms"]
+        assert m["throughput_rps"] > 0
+    pruned = result.variants[1].metrics
+    assert pruned["sparsity"] >= 0.45
+    assert pruned["model_size_gzip_bytes"] < result.variants[0].metrics["model_size_gzip_bytes"]
+
+    assert result.target["target"] == "torchserve"
+    assert result.baseline_status == "recorded"
+    run_dir = tmp_path / "reports" / result.run_id
+    assert (run_dir / "index.html").is_file()
+    assert json.loads((run_dir / "results.json").read_text())["run_id"] == result.run_id
+    assert any(run_dir.glob("variants/*/serving/**/*.log")), "server logs are kept in the run folder"
+    assert _processes_mentioning(str(tmp_path)) == [], "TorchServe or Locust outlived the run"
+
+
+def test_torchserve_gate_fails_against_a_much_faster_baseline(write_scenario, tmp_path):
+    data = scenario_dict(
+        name="ts-gate",
+        variants=[],
+        serving={"target": "torchserve"},
+        load={"users": 2, "warmup_s": 1, "measure_s": 2},
+    )
+    scenario = write_scenario(data)
+    assert run_cli(scenario, tmp_path).returncode == 0
+    make_baseline_faster(tmp_path / "baselines" / "ts-gate.json")
+
+    result = run_cli(scenario, tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "latency_p95_ms" in result.stderr
+    assert report_path(result.stdout).is_file()
+    assert _processes_mentioning(str(tmp_path)) == []

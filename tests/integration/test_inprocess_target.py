@@ -1,0 +1,145 @@
+"""The in-process target serves the exported artifact itself, safely from many threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from harness.compression.torch.export import TorchArtifactRunner, export_module
+from harness.compression.torch.int8 import TorchInt8Recipe
+from harness.errors import RunError, UserError
+from harness.models.digits import load_digits_split
+from harness.models.torch_mlp import get_reference_mlp
+from harness.scenario.schema import ServingSpec
+from harness.serving.inprocess import InProcessTarget
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_digits_split(seed=0)
+
+
+@pytest.fixture(scope="module")
+def artifacts(data, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("inprocess")
+    module = get_reference_mlp(data, seed=0, cache_root=root / "cache").module
+    reference, _ = export_module(module, root / "reference", input_shape=(64,), num_classes=10)
+    quantized_module, _ = TorchInt8Recipe({"mode": "dynamic"}).apply(module)
+    quantized, _ = export_module(quantized_module, root / "int8", input_shape=(64,), num_classes=10)
+    return {"reference": reference, "int8_dynamic": quantized}
+
+
+def spec(**overrides: Any) -> ServingSpec:
+    return ServingSpec(**{"target": "inprocess", **overrides})
+
+
+@pytest.mark.parametrize("name", ["reference", "int8_dynamic"])
+def test_predictions_equal_the_artifacts_own_labels(data, artifacts, tmp_path: Path, name: str) -> None:
+    expected = TorchArtifactRunner(artifacts[name]).predict_labels(data.x_test)
+    with InProcessTarget(spec(), tmp_path) as target:
+        target.start(artifacts[name])
+        got = target.predict(data.x_test)
+    assert got.dtype == np.int64
+    assert np.array_equal(got, expected)
+    assert (expected == data.y_test).mean() > 0.9
+
+
+def test_concurrent_single_example_calls_match_serial_predictions(data, artifacts, tmp_path: Path) -> None:
+    artifact = artifacts["int8_dynamic"]
+    expected = TorchArtifactRunner(artifact).predict_labels(data.x_test)
+    with InProcessTarget(spec(workers=2), tmp_path) as target:
+        target.start(artifact)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            got = list(pool.map(lambda i: target.predict(data.x_test[i : i + 1])[0], range(len(data.x_test))))
+    assert np.array_equal(np.asarray(got), expected)
+
+
+class SlowRunner:
+    """Stands in for the model to count how many predictions run at the same moment."""
+
+    def __init__(self) -> None:
+        self.active = self.peak = 0
+        self.lock = threading.Lock()
+
+    def predict_labels(self, batch: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        time.sleep(0.02)
+        with self.lock:
+            self.active -= 1
+        return np.zeros(len(batch), dtype=np.int64)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_cap_how_many_predictions_run_at_once(artifacts, tmp_path: Path, workers: int) -> None:
+    with InProcessTarget(spec(workers=workers), tmp_path) as target:
+        target.start(artifacts["reference"])
+        slow = SlowRunner()
+        target._runner = slow
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            list(pool.map(lambda _: target.predict(np.zeros((1, 64), np.float32)), range(24)))
+    assert slow.peak == workers
+
+
+def test_has_no_endpoint_and_describes_itself_as_serverless(artifacts, tmp_path: Path) -> None:
+    with InProcessTarget(spec(workers=2), tmp_path) as target:
+        target.start(artifacts["reference"])
+        assert target.endpoint is None
+        info = target.describe()
+    assert info["target"] == "inprocess"
+    assert info["mode"] == "in-process, no server"
+    assert info["workers"] == 2
+    assert info["intra_op_threads"] == 1
+    assert info["artifact_format"] == "torch.export"
+    assert info["torch_version"] == torch.__version__
+
+
+def test_start_sets_intra_op_threads_and_stop_restores_them(artifacts, tmp_path: Path) -> None:
+    before = torch.get_num_threads()
+    wanted = 2 if before == 1 else 1
+    target = InProcessTarget(spec(options={"intra_op_threads": wanted}), tmp_path)
+    target.start(artifacts["reference"])
+    try:
+        assert torch.get_num_threads() == wanted
+    finally:
+        target.stop()
+    assert torch.get_num_threads() == before
+    target.stop()  # a second stop is harmless
+    assert torch.get_num_threads() == before
+
+
+def test_predict_outside_start_and_stop_is_a_run_error(artifacts, tmp_path: Path) -> None:
+    target = InProcessTarget(spec(), tmp_path)
+    with pytest.raises(RunError, match="not started"):
+        target.predict(np.zeros((1, 64), np.float32))
+    target.start(artifacts["reference"])
+    target.stop()
+    with pytest.raises(RunError, match="not started"):
+        target.predict(np.zeros((1, 64), np.float32))
+
+
+def test_missing_artifact_fails_start_and_leaves_threads_alone(artifacts, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    before = torch.get_num_threads()
+    gone = replace(artifacts["reference"], path=tmp_path / "gone.pt2")
+    with InProcessTarget(spec(), tmp_path) as target, pytest.raises(RunError, match="not found"):
+        target.start(gone)
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"threads": 2}, "unknown option"), ({"intra_op_threads": 0}, "integer >= 1")],
+)
+def test_bad_options_are_user_errors(tmp_path: Path, options: dict[str, Any], message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        InProcessTarget(spec(options=options), tmp_path)

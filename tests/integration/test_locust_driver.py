@@ -1,0 +1,203 @@
+"""LocustDriver with a real Locust subprocess against small stdlib HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.errors import RunError
+from harness.load.locust_driver import LocustDriver
+from harness.scenario.schema import LoadSpec
+from harness.serving.base import HttpEndpoint
+from harness.serving.process import free_port
+
+PATH = "/predictions/tiny"
+TOKEN = "Bearer test-token"
+# row i is [i, i, i, i]: the server can tell which rows it was sent
+INSTANCES = np.repeat(np.arange(7, dtype=np.float32)[:, None], 4, axis=1)
+
+# (request number, parsed instances) -> (status, body bytes)
+Behaviour = Callable[[int, list[list[float]]], tuple[int, bytes]]
+
+
+def predictions_for(instances: list[list[float]]) -> bytes:
+    return json.dumps({"predictions": [int(row[0]) for row in instances]}).encode()
+
+
+class CountingServer:
+    """A ThreadingHTTPServer whose answers come from `behaviour`; it logs every arrival time."""
+
+    def __init__(self, behaviour: Behaviour, delay_s: float) -> None:
+        self.arrivals: list[float] = []  # time.time() of each request
+        self.rows_seen: set[tuple[float, ...]] = set()
+        self.bad_requests: list[str] = []
+        lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as model servers do
+            disable_nagle_algorithm = True  # else delayed ACKs add 40 ms to each response
+
+            def do_POST(self) -> None:
+                with lock:
+                    number = len(owner.arrivals)
+                    owner.arrivals.append(time.time())
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                instances = json.loads(body)["instances"]
+                with lock:
+                    owner.rows_seen.update(tuple(r) for r in instances)
+                    if self.path != PATH or self.headers.get("Authorization") != TOKEN:
+                        owner.bad_requests.append(f"{self.path} {self.headers.get('Authorization')}")
+                time.sleep(delay_s)
+                status, payload = behaviour(number, instances)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        class QuietServer(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # clients that time out close their socket under a sleeping handler
+
+        self.port = free_port()
+        self.server = QuietServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def endpoint(self) -> HttpEndpoint:
+        return HttpEndpoint(f"http://127.0.0.1:{self.port}", PATH, {"Authorization": TOKEN})
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def http_server() -> Iterator[Callable[..., CountingServer]]:
+    servers: list[CountingServer] = []
+
+    def start(behaviour: Behaviour | None = None, delay_s: float = 0.0) -> CountingServer:
+        server = CountingServer(behaviour or (lambda _n, inst: (200, predictions_for(inst))), delay_s)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_correct_server_gives_exact_latencies_for_the_measure_window_only(
+    http_server: Callable[..., CountingServer], tmp_path: Path
+) -> None:
+    server = http_server(delay_s=0.002)
+    load = LoadSpec(users=2, warmup_s=1.0, measure_s=2.0, request_batch_size=3, timeout_s=5.0)
+    result = LocustDriver().run(server.endpoint, load, INSTANCES, tmp_path)
+
+    assert server.bad_requests == []
+    assert result.generator == "locust"
+    assert result.failure_count == 0, result.failure_examples
+    assert result.ok_count > 50
+    assert result.measure_s == pytest.approx(load.measure_s, abs=0.01)
+    assert result.throughput_rps == pytest.approx(result.ok_count / result.measure_s)
+    # exact timings, not Locust's whole milliseconds
+    assert any(not float(x).is_integer() for x in result.latencies_ms)
+    assert float(np.percentile(result.latencies_ms, 50)) >= 2.0
+    # every row of the example set was sent
+    assert server.rows_seen == {tuple(row) for row in INSTANCES.tolist()}
+    # warm-up (and the trailing second) excluded: what the server saw inside the window,
+    # counted from its first request, matches what the driver counted
+    first = server.arrivals[0]
+
+    def arrived(start: float, end: float) -> int:
+        return sum(first + start <= t < first + end for t in server.arrivals)
+
+    assert result.request_count < len(server.arrivals)
+    assert arrived(load.warmup_s + 0.15, load.warmup_s + load.measure_s - 0.15) <= result.request_count
+    assert result.request_count <= arrived(load.warmup_s - 0.15, load.warmup_s + load.measure_s + 0.15)
+    assert result.client_cpu_percent is not None
+    assert 0 < result.client_cpu_percent < 200
+    assert (tmp_path / "locust.log").exists()
+    assert (tmp_path / "locust_samples.csv").exists()
+
+
+def test_server_errors_and_wrong_payloads_are_counted_by_class(
+    http_server: Callable[..., CountingServer], tmp_path: Path
+) -> None:
+    def mixed(number: int, instances: list[list[float]]) -> tuple[int, bytes]:
+        kind = number % 5
+        if kind == 0:
+            return 500, b'{"error": "boom"}'
+        if kind == 1:
+            return 200, predictions_for(instances)[:-2] + b", 99]}"  # one prediction too many
+        if kind == 2:
+            return 200, b"<html>not json</html>"
+        return 200, predictions_for(instances)
+
+    server = http_server(mixed)
+    load = LoadSpec(users=2, warmup_s=0.5, measure_s=1.5, request_batch_size=2)
+    result = LocustDriver().run(server.endpoint, load, INSTANCES, tmp_path)
+
+    assert result.ok_count > 0
+    assert result.failures["http_status"] > 0
+    assert result.failures["bad_payload"] > 0
+    assert result.failures["connection"] == result.failures["timeout"] == 0
+    assert (
+        result.request_count
+        == result.ok_count + result.failures["http_status"] + result.failures["bad_payload"]
+    )
+    assert result.failures["http_status"] == pytest.approx(result.request_count / 5, rel=0.25)
+    assert result.failures["bad_payload"] == pytest.approx(2 * result.request_count / 5, rel=0.25)
+    examples = "\n".join(result.failure_examples)
+    assert "http_status: HTTP 500" in examples
+    assert "3 predictions for 2 instances" in examples or "not JSON" in examples
+
+
+def test_connection_refused_is_counted_not_raised(tmp_path: Path) -> None:
+    endpoint = HttpEndpoint(f"http://127.0.0.1:{free_port()}", PATH)  # nothing listens there
+    load = LoadSpec(users=2, warmup_s=0.5, measure_s=1.0)
+    result = LocustDriver().run(endpoint, load, INSTANCES, tmp_path)
+
+    assert result.ok_count == 0
+    assert result.failures["connection"] > 0
+    assert result.failure_count == result.failures["connection"]
+    assert "refused" in result.failure_examples[0].lower()
+    assert "no request succeeded in the measure window" in result.warnings
+
+
+def test_requests_slower_than_the_timeout_are_counted_as_timeouts(
+    http_server: Callable[..., CountingServer], tmp_path: Path
+) -> None:
+    server = http_server(delay_s=0.4)
+    load = LoadSpec(users=2, warmup_s=0.5, measure_s=1.5, timeout_s=0.15)
+    result = LocustDriver().run(server.endpoint, load, INSTANCES, tmp_path)
+
+    assert result.ok_count == 0
+    assert result.failures["timeout"] > 0
+    assert result.failure_count == result.failures["timeout"]
+
+
+def test_a_broken_locustfile_raises_run_error_with_the_log_tail(
+    http_server: Callable[..., CountingServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.load import locust_driver
+
+    monkeypatch.setattr(locust_driver, "LOCUSTFILE_NAME", "__init__.py")  # defines no User class
+    server = http_server()
+    with pytest.raises(RunError, match=r"locust failed \(exit code [1-9]"):
+        LocustDriver().run(server.endpoint, LoadSpec(warmup_s=0.5, measure_s=0.5), INSTANCES, tmp_path)
+    assert server.arrivals == []

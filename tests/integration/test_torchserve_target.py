@@ -1,0 +1,322 @@
+"""TorchServeTarget against a real TorchServe (Java 17) serving a tiny exported torch model."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import psutil
+import pytest
+import requests
+import torch
+
+from harness.artifacts import ServedArtifact
+from harness.errors import RunError
+from harness.scenario.schema import ServingSpec
+from harness.serving.torchserve import TorchServeTarget, find_java
+
+
+def _java_problem() -> str | None:
+    try:
+        find_java()
+    except RunError as exc:
+        return str(exc)
+    return None
+
+
+pytestmark = [
+    pytest.mark.torchserve,
+    pytest.mark.skipif(_java_problem() is not None, reason=str(_java_problem())),
+]
+
+
+def _tiny_model() -> torch.nn.Module:
+    gen = torch.Generator().manual_seed(1234)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 10))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.randn(10, 64, generator=gen))
+        model[0].bias.copy_(torch.randn(10, generator=gen))
+    return model.eval()
+
+
+def _expected_labels(model: torch.nn.Module, rows: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(rows)).argmax(dim=1).numpy()
+
+
+def _export_pt2(model: torch.nn.Module, path: Path) -> ServedArtifact:
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(model, (torch.randn(4, 64),), dynamic_shapes={"input": {0: batch}})
+    torch.export.save(program, path)
+    return ServedArtifact(
+        path=path, framework="torch", format="torch.export", input_shape=(64,), num_classes=10
+    )
+
+
+def _rows(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, 64)).astype(np.float32)
+
+
+def _server_processes(target: TorchServeTarget) -> list[psutil.Process]:
+    leader = psutil.Process(target._process.pid)
+    return [leader, *leader.children(recursive=True)]
+
+
+def _alive(procs: list[psutil.Process]) -> list[str]:
+    alive = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{proc.pid} {proc.name()}")
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def _java_mentioning(text: str) -> list[str]:
+    found = []
+    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if text in cmdline and proc.info["pid"] != os.getpid():
+            found.append(f"{proc.info['pid']} {proc.info['name']}: {cmdline[:160]}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    return _tiny_model()
+
+
+@pytest.fixture(scope="module")
+def served(model, tmp_path_factory):
+    """One server shared by the tests that only talk to it: batching on, generous delay."""
+    base = tmp_path_factory.mktemp("ts-shared")
+    artifact = _export_pt2(model, base / "model.pt2")
+    spec = ServingSpec(
+        target="torchserve", workers=1, batch_size=8, max_batch_delay_ms=100, startup_timeout_s=120
+    )
+    with TorchServeTarget(spec, base / "run") as target:
+        target.start(artifact)
+        yield target
+
+
+def test_predictions_through_server_match_in_process_argmax_and_nothing_survives_teardown(model, tmp_path):
+    artifact = _export_pt2(model, tmp_path / "model.pt2")
+    spec = ServingSpec(
+        target="torchserve", workers=1, batch_size=4, max_batch_delay_ms=5, startup_timeout_s=120
+    )
+    rows = _rows(100, seed=7)
+    with TorchServeTarget(spec, tmp_path / "run") as target:
+        target.start(artifact)
+        procs = _server_processes(target)
+        assert any(p.name().startswith("java") for p in procs), "java runs inside our process group"
+        got = target.predict(rows)  # 100 rows -> two requests of at most 64
+        assert target.startup_s is not None
+    np.testing.assert_array_equal(got, _expected_labels(model, rows))
+    assert got.dtype == np.int64
+    assert _alive(procs) == []
+    assert _java_mentioning(str(tmp_path)) == []
+    assert (tmp_path / "run" / "torchserve" / "logs" / "ts_log.log").is_file()
+
+
+def test_batching_settings_reach_the_server(served):
+    mgmt = served.describe()["management_url"]
+    (model,) = requests.get(f"{mgmt}/models/model", timeout=5).json()
+    assert model["batchSize"] == 8
+    assert model["maxBatchDelay"] == 100
+    assert model["minWorkers"] == model["maxWorkers"] == 1
+    assert [w["status"] for w in model["workers"]] == ["READY"]
+    assert served.describe()["server_reported"]["batchSize"] == 8
+
+
+def test_every_listener_is_on_loopback_and_token_auth_is_off(served):
+    facts = served.describe()
+    assert facts["token_auth"] == "disabled (bound to 127.0.0.1)"
+    assert facts["torchserve_version"] == "0.12.0"
+    listening = {
+        (c.laddr.ip, c.laddr.port)
+        for p in _server_processes(served)
+        for c in p.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN
+    }
+    assert {port for _, port in listening} == set(facts["ports"].values())
+    assert {ip.removeprefix("::ffff:") for ip, _ in listening} == {"127.0.0.1"}
+    # no Authorization header, and still answered: token authorization is disabled
+    assert requests.get(f"{facts['management_url']}/models", timeout=5).status_code == 200
+    assert served.endpoint.base_url == facts["inference_url"]
+    assert served.endpoint.path == "/predictions/model"
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_rows_back(served, model):
+    url = served.endpoint.base_url + served.endpoint.path
+    chunks = [_rows(n, seed=100 + n) for n in (1, 3, 5, 2, 7, 4)]
+    answers: dict[int, requests.Response] = {}
+
+    def post(i: int) -> None:
+        answers[i] = requests.post(url, json={"instances": chunks[i].tolist()}, timeout=30)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(chunks))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, chunk in enumerate(chunks):
+        assert answers[i].status_code == 200, answers[i].text
+        assert answers[i].json()["predictions"] == _expected_labels(model, chunk).tolist()
+    # our handler logs the size of every server-side batch it is handed
+    model_log = Path(served.describe()["logs"]["model_log"]).read_text()
+    sizes = [int(n) for n in re.findall(r"harness batch: (\d+) requests", model_log)]
+    assert max(sizes) > 1, f"no server-side batch formed: {sizes}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b'{"x": 1}',
+        b'{"instances": []}',
+        b'{"instances": [[1, 2, 3]]}',
+        b'{"instances": [["a"]]}',
+    ],
+)
+def test_malformed_request_gets_400_and_the_worker_keeps_serving(served, body, model):
+    url = served.endpoint.base_url + served.endpoint.path
+    resp = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=30)
+    assert resp.status_code == 400
+    assert "error" in resp.json()
+    rows = _rows(3, seed=1)
+    np.testing.assert_array_equal(served.predict(rows), _expected_labels(model, rows))
+
+
+def test_malformed_request_in_a_server_batch_does_not_fail_its_neighbours(served, model):
+    url = served.endpoint.base_url + served.endpoint.path
+    good = _rows(2, seed=3)
+    bodies = [json.dumps({"instances": good.tolist()}).encode(), b'{"instances": "nope"}'] * 3
+    answers: dict[int, requests.Response] = {}
+
+    def post(i: int) -> None:
+        answers[i] = requests.post(
+            url, data=bodies[i], headers={"Content-Type": "application/json"}, timeout=30
+        )
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(len(bodies)):
+        if i % 2 == 0:
+            assert answers[i].status_code == 200, answers[i].text
+            assert answers[i].json()["predictions"] == _expected_labels(model, good).tolist()
+        else:
+            assert answers[i].status_code == 400
+
+
+def test_corrupt_pt2_fails_start_with_log_text_and_leaves_no_process(tmp_path):
+    broken = tmp_path / "broken.pt2"
+    broken.write_bytes(b"this is not a torch.export archive")
+    artifact = ServedArtifact(
+        path=broken, framework="torch", format="torch.export", input_shape=(64,), num_classes=10
+    )
+    spec = ServingSpec(target="torchserve", startup_timeout_s=120)
+    target = TorchServeTarget(spec, tmp_path / "run")
+    with pytest.raises(RunError) as info:
+        target.start(artifact)
+    message = str(info.value)
+    assert "torchserve" in message
+    assert "Traceback" in message or "exited" in message
+    assert "torchserve-console.log" in message
+    assert _java_mentioning(str(tmp_path)) == []
+    target.stop()  # still safe after a failed start
+
+
+def test_start_retries_once_with_fresh_ports_when_a_picked_port_was_taken(model, tmp_path, monkeypatch):
+    import harness.serving.torchserve as torchserve_module
+    from harness.serving.process import free_port
+
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        taken = blocker.getsockname()[1]
+        first = iter([taken])
+        monkeypatch.setattr(torchserve_module, "free_port", lambda: next(first, None) or free_port())
+        artifact = _export_pt2(model, tmp_path / "model.pt2")
+        with TorchServeTarget(ServingSpec(target="torchserve"), tmp_path / "run") as target:
+            target.start(artifact)
+            assert taken not in target.ports.as_dict().values()
+            assert target.predict(_rows(1, seed=0)).shape == (1,)
+    logs = tmp_path / "run" / "torchserve" / "logs"
+    assert "Address already in use" in (logs / "torchserve-console.1.log").read_text()
+    assert _java_mentioning(str(tmp_path)) == []
+
+
+# TorchScript is deprecated in torch 2.13 but still a supported artifact format; we only build one here
+@pytest.mark.filterwarnings("ignore:`torch.jit.(trace|trace_method|save)` is deprecated:DeprecationWarning")
+def test_torchscript_artifact_is_served_too(model, tmp_path):
+    path = tmp_path / "model.pt"
+    torch.jit.save(torch.jit.trace(model, torch.randn(2, 64)), str(path))
+    artifact = ServedArtifact(
+        path=path, framework="torch", format="torchscript", input_shape=(64,), num_classes=10
+    )
+    rows = _rows(20, seed=11)
+    spec = ServingSpec(target="torchserve", startup_timeout_s=120)
+    with TorchServeTarget(spec, tmp_path / "run") as target:
+        target.start(artifact)
+        np.testing.assert_array_equal(target.predict(rows), _expected_labels(model, rows))
+    assert _java_mentioning(str(tmp_path)) == []
+
+
+def test_torchao_quantized_program_is_served_like_the_same_file_in_process(tmp_path):
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    model.load_state_dict(
+        {
+            k: torch.randn(v.shape, generator=torch.Generator().manual_seed(5))
+            for k, v in model.state_dict().items()
+        }
+    )
+    quantize_(model.eval(), Int8DynamicActivationInt8WeightConfig())
+    artifact = _export_pt2(model, tmp_path / "int8.pt2")
+    rows = _rows(100, seed=13)
+    with torch.no_grad():
+        in_process = torch.export.load(artifact.path).module()(torch.from_numpy(rows)).argmax(dim=1).numpy()
+    spec = ServingSpec(target="torchserve", startup_timeout_s=120)
+    with TorchServeTarget(spec, tmp_path / "run") as target:
+        target.start(artifact)
+        np.testing.assert_array_equal(target.predict(rows), in_process)
+    assert _java_mentioning(str(tmp_path)) == []
+
+
+def test_handler_splits_a_batch_of_requests_back_in_order(model, tmp_path):
+    from harness.serving import torchserve_handler
+
+    _export_pt2(model, tmp_path / "model.pt2")
+    (tmp_path / "harness_model.json").write_text(
+        json.dumps({"format": "torch.export", "input_shape": [64], "num_classes": 10, "torch_threads": 1})
+    )
+    statuses: dict[int, int] = {}
+    context = SimpleNamespace(
+        system_properties={"model_dir": str(tmp_path)},
+        manifest={"model": {"serializedFile": "model.pt2"}},
+        set_response_status=lambda code, phrase, idx: statuses.__setitem__(idx, code),
+    )
+    handler = torchserve_handler.FeatureVectorHandler()
+    handler.initialize(context)
+    a, b = _rows(3, seed=21), _rows(2, seed=22)
+    data = [
+        {"body": {"instances": a.tolist()}},
+        {"body": b"{broken"},
+        {"body": json.dumps({"instances": b.tolist()}).encode()},
+    ]
+    out = handler.handle(data, context)
+    assert out[0] == {"predictions": _expected_labels(model, a).tolist()}
+    assert "not JSON" in out[1]["error"]
+    assert out[2] == {"predictions": _expected_labels(model, b).tolist()}
+    assert statuses == {1: 400}

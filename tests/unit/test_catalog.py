@@ -1,0 +1,125 @@
+"""The metric catalog and latency percentiles."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from harness.metrics.catalog import METRICS, format_bytes, format_value, get_metric
+from harness.metrics.latency import latency_summary
+
+EXPECTED_DIRECTION = {
+    "latency_p50_ms": "lower",
+    "latency_p90_ms": "lower",
+    "latency_p95_ms": "lower",
+    "latency_p99_ms": "lower",
+    "latency_max_ms": "lower",
+    "latency_mean_ms": "lower",
+    "throughput_rps": "higher",
+    "error_rate": "lower",
+    "accuracy": "higher",
+    "accuracy_inprocess": "higher",
+    "model_size_bytes": "lower",
+    "model_size_gzip_bytes": "lower",
+    "sparsity": "higher",
+    "param_count": "lower",
+    "client_cpu_percent": "lower",
+    "request_count": "higher",
+}
+
+
+def test_catalog_declares_every_metric_with_its_direction():
+    assert {name: spec.better for name, spec in METRICS.items()} == EXPECTED_DIRECTION
+
+
+def test_catalog_entries_are_keyed_by_their_own_name_and_described():
+    for name, spec in METRICS.items():
+        assert spec.name == name
+        assert spec.description
+        assert spec.unit
+
+
+def test_latency_metric_names_carry_their_unit():
+    for name, spec in METRICS.items():
+        if spec.unit == "ms":
+            assert name.endswith("_ms")
+
+
+def test_get_metric_lists_known_names_for_an_unknown_one():
+    with pytest.raises(ValueError, match=r"unknown metric 'latency_p42'.*latency_p95_ms"):
+        get_metric("latency_p42")
+
+
+def test_is_worse_follows_the_direction():
+    assert METRICS["latency_p95_ms"].is_worse(3.0, 2.0)
+    assert not METRICS["latency_p95_ms"].is_worse(1.0, 2.0)
+    assert METRICS["accuracy"].is_worse(0.9, 0.95)
+    assert not METRICS["accuracy"].is_worse(0.99, 0.95)
+
+
+def test_latency_summary_matches_numpy_linear_percentiles():
+    rng = np.random.default_rng(1)
+    samples = rng.lognormal(1.0, 0.5, size=997).tolist()
+    summary = latency_summary(samples)
+    for key, p in (
+        ("latency_p50_ms", 50),
+        ("latency_p90_ms", 90),
+        ("latency_p95_ms", 95),
+        ("latency_p99_ms", 99),
+    ):
+        assert summary[key] == pytest.approx(float(np.percentile(samples, p)))
+    assert summary["latency_max_ms"] == max(samples)
+    assert summary["latency_mean_ms"] == pytest.approx(sum(samples) / len(samples))
+
+
+def test_latency_summary_interpolates_between_samples():
+    # rank 0.95 * (4 - 1) = 2.85 -> 30 + 0.85 * (40 - 30)
+    assert latency_summary([10.0, 20.0, 30.0, 40.0])["latency_p95_ms"] == pytest.approx(38.5)
+
+
+def test_latency_summary_of_no_samples_has_no_latency_keys():
+    assert latency_summary([]) == {}
+
+
+def test_latency_summary_returns_plain_floats():
+    summary = latency_summary([1.0, 2.0, 3.0])
+    assert all(type(v) is float for v in summary.values())
+    assert set(summary) == {
+        "latency_p50_ms",
+        "latency_p90_ms",
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "latency_max_ms",
+        "latency_mean_ms",
+    }
+
+
+@pytest.mark.parametrize("bad", [[1.0, math.nan], [1.0, math.inf], [-1.0, 2.0]])
+def test_latency_summary_rejects_impossible_samples(bad):
+    with pytest.raises(ValueError, match="latencies"):
+        latency_summary(bad)
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "text"),
+    [
+        ("latency_p95_ms", 3.4149, "3.41 ms"),
+        ("accuracy", 0.975, "97.50 %"),
+        ("throughput_rps", 1234.56, "1,235 req/s"),
+        ("throughput_rps", 98.76, "98.8 req/s"),
+        ("param_count", 8906, "8,906"),
+        ("model_size_bytes", 812, "812 B"),
+        ("model_size_bytes", 34_000, "33.2 KiB"),
+        ("client_cpu_percent", 41.52, "41.5 %"),
+        ("accuracy", None, "-"),
+    ],
+)
+def test_format_value_shows_units(metric, value, text):
+    assert format_value(metric, value) == text
+
+
+def test_format_bytes_uses_binary_units():
+    assert format_bytes(1.5 * 1024 * 1024) == "1.50 MiB"
+    assert format_bytes(3 * 1024**4) == "3072.0 GiB"

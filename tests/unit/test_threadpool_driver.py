@@ -1,0 +1,146 @@
+"""ThreadPoolDriver against fake predict functions: exact latencies, warm-up cut, failure classes."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from harness.errors import RunError
+from harness.load import threadpool_driver
+from harness.load.threadpool_driver import ThreadPoolDriver
+from harness.scenario.schema import LoadSpec
+
+ROWS = np.arange(40, dtype=np.float32).reshape(10, 4)
+
+
+def short_load(**overrides: float) -> LoadSpec:
+    values = {"users": 2, "warmup_s": 0.2, "measure_s": 0.4, "request_batch_size": 1, "timeout_s": 5.0}
+    values.update(overrides)
+    return LoadSpec(**values)
+
+
+class SleepyPredict:
+    """Sleeps, then returns one label per row; counts calls and keeps the batches it saw."""
+
+    def __init__(self, sleep_s: float = 0.002) -> None:
+        self.sleep_s = sleep_s
+        self.calls = 0
+        self.batches: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        with self._lock:
+            self.calls += 1
+            self.batches.append(batch.copy())
+        time.sleep(self.sleep_s)
+        return np.zeros(len(batch), dtype=np.int64)
+
+
+def test_sleeping_predict_gives_exact_latencies_and_no_failures() -> None:
+    load = short_load()
+    result = ThreadPoolDriver().run(SleepyPredict(0.002), load, ROWS)
+
+    assert result.generator == "threadpool"
+    assert result.failure_count == 0
+    assert result.ok_count > 20
+    assert min(result.latencies_ms) >= 2.0
+    assert any(not float(x).is_integer() for x in result.latencies_ms)
+    assert result.measure_s == pytest.approx(load.measure_s)
+    assert result.throughput_rps == pytest.approx(result.ok_count / load.measure_s)
+    # two users each at most one call per 2 ms
+    assert result.ok_count <= load.users * load.measure_s / 0.002 + load.users
+    assert result.client_cpu_percent is not None
+    assert result.client_cpu_percent >= 0
+
+
+def test_warmup_calls_are_not_counted() -> None:
+    predict = SleepyPredict(0.002)
+    load = short_load(warmup_s=0.3, measure_s=0.3)
+    result = ThreadPoolDriver().run(predict, load, ROWS)
+
+    # about half the calls fall in the warm-up; allow generous scheduling noise
+    assert result.request_count < predict.calls * 0.8
+    assert result.request_count > predict.calls * 0.2
+
+
+def test_exceptions_count_as_exception_failures_and_are_kept_as_examples() -> None:
+    calls = iter(range(10**9))
+    lock = threading.Lock()
+
+    def flaky(batch: np.ndarray) -> np.ndarray:
+        with lock:
+            n = next(calls)
+        time.sleep(0.001)
+        if n % 3 == 0:
+            raise ValueError(f"model exploded on call {n}")
+        return np.zeros(len(batch))
+
+    result = ThreadPoolDriver().run(flaky, short_load(), ROWS)
+
+    assert result.failures["exception"] > 0
+    assert result.ok_count > 0
+    assert result.request_count == result.ok_count + result.failures["exception"]
+    assert result.failures["exception"] == pytest.approx(result.request_count / 3, rel=0.3)
+    assert result.failure_examples
+    assert all(e.startswith("exception: ValueError: model exploded") for e in result.failure_examples)
+
+
+def test_wrong_number_of_predictions_counts_as_bad_payload() -> None:
+    def short_by_one(batch: np.ndarray) -> np.ndarray:
+        time.sleep(0.001)
+        return np.zeros(len(batch) - 1)
+
+    result = ThreadPoolDriver().run(short_by_one, short_load(request_batch_size=4), ROWS)
+
+    assert result.ok_count == 0
+    assert result.failures["bad_payload"] == result.request_count > 0
+    assert "3 predictions for 4 instances" in result.failure_examples[0]
+    assert "no call succeeded in the measure window" in result.warnings
+
+
+def test_calls_slower_than_the_timeout_count_as_timeouts() -> None:
+    result = ThreadPoolDriver().run(SleepyPredict(0.06), short_load(users=1, timeout_s=0.05), ROWS)
+
+    assert result.ok_count == 0
+    assert result.failures["timeout"] == result.request_count > 0
+
+
+def test_batches_take_the_next_rows_cycling_over_the_instances() -> None:
+    predict = SleepyPredict(0.0)
+    ThreadPoolDriver().run(
+        predict, short_load(users=1, warmup_s=0.0, measure_s=0.05, request_batch_size=4), ROWS
+    )
+
+    first_column = [int(b[0, 0]) // 4 for b in predict.batches[:3]]
+    assert first_column == [0, 4, 8]
+    assert [int(v) // 4 for v in predict.batches[2][:, 0]] == [8, 9, 0, 1]
+
+
+def test_a_predict_call_that_never_returns_counts_as_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threadpool_driver, "JOIN_SLACK_S", 0.1)
+    release = threading.Event()
+    started = time.perf_counter()
+
+    def hangs_in_window(batch: np.ndarray) -> np.ndarray:
+        if time.perf_counter() - started > 0.35:
+            release.wait(10)
+        time.sleep(0.002)
+        return np.zeros(len(batch))
+
+    try:
+        result = ThreadPoolDriver().run(hangs_in_window, short_load(users=1, timeout_s=0.2), ROWS)
+    finally:
+        release.set()
+
+    assert result.failures["timeout"] == 1
+    assert result.ok_count > 0
+    assert any("had not returned" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (8,)])
+def test_instances_must_be_a_non_empty_2d_array(shape: tuple[int, ...]) -> None:
+    with pytest.raises(RunError, match="2-D"):
+        ThreadPoolDriver().run(SleepyPredict(), short_load(), np.zeros(shape))
