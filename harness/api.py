@@ -48,7 +48,8 @@ def run_scenario(
     with _timed(timings, "load_scenario"):
         scenario = load_scenario(scenario_path)
     run_id = f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{scenario.name}-{secrets.token_hex(2)}"
-    run_dir = Path(reports_dir) / run_id
+    # absolute: servers and Locust run with their own working directories
+    run_dir = (Path(reports_dir) / run_id).resolve()
     (run_dir / "inputs").mkdir(parents=True)
     shutil.copy2(scenario_path, run_dir / "inputs" / scenario_path.name)
 
@@ -72,12 +73,11 @@ def run_scenario(
     target_info: dict[str, Any] = {}
     variants: list[VariantResult] = []
     for variant in scenario.all_variants():
-        result, target_info = _serve_and_measure(
+        measured, target_info = _serve_and_measure(
             scenario, variant.name, prepared[variant.name], data, run_dir, timings, progress
         )
-        variant_steps = [step.model_dump() for step in variant.steps]
-        result.steps = variant_steps
-        variants.append(result)
+        measured.steps = [step.model_dump() for step in variant.steps]
+        variants.append(measured)
 
     from harness.baselines.fingerprint import environment_fingerprint
 

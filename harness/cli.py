@@ -107,7 +107,7 @@ def _print_summary(console: Any, result: Any) -> None:
 
     table = Table(title=f"{result.scenario_name} ({result.run_id})")
     for column in ("variant", "accuracy", "p50 ms", "p95 ms", "req/s", "errors", "size (gzip)", "gates"):
-        table.add_column(column, justify="left" if column == "variant" else "right")
+        table.add_column(column, justify="left" if column == "variant" else "right", no_wrap=True)
     for variant in result.variants:
         m = variant.metrics
         verdicts = [v for v in result.verdicts if v.variant == variant.name]

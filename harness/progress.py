@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 
 class Progress(Protocol):
-    def stage(self, label: str) -> Iterator[None]: ...  # pragma: no cover - protocol
+    def stage(self, label: str) -> AbstractContextManager[None]: ...  # pragma: no cover - protocol
 
     def note(self, message: str) -> None: ...  # pragma: no cover - protocol
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from harness.errors import RunError
 
@@ -49,7 +50,7 @@ class ManagedProcess:
         self.stop_grace_s = stop_grace_s
         self.fatal_markers = tuple(fatal_markers)
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file = None
+        self._log_file: BinaryIO | None = None
 
     @property
     def pid(self) -> int | None:
@@ -160,13 +161,29 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 def _wait_group_gone(pgid: int, *, timeout_s: float) -> None:
+    """Wait until no live process is left in the group.
+
+    Orphaned children (TorchServe's Java and workers) are reaped by PID 1, which in some
+    containers does so only every few seconds; a zombie holds no port or memory, so it counts as gone.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
+        if not _live_members(pgid):
             return
         time.sleep(0.05)
+
+
+def _live_members(pgid: int) -> list[int]:
+    import psutil
+
+    live = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                live.append(proc.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return live
 
 
 def free_port() -> int:

@@ -56,8 +56,9 @@ def export_module(
         "quantized": quantized,
     }
     if quantized:
-        import torchao
+        from harness.compression.torch.quiet_import import import_torchao
 
+        torchao = import_torchao()
         # torch.export.load imports torchao itself; listed so a server image knows it needs it
         extra.update(torchao_version=torchao.__version__, imports=["torchao"])
     artifact = ServedArtifact(

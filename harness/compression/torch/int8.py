@@ -28,7 +28,10 @@ class TorchInt8Recipe(Recipe):
 
     def apply(self, model: Any) -> tuple[Any, StepReport]:
         import torch
-        import torchao
+
+        from harness.compression.torch.quiet_import import import_torchao
+
+        torchao = import_torchao()
         from torchao.quantization import (
             Int8DynamicActivationInt8WeightConfig,
             Int8WeightOnlyConfig,
