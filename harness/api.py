@@ -5,7 +5,6 @@ Heavy frameworks are imported inside the stages that need them, so importing thi
 
 from __future__ import annotations
 
-import json
 import secrets
 import shutil
 import time
@@ -15,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.progress import Progress, SilentProgress
-from harness.results import RunResult, VariantResult
+from harness.results import RunResult, VariantResult, Verdict
 from harness.scenario import Scenario, load_scenario
+from harness.scenario.schema import REFERENCE_VARIANT
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from harness.compression.pipeline import PreparedVariant
     from harness.load.result import LoadResult
@@ -38,7 +38,8 @@ def run_scenario(
 
     Returns the result whether or not gates pass; callers decide the exit code from `result.passed`.
     The baseline file is only written when the run completed and its gates passed (or on
-    `update_baselines`), so a failed or broken run never replaces a good baseline.
+    `update_baselines`), so a failed or broken run never replaces a good baseline. A run that
+    fails part way still writes what it measured (results.json and the report) before re-raising.
     """
     progress = progress or SilentProgress()
     scenario_path = Path(scenario_path)
@@ -53,32 +54,6 @@ def run_scenario(
     (run_dir / "inputs").mkdir(parents=True)
     shutil.copy2(scenario_path, run_dir / "inputs" / scenario_path.name)
 
-    with progress.stage("loading reference data"), _timed(timings, "data"):
-        from harness.models.digits import load_digits_split
-
-        data = load_digits_split(seed=scenario.model.seed)
-
-    prepared: dict[str, PreparedVariant] = {}
-    for variant in scenario.all_variants():
-        with (
-            progress.stage(f"compress + export + evaluate {variant.name}"),
-            _timed(timings, f"prepare:{variant.name}"),
-        ):
-            from harness.compression.pipeline import prepare_variant
-
-            prepared[variant.name] = prepare_variant(
-                scenario.model, variant, scenario_path.parent, run_dir / "variants" / variant.name, data
-            )
-
-    target_info: dict[str, Any] = {}
-    variants: list[VariantResult] = []
-    for variant in scenario.all_variants():
-        measured, target_info = _serve_and_measure(
-            scenario, variant.name, prepared[variant.name], data, run_dir, timings, progress
-        )
-        measured.steps = [step.model_dump() for step in variant.steps]
-        variants.append(measured)
-
     from harness.baselines.fingerprint import environment_fingerprint
 
     result = RunResult(
@@ -88,17 +63,57 @@ def run_scenario(
         started_at=started,
         finished_at="",
         environment=environment_fingerprint(),
-        target=target_info,
-        variants=variants,
+        target={"target": scenario.serving.target},
+        variants=[],
         stage_seconds=timings,
         run_dir=str(run_dir),
     )
-    with progress.stage("comparing with baseline"), _timed(timings, "gate"):
-        compare(result, scenario, Path(baselines_dir), update_baselines=update_baselines)
-    with progress.stage("writing report"), _timed(timings, "report"):
+    try:
+        _measure_variants(result, scenario, scenario_path, run_dir, progress)
+    except BaseException as exc:  # KeyboardInterrupt too: keep what was measured, then stop
+        result.error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+        result.baseline_message = "the run did not complete; the baseline was not touched"
         result.finished_at = _now()
         write_run_outputs(result, run_dir)
+        raise
+
+    with progress.stage("comparing with baseline"), _timed(timings, "gate"):
+        record = compare(result, scenario, Path(baselines_dir), update_baselines=update_baselines)
+    with progress.stage("writing report"), _timed(timings, "report"):
+        result.finished_at = _now()
+        # results first, then the baseline that names this run, then the human-facing files
+        write_run_outputs(result, run_dir, before_report=record)
     return result
+
+
+def _measure_variants(
+    result: RunResult, scenario: Scenario, scenario_path: Path, run_dir: Path, progress: Progress
+) -> None:
+    """Prepare every variant (compress, export, evaluate), then serve and load each in turn."""
+    timings = result.stage_seconds
+    with progress.stage("loading reference data"), _timed(timings, "data"):
+        from harness.models.digits import load_digits_split
+
+        data = load_digits_split(seed=scenario.model.seed)
+
+    from harness.compression.pipeline import prepare_variant
+
+    prepared: dict[str, PreparedVariant] = {}
+    for variant in scenario.all_variants():
+        label = f"compress + export + evaluate {variant.name}"
+        with progress.stage(label), _timed(timings, f"prepare:{variant.name}"):
+            prepared[variant.name] = prepare_variant(
+                scenario.model, variant, scenario_path.parent, run_dir / "variants" / variant.name, data
+            )
+
+    for variant in scenario.all_variants():
+        measured = _serve_and_measure(
+            scenario, variant.name, prepared[variant.name], data, run_dir, timings, progress
+        )
+        measured.steps = [step.model_dump() for step in variant.steps]
+        result.variants.append(measured)
+        if variant.name == REFERENCE_VARIANT:
+            result.target = measured.serving
 
 
 def _serve_and_measure(
@@ -109,30 +124,25 @@ def _serve_and_measure(
     run_dir: Path,
     timings: dict[str, float],
     progress: Progress,
-) -> tuple[VariantResult, dict[str, Any]]:
+) -> VariantResult:
     """Start the target on the variant's artifact, check accuracy through it, then drive load."""
     from harness.metrics.accuracy import accuracy
     from harness.metrics.latency import latency_summary
     from harness.serving.registry import TARGETS
 
-    target_cls = TARGETS.resolve(scenario.serving.target)
+    target_name = scenario.serving.target
     variant_dir = run_dir / "variants" / name
     load = scenario.load
-    with target_cls(scenario.serving, variant_dir / "serving") as target:
-        with (
-            progress.stage(f"starting {scenario.serving.target} for {name}"),
-            _timed(timings, f"serve_start:{name}"),
-        ):
+    with TARGETS.resolve(target_name)(scenario.serving, variant_dir / "serving") as target:
+        with progress.stage(f"starting {target_name} for {name}"), _timed(timings, f"serve_start:{name}"):
             target.start(prepared.artifact)
-        with (
-            progress.stage(f"accuracy of {name} through {scenario.serving.target}"),
-            _timed(timings, f"accuracy_served:{name}"),
-        ):
+        label = f"accuracy of {name} through {target_name}"
+        with progress.stage(label), _timed(timings, f"accuracy_served:{name}"):
             served_accuracy = accuracy(target.predict(data.x_test), data.y_test)
         label = f"load {name}: {load.users} users, {load.warmup_s:g}s warm-up + {load.measure_s:g}s measured"
         with progress.stage(label), _timed(timings, f"load:{name}"):
             load_result = _drive_load(target, scenario, data, variant_dir / "load")
-        info = target.describe()
+    serving_facts = target.describe()  # after teardown, so it includes how long that took
 
     metrics: dict[str, float] = dict(prepared.metrics)
     metrics["accuracy"] = served_accuracy
@@ -142,24 +152,21 @@ def _serve_and_measure(
     metrics["request_count"] = float(load_result.request_count)
     if load_result.client_cpu_percent is not None:
         metrics["client_cpu_percent"] = load_result.client_cpu_percent
-    warnings = list(load_result.warnings)
-    if load_result.ok_count == 0:
-        warnings.append("no request succeeded in the measurement window")
+    warnings = [*prepared.warnings, *load_result.warnings]
     for warning in warnings:
         progress.note(f"{name}: {warning}")
-    return (
-        VariantResult(
-            name=name,
-            steps=[],
-            metrics=metrics,
-            compression=prepared.compression,
-            failures=dict(load_result.failures),
-            failure_examples=list(load_result.failure_examples),
-            latencies_ms=list(load_result.latencies_ms),
-            artifact=str(prepared.artifact.path.relative_to(run_dir)),
-            warnings=warnings,
-        ),
-        info,
+    return VariantResult(
+        name=name,
+        steps=[],
+        metrics=metrics,
+        compression=prepared.compression,
+        failures=dict(load_result.failures),
+        failure_examples=list(load_result.failure_examples),
+        latencies_ms=list(load_result.latencies_ms),
+        artifact=str(prepared.artifact.path.relative_to(run_dir)),
+        warnings=warnings,
+        serving=serving_facts,
+        details={"base_model": prepared.base, "stage_seconds": prepared.stage_seconds, **prepared.details},
     )
 
 
@@ -174,12 +181,16 @@ def _drive_load(target: Any, scenario: Scenario, data: DigitsSplit, load_dir: Pa
     return LocustDriver().run(endpoint, scenario.load, data.x_test, load_dir)
 
 
-def compare(result: RunResult, scenario: Scenario, baselines_dir: Path, *, update_baselines: bool) -> None:
-    """Gate the result against the stored baseline for this environment, or record one.
+def compare(
+    result: RunResult, scenario: Scenario, baselines_dir: Path, *, update_baselines: bool
+) -> Callable[[], object] | None:
+    """Gate the result against the stored baseline for this environment and configuration.
 
     A first run on a new environment fingerprint records instead of comparing (limits written as
-    bare numbers, like `error_rate: 0`, still apply). A baseline is written only when every verdict
-    passed, or when the user asks for it with `update_baselines`.
+    bare numbers, like `error_rate: 0`, still apply). A variant is only compared with a baseline
+    measured under the same settings (model, steps, serving, load). A baseline is written only
+    when every verdict passed, or when the user asks with `update_baselines`; the write is
+    returned as a callable for the caller to run once results.json is safely on disk.
     """
     from harness.baselines.fingerprint import fingerprint_id
     from harness.baselines.store import FileBaselineStore, variant_metrics
@@ -187,10 +198,11 @@ def compare(result: RunResult, scenario: Scenario, baselines_dir: Path, *, updat
 
     store = FileBaselineStore(baselines_dir)
     fp = fingerprint_id(result.environment)
+    configs = variant_config_ids(scenario)
     current = {v.name: v.metrics for v in result.variants}
     entry = None if update_baselines else store.load(scenario.name, fp)
-    baseline = variant_metrics(entry) if entry else None
-    result.verdicts = evaluate(dict(scenario.gates), current, baseline)
+    baseline = variant_metrics(entry, configs) if entry else None
+    result.verdicts = [*_dead_variant_verdicts(result), *evaluate(dict(scenario.gates), current, baseline)]
     where = store.path_for(scenario.name)
 
     if entry is not None:
@@ -200,13 +212,16 @@ def compare(result: RunResult, scenario: Scenario, baselines_dir: Path, *, updat
         )
         missing = sorted(set(current) - set(baseline or {}))
         if missing:
-            result.baseline_message += f"; no baseline yet for variant(s) {', '.join(missing)}"
-        return
+            result.baseline_message += (
+                f"; variant(s) {', '.join(missing)} have no baseline under these settings (new variant, or "
+                "model, steps, serving or load changed): run with --update-baselines to record them"
+            )
+        return None
     if not result.passed:
         result.baseline_status = "none"
-        result.baseline_message = f"no baseline for environment {fp}; not recorded because gates failed"
-        return
-    store.record(scenario.name, fp, result.environment, result.run_id, current)
+        why = "" if update_baselines else f"no baseline for environment {fp}; "
+        result.baseline_message = f"{why}not recorded because gates failed"
+        return None
     if update_baselines:
         result.baseline_status = "updated"
         result.baseline_message = f"baseline rewritten on request ({where}, environment {fp})"
@@ -215,16 +230,54 @@ def compare(result: RunResult, scenario: Scenario, baselines_dir: Path, *, updat
         result.baseline_message = (
             f"first run on environment {fp}: recorded as the baseline in {where}; nothing compared"
         )
+    return lambda: store.record(
+        scenario.name, fp, result.environment, result.run_id, current, configs=configs
+    )
 
 
-def write_run_outputs(result: RunResult, run_dir: Path) -> Path:
-    """results.json, index.html, junit.xml and summary.md in the run folder; returns the HTML path."""
-    from harness.atomic import atomic_write_text
+def variant_config_ids(scenario: Scenario) -> dict[str, str]:
+    """Per variant, an id of every setting its measurements depend on."""
+    from harness.baselines.fingerprint import config_id
+
+    shared = scenario.model_dump(
+        mode="json", include={"model", "serving", "load"}, exclude={"serving": {"startup_timeout_s"}}
+    )
+    return {
+        v.name: config_id({**shared, "steps": [step.model_dump(mode="json") for step in v.steps]})
+        for v in scenario.all_variants()
+    }
+
+
+def _dead_variant_verdicts(result: RunResult) -> list[Verdict]:
+    """A variant with no successful request has no latency to gate: it fails rather than passing silently."""
+    return [
+        Verdict(
+            variant=v.name,
+            metric="request_count",
+            threshold="at least one successful request",
+            current=v.metrics.get("request_count"),
+            baseline=None,
+            limit=None,
+            passed=False,
+            message="no request succeeded in the measurement window; nothing could be measured",
+        )
+        for v in result.variants
+        if not v.latencies_ms
+    ]
+
+
+def write_run_outputs(
+    result: RunResult, run_dir: Path, *, before_report: Callable[[], object] | None = None
+) -> Path:
+    """results.json, then `before_report` (the baseline write), then index.html, junit.xml and summary.md."""
+    from harness.atomic import atomic_write_json, atomic_write_text
     from harness.report.html import render_report
     from harness.report.junit import write_junit
     from harness.report.markdown import render_markdown
 
-    atomic_write_text(run_dir / "results.json", json.dumps(result.to_dict(), indent=1))
+    atomic_write_json(run_dir / "results.json", result.to_dict(), indent=1)
+    if before_report is not None:
+        before_report()
     write_junit(result, run_dir / "junit.xml")
     atomic_write_text(run_dir / "summary.md", render_markdown(result))
     return render_report(result, run_dir)

@@ -27,6 +27,8 @@ class VariantResult:
     latencies_ms: list[float] = field(default_factory=list)  # measured window, for charts
     artifact: str = ""  # path of the served file, relative to the run folder
     warnings: list[str] = field(default_factory=list)
+    serving: dict[str, Any] = field(default_factory=dict)  # the target's describe() after teardown
+    details: dict[str, Any] = field(default_factory=dict)  # base model, per-stage seconds, archive
 
 
 @dataclass
@@ -59,12 +61,14 @@ class RunResult:
     baseline_status: str = "none"  # "compared" | "recorded" | "updated" | "none"
     baseline_message: str = ""
     stage_seconds: dict[str, float] = field(default_factory=dict)
-    run_dir: str = ""  # the run folder, as given (reports/<run-id>)
+    run_dir: str = ""  # the run folder
+    error: str = ""  # set when the run stopped before every variant was measured
+
     format_version: int = RESULTS_FORMAT_VERSION
 
     @property
     def passed(self) -> bool:
-        return all(v.passed for v in self.verdicts)
+        return not self.error and all(v.passed for v in self.verdicts)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -31,7 +31,7 @@ FINGERPRINT_FIELDS = (
     "os",
     "python",
 )
-FINGERPRINT_PACKAGES = ("torch", "tensorflow", "torchserve")
+FINGERPRINT_PACKAGES = ("torch", "torchao", "tensorflow", "torchserve")
 
 _CPUINFO_KEYS = ("model name", "Model", "Hardware", "cpu model", "Processor")
 
@@ -49,7 +49,7 @@ def environment_fingerprint() -> dict[str, Any]:
         "os_release": platform.release(),
         "python": ".".join(str(p) for p in sys.version_info[:2]),
         "python_full": platform.python_version(),
-        "packages": {name: _package_version(name) for name in PACKAGES},
+        "packages": {name: package_version(name) for name in PACKAGES},
     }
 
 
@@ -62,7 +62,17 @@ def fingerprint_id(env: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-def _package_version(name: str) -> str | None:
+def config_id(config: Any) -> str:
+    """A short stable hash of the settings a measurement depends on (load, serving, model, steps).
+
+    Stored with each baseline variant, so a run under other settings is not compared with it.
+    """
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def package_version(name: str) -> str | None:
+    """The installed version of a distribution, read from its metadata without importing it."""
     try:
         return version(name)
     except PackageNotFoundError:

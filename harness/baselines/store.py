@@ -85,6 +85,7 @@ class FileBaselineStore:
         run_id: str,
         variants_metrics: Mapping[str, Mapping[str, float]],
         *,
+        configs: Mapping[str, str] | None = None,
         recorded_at: str | None = None,
     ) -> Path:
         """Store this run as the baseline for `fingerprint_id`, replacing that entry whole.
@@ -105,18 +106,36 @@ class FileBaselineStore:
             "recorded_at": recorded_at or datetime.now(UTC).isoformat(timespec="seconds"),
             "run_id": run_id,
             "variants": {
-                variant: {"metrics": _clean_metrics(metrics)} for variant, metrics in variants_metrics.items()
+                variant: _variant_entry(metrics, (configs or {}).get(variant))
+                for variant, metrics in variants_metrics.items()
             },
         }
         self.directory.mkdir(parents=True, exist_ok=True)
         return atomic_write_json(path, doc)
 
 
-def variant_metrics(entry: Mapping[str, Any] | None) -> dict[str, dict[str, float]] | None:
-    """{variant: {metric: value}} of a stored entry: the `baseline` argument of gates.evaluate."""
+def variant_metrics(
+    entry: Mapping[str, Any] | None, configs: Mapping[str, str] | None = None
+) -> dict[str, dict[str, float]] | None:
+    """{variant: {metric: value}} of a stored entry: the `baseline` argument of gates.evaluate.
+
+    With `configs`, only variants recorded under the same configuration id are returned: numbers
+    measured with other load or serving settings are no reference.
+    """
     if entry is None:
         return None
-    return {name: dict(v.get("metrics", {})) for name, v in entry.get("variants", {}).items()}
+    return {
+        name: dict(v.get("metrics", {}))
+        for name, v in entry.get("variants", {}).items()
+        if configs is None or v.get("config") == configs.get(name)
+    }
+
+
+def _variant_entry(metrics: Mapping[str, float], config: str | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"metrics": _clean_metrics(metrics)}
+    if config is not None:
+        entry["config"] = config
+    return entry
 
 
 def _clean_metrics(metrics: Mapping[str, float]) -> dict[str, float]:

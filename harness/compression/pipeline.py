@@ -19,6 +19,7 @@ from harness.artifacts import ServedArtifact
 from harness.compression import RECIPES
 from harness.compression.params import check_step_order, validate_step_params
 from harness.errors import UserError
+from harness.scenario.loader import resolve_source
 
 if TYPE_CHECKING:
     from harness.models.digits import DigitsSplit
@@ -138,12 +139,6 @@ def load_base_model(model: ModelSpec, scenario_dir: Path, data: DigitsSplit) -> 
         if key not in _BASES:
             _BASES[key] = _build_base(model, scenario_dir, data)
         return _BASES[key]
-
-
-def resolve_source(source: str, scenario_dir: Path) -> Path:
-    """User model paths are relative to the scenario file's folder."""
-    path = Path(source).expanduser()
-    return path if path.is_absolute() else (Path(scenario_dir) / path).resolve()
 
 
 def _build_base(model: ModelSpec, scenario_dir: Path, data: DigitsSplit) -> _BaseModel:

@@ -7,7 +7,9 @@ TorchScript module is a ScriptModule, a loaded .pt2 a GraphModule), so recipes r
 
 from __future__ import annotations
 
+import logging
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,7 +76,16 @@ def load_torchscript(path: Path) -> Any:
 def load_exported_program(path: Path) -> Any:
     import torch
 
-    return torch.export.load(str(path)).module()
+    if not zipfile.is_zipfile(path):
+        raise ValueError("not a zip archive, as torch.export.save writes")
+    # torch logs a traceback before its own fallback; the error we raise already says what failed
+    export_log = logging.getLogger("torch.export")
+    level = export_log.level
+    export_log.setLevel(logging.ERROR)
+    try:
+        return torch.export.load(str(path)).module()
+    finally:
+        export_log.setLevel(level)
 
 
 def check_classifier(module: Any, path: Path, x: np.ndarray, num_classes: int) -> None:

@@ -101,7 +101,7 @@ def build_view(result: RunResult) -> dict[str, Any]:
     return {
         "r": result,
         "version": __version__,
-        "status": "fail" if failed else "pass",
+        "status": "error" if result.error else ("fail" if failed else "pass"),
         "failed": failed,
         "reference_name": reference.name if reference else "",
         "sections": [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +82,9 @@ def _kind(value: Any) -> str:
 def _check_semantics(scenario: Scenario, path: Path) -> None:
     """Checks that need the registries or the file system; all light (no heavy imports)."""
     from harness.compression import RECIPES
-    from harness.compression.params import PARAMS, check_step_order
+    from harness.compression.params import check_step_order, params_model
     from harness.gates.thresholds import parse_threshold
-    from harness.serving.registry import TARGETS
+    from harness.serving.registry import TARGET_OPTIONS, TARGETS
 
     model = scenario.model
     if model.is_builtin:
@@ -94,7 +95,7 @@ def _check_semantics(scenario: Scenario, path: Path) -> None:
                 f"expected one of {', '.join(known)}"
             )
     else:
-        model_path = resolve_model_path(scenario, path)
+        model_path = resolve_source(model.source, path.parent)
         if not model_path.is_file():
             raise UserError(f"{path}: model.source: model file {model_path} does not exist")
         suffixes = USER_MODEL_SUFFIXES[model.framework]
@@ -118,7 +119,7 @@ def _check_semantics(scenario: Scenario, path: Path) -> None:
                     f"{path}: {where}.recipe: {step.recipe!r} is a {family} recipe but model.framework is "
                     f"{model.framework!r}"
                 )
-            _validate(PARAMS[step.recipe], step.params, path, prefix=f"{where}.params.")
+            _validate(params_model(step.recipe), step.params, path, prefix=f"{where}.params.")
         try:
             check_step_order([step.recipe for step in variant.steps])
         except UserError as exc:
@@ -130,6 +131,12 @@ def _check_semantics(scenario: Scenario, path: Path) -> None:
             f"{', '.join(TARGETS.names())}"
         )
 
+    options_model = TARGET_OPTIONS.get(scenario.serving.target)
+    if options_model:
+        module_name, _, attr = options_model.partition(":")
+        model_cls = getattr(importlib.import_module(module_name), attr)
+        _validate(model_cls, scenario.serving.options, path, prefix="serving.options.")
+
     for metric, threshold in scenario.gates.items():
         try:
             parse_threshold(metric, threshold)
@@ -137,7 +144,7 @@ def _check_semantics(scenario: Scenario, path: Path) -> None:
             raise UserError(f"{path}: gates.{metric}: {exc}") from None
 
 
-def resolve_model_path(scenario: Scenario, scenario_path: Path) -> Path:
-    """User model paths are relative to the scenario file, so scenarios can be run from anywhere."""
-    source = Path(scenario.model.source).expanduser()
-    return source if source.is_absolute() else (scenario_path.parent / source).resolve()
+def resolve_source(source: str, scenario_dir: Path) -> Path:
+    """User model paths are relative to the scenario file's folder, so scenarios run from anywhere."""
+    path = Path(source).expanduser()
+    return path if path.is_absolute() else (Path(scenario_dir) / path).resolve()

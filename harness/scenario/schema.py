@@ -7,6 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 REFERENCE_VARIANT = "reference"
+# names become file and folder names: no leading dot, no separators
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class StrictModel(BaseModel):
@@ -37,7 +39,7 @@ class RecipeStep(StrictModel):
 
 
 class VariantSpec(StrictModel):
-    name: str = Field(description="Variant name, unique within the scenario.", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(description="Variant name, unique within the scenario.", pattern=NAME_PATTERN)
     steps: list[RecipeStep] = Field(default_factory=list, description="Compression steps, applied in order.")
 
 
@@ -68,9 +70,7 @@ class LoadSpec(StrictModel):
 
 
 class Scenario(StrictModel):
-    name: str = Field(
-        description="Scenario name; also names its baseline file.", pattern=r"^[A-Za-z0-9_.-]+$"
-    )
+    name: str = Field(description="Scenario name; also names its baseline file.", pattern=NAME_PATTERN)
     description: str = Field(default="", description="Free text shown in the report.")
     model: ModelSpec = Field(description="The model under test.")
     variants: list[VariantSpec] = Field(
@@ -84,6 +84,18 @@ class Scenario(StrictModel):
         description="Per-metric thresholds, e.g. latency_p95_ms: '+10%', accuracy: '-0.01 abs', "
         "error_rate: 0.",
     )
+
+    @field_validator("gates", mode="before")
+    @classmethod
+    def _thresholds_are_text_or_numbers(cls, gates: Any) -> Any:
+        # checked before pydantic's coercion, which would turn YAML `true` into a limit of 1
+        if isinstance(gates, dict):
+            for metric, value in gates.items():
+                if isinstance(value, bool) or not isinstance(value, str | int | float):
+                    raise ValueError(
+                        f"a threshold for {metric!r} like '+10%', '-0.01 abs' or a number, got {value!r}"
+                    )
+        return gates
 
     @field_validator("variants")
     @classmethod

@@ -16,15 +16,22 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from harness.artifacts import ServedArtifact
 from harness.errors import RunError, UserError
 from harness.scenario.schema import ServingSpec
 from harness.serving.base import Target
 
-OPTIONS: dict[str, str] = {
-    "intra_op_threads": "torch intra-op threads for the whole process while serving (default 1)",
-}
+
+class InProcessOptions(BaseModel):
+    """Keys accepted in `serving.options` for the inprocess target."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    intra_op_threads: StrictInt = Field(
+        default=1, ge=1, description="torch intra-op threads for the whole process while serving."
+    )
 
 
 class InProcessTarget(Target):
@@ -34,16 +41,13 @@ class InProcessTarget(Target):
 
     def __init__(self, spec: ServingSpec, run_dir: Path) -> None:
         super().__init__(spec, run_dir)
-        unknown = sorted(set(spec.options) - set(OPTIONS))
-        if unknown:
-            raise UserError(
-                f"serving.options: unknown option(s) {', '.join(unknown)} for target inprocess; "
-                f"known: {', '.join(OPTIONS)}"
-            )
-        threads = spec.options.get("intra_op_threads", 1)
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise UserError(f"serving.options.intra_op_threads: expected an integer >= 1 (got {threads!r})")
-        self.intra_op_threads: int = threads
+        try:
+            options = InProcessOptions.model_validate(dict(spec.options))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            key = ".".join(str(part) for part in error["loc"])
+            raise UserError(f"serving.options.{key}: {error['msg']}") from None
+        self.intra_op_threads: int = options.intra_op_threads
         self._runner: Any = None
         self._artifact: ServedArtifact | None = None
         self._slots = threading.BoundedSemaphore(spec.workers)

@@ -16,4 +16,11 @@ TARGETS = Registry(
     "harness.targets",
 )
 
-__all__ = ["TARGETS"]
+# Parameter models of `serving.options` per target, kept apart from the targets so that
+# `harness validate` checks options without importing a server's dependencies.
+TARGET_OPTIONS: dict[str, str] = {
+    "torchserve": "harness.serving.torchserve_config:TorchServeOptions",
+    "inprocess": "harness.serving.inprocess:InProcessOptions",
+}
+
+__all__ = ["TARGETS", "TARGET_OPTIONS"]

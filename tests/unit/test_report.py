@@ -69,7 +69,7 @@ def make_result(names=("reference", "int8"), *, latencies=True, baseline=True) -
         started_at="2025-11-25T20:00:00Z",
         finished_at="2025-11-25T20:01:00Z",
         environment={"cpu_model": "Test CPU", "packages": {"torch": "2.13.0"}},
-        target={"name": "torchserve", "workers": 1},
+        target={"target": "torchserve", "workers": 1},
         variants=variants,
         verdicts=verdicts,
         baseline_status="compared" if baseline else "recorded",

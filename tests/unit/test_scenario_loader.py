@@ -114,3 +114,19 @@ def test_invalid_yaml_gives_line_number(tmp_path):
 
 def test_missing_scenario_file(tmp_path):
     assert "scenario file not found" in _error(tmp_path / "nope.yaml")
+
+
+def test_unknown_serving_option_is_caught_by_validate(write_scenario):
+    data = scenario_dict(serving={"target": "torchserve", "options": {"modle_name": "x"}})
+    assert "serving.options.modle_name: unknown key" in _error(write_scenario(data))
+
+
+def test_yaml_boolean_is_not_a_gate_threshold(write_scenario):
+    data = scenario_dict(gates={"error_rate": True})
+    assert "gates: expected a threshold for 'error_rate'" in _error(write_scenario(data))
+
+
+@pytest.mark.parametrize("name", ["..", ".hidden", "a/b"])
+def test_variant_names_cannot_escape_their_folder(write_scenario, name):
+    data = scenario_dict(variants=[{"name": name}])
+    assert "variants[0].name: expected" in _error(write_scenario(data))
