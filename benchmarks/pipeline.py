@@ -38,7 +38,7 @@ def main() -> int:
     print(
         f"scenario {result.scenario_name}: {len(result.variants)} variants, "
         f"target {result.target.get('target')}, machine {result.environment.get('cpu_model', '?')}, "
-        f"{result.environment.get('cpu_count', '?')} cores"
+        f"{result.environment.get('logical_cores', '?')} cores"
     )
     for v in result.variants:
         m = v.metrics

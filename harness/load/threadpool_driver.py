@@ -69,8 +69,7 @@ class ThreadPoolDriver:
             thread.start()
         clock["t0"] = t0 = time.perf_counter()
         barrier.wait()  # every thread reads t0 after this point
-        cpu_start = _sleep_until(t0 + window_start)
-        cpu_end = _sleep_until(t0 + window_end)
+        _sleep_until(t0 + window_end)
         deadline = time.perf_counter() + load.timeout_s + JOIN_SLACK_S
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.perf_counter()))
@@ -97,9 +96,8 @@ class ThreadPoolDriver:
             request_batch_size=load.request_batch_size,
             warmup_s=load.warmup_s,
         )
-        # process CPU, so it includes the model itself: the "client" here is also the server
-        (w0, c0), (w1, c1) = cpu_start, cpu_end
-        result.client_cpu_percent = 100.0 * (c1 - c0) / (w1 - w0) if w1 > w0 else None
+        # No client_cpu_percent: this process is the client and the model at once, so its CPU says
+        # nothing about whether the load generator is saturated.
         if result.ok_count == 0:
             warnings.append("no call succeeded in the measure window")
         result.warnings.extend(warnings)
@@ -136,9 +134,8 @@ def _call(predict: Predict, batch: np.ndarray) -> tuple[str, str]:
     return OK, ""
 
 
-def _sleep_until(deadline: float) -> tuple[float, float]:
-    """Sleep until perf_counter reaches `deadline`; return (wall, process CPU) at that moment."""
+def _sleep_until(deadline: float) -> None:
+    """Sleep until perf_counter reaches `deadline`."""
     remaining = deadline - time.perf_counter()
     if remaining > 0:
         time.sleep(remaining)
-    return time.perf_counter(), time.process_time()

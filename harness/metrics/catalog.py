@@ -99,7 +99,7 @@ METRICS: dict[str, MetricSpec] = {
             "request_count",
             "count",
             "higher",
-            "Requests completed in the measured window (successful + failed).",
+            "Requests started in the measured window (successful + failed).",
             "requests",
         ),
     )

@@ -70,5 +70,10 @@ def test_schema_is_json_with_every_field_described():
 
     result = _harness("schema")
     schema = json.loads(result.stdout)
-    serving = schema["$defs"]["ServingSpec"]["properties"]
-    assert all("description" in field for field in serving.values())
+    undescribed = [
+        f"{name}.{field}"
+        for name, definition in [("Scenario", schema), *schema["$defs"].items()]
+        for field, spec in definition.get("properties", {}).items()
+        if "description" not in spec
+    ]
+    assert undescribed == []

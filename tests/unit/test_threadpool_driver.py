@@ -52,8 +52,7 @@ def test_sleeping_predict_gives_exact_latencies_and_no_failures() -> None:
     assert result.throughput_rps == pytest.approx(result.ok_count / load.measure_s)
     # two users each at most one call per 2 ms
     assert result.ok_count <= load.users * load.measure_s / 0.002 + load.users
-    assert result.client_cpu_percent is not None
-    assert result.client_cpu_percent >= 0
+    assert result.client_cpu_percent is None, "in-process, the client's CPU is the model's: not reported"
 
 
 def test_warmup_calls_are_not_counted() -> None:
