@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,14 +15,15 @@ from typing import Any
 
 from harness import __version__
 from harness.errors import HarnessError, RegressionFound, UserError
+from harness.signals import install_interrupt_handlers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     # SIGTERM (CI cancelling a job) must unwind through the targets' context managers so that
-    # servers are torn down; KeyboardInterrupt does exactly that.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    # servers are torn down; KeyboardInterrupt does exactly that. Installed for the whole command.
+    install_interrupt_handlers()
     try:
         return int(args.func(args) or 0)
     except HarnessError as exc:
@@ -43,10 +43,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def _parser() -> argparse.ArgumentParser:

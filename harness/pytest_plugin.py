@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from harness.errors import HarnessError
+from harness.signals import interrupts_unwind
 
 SCENARIO_KEYS = {"name", "model", "serving"}
 
@@ -63,12 +64,15 @@ class ScenarioItem(pytest.Item):
         root = config.rootpath
         reports = config.getoption("--harness-reports-dir") or root / "reports"
         baselines = config.getoption("--harness-baselines-dir") or root / "baselines"
-        result = run_scenario(
-            self.path,
-            reports_dir=reports,
-            baselines_dir=baselines,
-            update_baselines=config.getoption("--update-baselines"),
-        )
+        # pytest leaves SIGTERM fatal: a cancelled CI job would skip teardown and leave the servers
+        # (own sessions) running. Only while the scenario runs; the old handlers come back after.
+        with interrupts_unwind():
+            result = run_scenario(
+                self.path,
+                reports_dir=reports,
+                baselines_dir=baselines,
+                update_baselines=config.getoption("--update-baselines"),
+            )
         report = Path(result.run_dir) / "index.html"
         self.user_properties.append(("report", str(report)))
         if not result.passed:

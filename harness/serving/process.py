@@ -26,6 +26,9 @@ FATAL_MARKERS = (
     "FATAL",
     "Address already in use",
 )
+# short: a run stops Locust, then TorchServe, and GitHub Actions follows its SIGINT with SIGTERM
+# after 7.5 s and SIGKILL after 10 s; our servers need no graceful shutdown, only to be gone
+STOP_GRACE_S = 3.0
 
 
 class ManagedProcess:
@@ -39,7 +42,7 @@ class ManagedProcess:
         name: str,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
-        stop_grace_s: float = 10.0,
+        stop_grace_s: float = STOP_GRACE_S,
         fatal_markers: Sequence[str] = FATAL_MARKERS,
     ) -> None:
         self.argv = list(argv)
@@ -51,6 +54,7 @@ class ManagedProcess:
         self.fatal_markers = tuple(fatal_markers)
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: BinaryIO | None = None
+        self._stopped = False
 
     @property
     def pid(self) -> int | None:
@@ -62,6 +66,7 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._stopped = False
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         try:
             self._proc = subprocess.Popen(
@@ -74,7 +79,7 @@ class ManagedProcess:
                 start_new_session=True,
             )
         except OSError as exc:
-            self._log_file.close()
+            self._close_log()
             raise RunError(f"{self.name}: could not start {self.argv[0]!r}: {exc}") from exc
         return self
 
@@ -130,24 +135,41 @@ class ManagedProcess:
         return self._proc.wait(timeout=timeout_s)
 
     def stop(self) -> None:
-        """SIGTERM the whole group, wait `stop_grace_s`, then SIGKILL whatever is left."""
+        """SIGTERM the whole group, wait up to `stop_grace_s` for the leader, then SIGKILL the group.
+
+        Safe to call twice. A second Ctrl-C or SIGTERM during the grace wait cuts the wait short
+        but never the SIGKILL: that runs in `finally`.
+        """
         proc = self._proc
-        if proc is not None:
-            pgid = proc.pid  # start_new_session makes the child its group's leader
+        if proc is None or self._stopped:
+            self._close_log()
+            return
+        pgid = proc.pid  # start_new_session makes the child its group's leader
+        try:
             _signal_group(pgid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=self.stop_grace_s)
+        finally:
             # children (TorchServe's Java) may outlive the leader: kill the group regardless
             _signal_group(pgid, signal.SIGKILL)
+            self._close_log()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
             _wait_group_gone(pgid, timeout_s=5)
+            self._stopped = True
+
+    def _close_log(self) -> None:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
 
     def __enter__(self) -> ManagedProcess:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            # an interrupt between Popen and the end of start() would otherwise skip __exit__
+            self.stop()
+            raise
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +21,7 @@ import psutil
 import requests
 
 from harness.artifacts import ServedArtifact
+from harness.baselines.fingerprint import package_version
 from harness.errors import RunError, UserError
 from harness.scenario.schema import ServingSpec
 from harness.serving.base import HttpEndpoint, Target
@@ -140,16 +140,19 @@ class TorchServeTarget(Target):
     def stop(self) -> None:
         began = time.monotonic()
         had_process = self._process is not None
-        if self._session is not None:
-            self._session.close()
-            self._session = None
-        if self._process is not None:
-            self._process.stop()
+        try:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+            if self._process is not None:
+                self._process.stop()
+        finally:
+            # even when a second interrupt cuts the group stop short
             self._process = None
-        self._kill_strays()
-        if self._tmp_is_private_outside and self._tmp_dir is not None:
-            shutil.rmtree(self._tmp_dir, ignore_errors=True)
-            self._tmp_is_private_outside = False
+            self._kill_strays()
+            if self._tmp_is_private_outside and self._tmp_dir is not None:
+                shutil.rmtree(self._tmp_dir, ignore_errors=True)
+                self._tmp_is_private_outside = False
         if had_process:
             self.teardown_s = time.monotonic() - began
 
@@ -210,8 +213,8 @@ class TorchServeTarget(Target):
         ports = self.ports.as_dict() if self.ports else {}
         return {
             "target": self.name,
-            "torchserve_version": _package_version("torchserve"),
-            "model_archiver_version": _package_version("torch-model-archiver"),
+            "torchserve_version": package_version("torchserve"),
+            "model_archiver_version": package_version("torch-model-archiver"),
             "java": self._java[0] if self._java else None,
             "java_version": self._java[1] if self._java else None,
             "python": sys.executable,
@@ -433,10 +436,3 @@ class TorchServeTarget(Target):
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGKILL)
         psutil.wait_procs(strays, timeout=5)
-
-
-def _package_version(dist: str) -> str | None:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None

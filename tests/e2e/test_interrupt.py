@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,38 +17,66 @@ from tests.e2e.test_torchserve_scenario import _processes_mentioning
 pytestmark = [
     pytest.mark.torchserve,
     pytest.mark.skipif(
-        shutil.which("java") is None, reason="TorchServe needs Java 17: apt-get install openjdk-17-jre-headless"
+        shutil.which("java") is None,
+        reason="TorchServe needs Java 17: apt-get install openjdk-17-jre-headless",
     ),
 ]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_during_load_tears_down_torchserve_and_locust(write_scenario, tmp_path, sig):
-    data = scenario_dict(
-        name="interrupted", variants=[], serving={"target": "torchserve"}, load={"users": 1, "measure_s": 120}
+def _long_torchserve_scenario(name: str) -> dict:
+    return scenario_dict(
+        name=name, variants=[], serving={"target": "torchserve"}, load={"users": 1, "measure_s": 120}
     )
-    scenario = write_scenario(data)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", str(scenario),
-         "--reports-dir", str(tmp_path / "reports"), "--baselines-dir", str(tmp_path / "baselines")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+
+
+def _signal_during_load(argv: list[str], workdir: Path, sig: signal.Signals, cwd: Path) -> tuple[int, str]:
+    """Run `argv`, send `sig` once Locust is loading TorchServe; return the exit code and the output."""
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not list(tmp_path.glob("reports/*/variants/reference/load/locust.log")):
+        while not list(workdir.glob("reports/*/variants/reference/load/locust.log")):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the run never reached the load stage"
             time.sleep(0.2)
         time.sleep(1.0)  # let Locust's users start sending
-        assert _processes_mentioning(str(tmp_path)), "TorchServe should be running during the load stage"
+        assert _processes_mentioning(str(workdir)), "TorchServe should be running during the load stage"
 
         proc.send_signal(sig)
-        _, stderr = proc.communicate(timeout=60)
+        output, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, stderr
-    assert "interrupted" in stderr
-    assert "Traceback" not in stderr
+    return proc.returncode, output
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_during_load_tears_down_torchserve_and_locust(write_scenario, tmp_path, sig):
+    scenario = write_scenario(_long_torchserve_scenario("cli-interrupted"))
+    argv = [sys.executable, "-m", "harness", "run", str(scenario),
+            "--reports-dir", str(tmp_path / "reports"),
+            "--baselines-dir", str(tmp_path / "baselines")]  # fmt: skip
+
+    code, output = _signal_during_load(argv, tmp_path, sig, cwd=ROOT)
+
+    assert code == 130, output
+    assert "harness: interrupted" in output
+    assert "Traceback" not in output
     assert _processes_mentioning(str(tmp_path)) == [], "a server or load process outlived the interrupted run"
+    assert not (tmp_path / "baselines").exists(), "an interrupted run must not record a baseline"
+
+
+def test_sigterm_to_pytest_during_load_tears_down_torchserve_and_locust(write_scenario, tmp_path):
+    scenarios = tmp_path / "scenarios"
+    scenarios.mkdir()
+    write_scenario(_long_torchserve_scenario("pytest-interrupted"), name="scenarios/interrupted.yaml")
+    argv = [sys.executable, "-m", "pytest", str(scenarios), "-p", "no:cacheprovider", "-q",
+            "--harness-reports-dir", str(tmp_path / "reports"),
+            "--harness-baselines-dir", str(tmp_path / "baselines")]  # fmt: skip
+
+    code, output = _signal_during_load(argv, tmp_path, signal.SIGTERM, cwd=tmp_path)
+
+    assert code == pytest.ExitCode.INTERRUPTED, output
+    assert "KeyboardInterrupt" in output
+    assert "received SIGTERM" in output
+    assert _processes_mentioning(str(tmp_path)) == [], "a server or load process outlived pytest"
     assert not (tmp_path / "baselines").exists(), "an interrupted run must not record a baseline"
