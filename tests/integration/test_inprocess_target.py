@@ -138,7 +138,10 @@ def test_missing_artifact_fails_start_and_leaves_threads_alone(artifacts, tmp_pa
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"threads": 2}, "serving.options.threads: Extra inputs"), ({"intra_op_threads": 0}, "greater than or equal to 1")],
+    [
+        ({"threads": 2}, "serving.options.threads: Extra inputs"),
+        ({"intra_op_threads": 0}, "greater than or equal to 1"),
+    ],
 )
 def test_bad_options_are_user_errors(tmp_path: Path, options: dict[str, Any], message: str) -> None:
     with pytest.raises(UserError, match=message):
