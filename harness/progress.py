@@ -32,6 +32,9 @@ class ConsoleProgress:
         from rich.console import Console
 
         self.console = Console(stderr=True, highlight=False)
+        if not self.console.is_terminal:
+            # CI logs are not 80 columns wide; the summary table would truncate its headers
+            self.console.width = 120
 
     @contextmanager
     def stage(self, label: str) -> Iterator[None]:
