@@ -5,6 +5,7 @@ Heavy frameworks are imported inside the stages that need them, so importing thi
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import time
@@ -71,10 +72,12 @@ def run_scenario(
     try:
         _measure_variants(result, scenario, scenario_path, run_dir, progress)
     except BaseException as exc:  # KeyboardInterrupt too: keep what was measured, then stop
-        result.error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+        result.error = str(exc) or type(exc).__name__
         result.baseline_message = "the run did not complete; the baseline was not touched"
         result.finished_at = _now()
-        write_run_outputs(result, run_dir)
+        # the original error is what the user must see; a failing partial write must not replace it
+        with contextlib.suppress(Exception):
+            write_run_outputs(result, run_dir)
         raise
 
     with progress.stage("comparing with baseline"), _timed(timings, "gate"):
