@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from harness.models.digits import DigitsSplit
 
 
 @dataclass
@@ -29,6 +33,16 @@ class StepReport:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class RecipeContext:
+    """What a recipe may need beyond the model: training data for fine-tuning, calibration or
+    distillation, the scenario's seed, and a scratch folder inside the variant's run folder."""
+
+    data: DigitsSplit
+    seed: int = 0
+    work_dir: Path | None = None
+
+
 class Recipe(ABC):
     """One compression technique for one framework, registered by `name` in RECIPES."""
 
@@ -44,8 +58,9 @@ class Recipe(ABC):
         self.params = params
 
     @abstractmethod
-    def apply(self, model: Any) -> tuple[Any, StepReport]:
+    def apply(self, model: Any, context: RecipeContext | None = None) -> tuple[Any, StepReport]:
         """Compress `model` (it may be modified in place) and return the result and its report.
 
-        Raises UserError when the recipe cannot apply to this model (e.g. no nn.Linear layers).
+        Recipes that train or calibrate need `context` and raise RunError without it. Raises
+        UserError when the recipe cannot apply to this model (e.g. no nn.Linear layers).
         """

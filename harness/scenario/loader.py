@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,12 @@ from pydantic import BaseModel, ValidationError
 from harness.errors import UserError
 from harness.scenario.schema import Scenario
 
-BUILTIN_MODELS = {"torch": ("builtin:mlp",)}
-USER_MODEL_SUFFIXES = {"torch": (".pt", ".ts", ".pt2")}
+BUILTIN_MODELS = {"torch": ("builtin:mlp",), "tensorflow": ("builtin:mlp", "builtin:cnn")}
+# a SavedModel is a folder holding saved_model.pb, not a file with a suffix
+USER_MODEL_SUFFIXES = {"torch": (".pt", ".ts", ".pt2"), "tensorflow": (".keras", ".h5")}
+SAVEDMODEL_MARKER = "saved_model.pb"
+# recipe names start with the framework's short name: torch.prune, tf.prune
+RECIPE_PREFIX = {"torch": "torch", "tensorflow": "tf"}
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -65,9 +70,15 @@ def _describe(error: Any, prefix: str = "") -> str:
     return f"{key or '<top level>'}: expected {message[0].lower()}{message[1:]}{suffix}"
 
 
+# pydantic adds the member type to the location of an error inside a union (users.int, users.list[int])
+_UNION_TAG = re.compile(r"^(int|float|str|bool|none|(list|dict|function-\w+)\[.*\])$")
+
+
 def _key_path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
+        if isinstance(part, str) and _UNION_TAG.match(part):
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -95,15 +106,7 @@ def _check_semantics(scenario: Scenario, path: Path) -> None:
                 f"expected one of {', '.join(known)}"
             )
     else:
-        model_path = resolve_source(model.source, path.parent)
-        if not model_path.is_file():
-            raise UserError(f"{path}: model.source: model file {model_path} does not exist")
-        suffixes = USER_MODEL_SUFFIXES[model.framework]
-        if model_path.suffix not in suffixes:
-            raise UserError(
-                f"{path}: model.source: expected a {model.framework} file ending in {', '.join(suffixes)}, "
-                f"got {model_path.name}"
-            )
+        _check_user_model(resolve_source(model.source, path.parent), model.framework, path)
 
     for i, variant in enumerate(scenario.variants):
         for j, step in enumerate(variant.steps):
@@ -114,10 +117,10 @@ def _check_semantics(scenario: Scenario, path: Path) -> None:
                     f"{', '.join(RECIPES.names())}"
                 )
             family = step.recipe.split(".", 1)[0]
-            if family != model.framework:
+            if family != RECIPE_PREFIX[model.framework]:
                 raise UserError(
-                    f"{path}: {where}.recipe: {step.recipe!r} is a {family} recipe but model.framework is "
-                    f"{model.framework!r}"
+                    f"{path}: {where}.recipe: {step.recipe!r} is not a {model.framework} recipe (those start "
+                    f"with {RECIPE_PREFIX[model.framework]}.) but model.framework is {model.framework!r}"
                 )
             _validate(params_model(step.recipe), step.params, path, prefix=f"{where}.params.")
         try:
@@ -142,6 +145,24 @@ def _check_semantics(scenario: Scenario, path: Path) -> None:
             parse_threshold(metric, threshold)
         except ValueError as exc:
             raise UserError(f"{path}: gates.{metric}: {exc}") from None
+
+
+def _check_user_model(model_path: Path, framework: str, path: Path) -> None:
+    suffixes = USER_MODEL_SUFFIXES[framework]
+    if framework == "tensorflow" and model_path.is_dir():
+        if not (model_path / SAVEDMODEL_MARKER).is_file():
+            raise UserError(
+                f"{path}: model.source: folder {model_path} is not a SavedModel (no {SAVEDMODEL_MARKER} in it)"
+            )
+        return
+    if not model_path.is_file():
+        raise UserError(f"{path}: model.source: model file {model_path} does not exist")
+    if model_path.suffix not in suffixes:
+        also = " or a SavedModel folder" if framework == "tensorflow" else ""
+        raise UserError(
+            f"{path}: model.source: expected a {framework} file ending in {', '.join(suffixes)}{also}, "
+            f"got {model_path.name}"
+        )
 
 
 def resolve_source(source: str, scenario_dir: Path) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
-from harness.compression.base import Recipe, StepReport
+from harness.compression.base import Recipe, RecipeContext, StepReport
 from harness.compression.params import TorchInt8Params
 from harness.compression.torch.stats import is_quantized, require_linear_layers, sparsity_stats
 from harness.errors import RunError, UserError
@@ -26,7 +26,7 @@ class TorchInt8Recipe(Recipe):
     params_model = TorchInt8Params
     params: TorchInt8Params
 
-    def apply(self, model: Any) -> tuple[Any, StepReport]:
+    def apply(self, model: Any, context: RecipeContext | None = None) -> tuple[Any, StepReport]:
         import torch
 
         from harness.compression.torch.quiet_import import import_torchao

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
-from harness.compression.base import Recipe, StepReport
+from harness.compression.base import Recipe, RecipeContext, StepReport
 from harness.compression.params import TorchPruneParams
 from harness.compression.torch.stats import is_quantized, require_linear_layers, sparsity_stats
 from harness.errors import UserError
@@ -24,7 +24,7 @@ class TorchPruneRecipe(Recipe):
     params_model = TorchPruneParams
     params: TorchPruneParams
 
-    def apply(self, model: Any) -> tuple[Any, StepReport]:
+    def apply(self, model: Any, context: RecipeContext | None = None) -> tuple[Any, StepReport]:
         import torch
         from torch.nn.utils import prune
 

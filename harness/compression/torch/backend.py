@@ -1,0 +1,95 @@
+"""The torch side of preparing a variant: built-in MLP or user file, torch.export, measurements."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from harness.compression.backend import BaseModel, FrameworkBackend
+from harness.errors import UserError
+from harness.scenario.loader import resolve_source
+
+if TYPE_CHECKING:
+    from harness.artifacts import ServedArtifact
+    from harness.models.digits import DigitsSplit
+    from harness.scenario.schema import ModelSpec
+
+
+class TorchBackend(FrameworkBackend):
+    """nn.Module in memory, `.pt2` (torch.export) on disk; user TorchScript files served as given."""
+
+    framework: ClassVar[str] = "torch"
+
+    def load_base(self, model: ModelSpec, scenario_dir: Path, data: DigitsSplit) -> BaseModel:
+        if model.is_builtin:
+            from harness.models.torch_mlp import BUILTIN_MLP, get_reference_mlp
+
+            if model.source != BUILTIN_MLP:
+                raise UserError(
+                    f"model.source: unknown built-in model {model.source!r}; expected {BUILTIN_MLP}"
+                )
+            trained = get_reference_mlp(data, seed=model.seed)
+            return BaseModel(model=trained.module, info=trained.info())
+
+        from harness.models.torch_loader import check_classifier, load_torch_model
+
+        loaded = load_torch_model(resolve_source(model.source, scenario_dir))
+        check_classifier(loaded.module, loaded.path, data.x_test, data.num_classes)
+        info = {"source": str(loaded.path), "format": loaded.format}
+        return BaseModel(model=loaded.module, info=info, path=loaded.path, format=loaded.format)
+
+    def fresh(self, base: BaseModel) -> Any:
+        if base.path is None:
+            return copy.deepcopy(base.model)
+        # loaded ScriptModules/GraphModules do not deep-copy reliably: read the file again
+        from harness.models.torch_loader import load_torch_model
+
+        return load_torch_model(base.path).module
+
+    def export(self, model: Any, out_dir: Path, data: DigitsSplit) -> ServedArtifact:
+        from harness.compression.torch.export import export_module
+
+        artifact, _ = export_module(model, out_dir, input_shape=data.input_shape, num_classes=data.num_classes)
+        return artifact
+
+    def copy_user_artifact(self, base: BaseModel, out_dir: Path, data: DigitsSplit) -> ServedArtifact:
+        from harness.compression.torch.export import copy_user_artifact
+
+        assert base.path is not None and base.format is not None
+        return copy_user_artifact(
+            base.path, base.format, out_dir, input_shape=data.input_shape, num_classes=data.num_classes
+        )
+
+    def measure_artifact(
+        self, artifact: ServedArtifact, data: DigitsSplit
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        from harness.compression.torch.export import TorchArtifactRunner
+        from harness.compression.torch.stats import archive_breakdown, file_sizes, param_count, sparsity_stats
+        from harness.metrics.accuracy import accuracy
+
+        runner = TorchArtifactRunner(artifact)  # loaded back from disk, as a server would
+        labels = runner.predict_labels(data.x_test)
+        sparsity = sparsity_stats(runner.module)
+        raw, gz = file_sizes(artifact.path)
+        metrics = {
+            "accuracy_inprocess": accuracy(labels, data.y_test),
+            "model_size_bytes": float(raw),
+            "model_size_gzip_bytes": float(gz),
+            "sparsity": float(sparsity["sparsity"]),
+            "param_count": float(param_count(runner.module)),
+        }
+        details = {
+            "sparsity_all_params": sparsity["sparsity_all_params"],
+            "archive": archive_breakdown(artifact.path),
+        }
+        return metrics, details
+
+    def in_memory_accuracy(self, model: Any, data: DigitsSplit) -> float:
+        import torch
+
+        from harness.metrics.accuracy import accuracy
+
+        with torch.inference_mode():
+            labels = model(torch.tensor(data.x_test)).argmax(dim=1).numpy()
+        return accuracy(labels, data.y_test)
