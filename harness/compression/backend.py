@@ -61,7 +61,9 @@ class FrameworkBackend(ABC):
         """Serve the user's uncompressed file exactly as given, copied into `out_dir`."""
 
     @abstractmethod
-    def measure_artifact(self, artifact: ServedArtifact, data: DigitsSplit) -> tuple[dict[str, float], dict[str, Any]]:
+    def measure_artifact(
+        self, artifact: ServedArtifact, data: DigitsSplit
+    ) -> tuple[dict[str, float], dict[str, Any]]:
         """Metrics of the exported file loaded back from disk: accuracy_inprocess, model_size_bytes,
         model_size_gzip_bytes, sparsity, param_count; plus details for the report."""
 

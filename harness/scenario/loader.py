@@ -152,7 +152,8 @@ def _check_user_model(model_path: Path, framework: str, path: Path) -> None:
     if framework == "tensorflow" and model_path.is_dir():
         if not (model_path / SAVEDMODEL_MARKER).is_file():
             raise UserError(
-                f"{path}: model.source: folder {model_path} is not a SavedModel (no {SAVEDMODEL_MARKER} in it)"
+                f"{path}: model.source: folder {model_path} is not a SavedModel "
+                f"(no {SAVEDMODEL_MARKER} in it)"
             )
         return
     if not model_path.is_file():

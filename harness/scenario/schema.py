@@ -72,7 +72,7 @@ class ValiditySpec(StrictModel):
         "gated latency percentile.",
     )
     max_windows: int = Field(
-        default=8, ge=2, description="Stop measuring after this many windows even if not yet stable (INVALID)."
+        default=8, ge=2, description="Stop after this many windows even if not yet stable (then INVALID)."
     )
     min_requests: int | None = Field(
         default=None,
@@ -128,7 +128,7 @@ class LoadSpec(StrictModel):
         default=None, description="Open loop: target requests per second; a list sweeps them."
     )
     arrival: Literal["constant", "poisson"] = Field(
-        default="poisson", description="Open loop: evenly spaced or Poisson (exponential) inter-arrival times."
+        default="poisson", description="Open loop: evenly spaced or Poisson (exponential) gaps between sends."
     )
     spawn_rate: float = Field(default=10.0, gt=0, description="Users started per second.")
     warmup_s: float = Field(default=2.0, ge=0, description="Seconds of load excluded from the statistics.")
@@ -175,7 +175,7 @@ class LoadSpec(StrictModel):
     @classmethod
     def _positive_rates(cls, rate: float | list[float] | None) -> float | list[float] | None:
         values = [] if rate is None else rate if isinstance(rate, list) else [rate]
-        if isinstance(rate, list) and not rate or any(r <= 0 for r in values):
+        if (isinstance(rate, list) and not rate) or any(r <= 0 for r in values):
             raise ValueError("a rate above 0 req/s, or a non-empty list of them")
         return rate
 

@@ -50,13 +50,15 @@ class TorchBackend(FrameworkBackend):
     def export(self, model: Any, out_dir: Path, data: DigitsSplit) -> ServedArtifact:
         from harness.compression.torch.export import export_module
 
-        artifact, _ = export_module(model, out_dir, input_shape=data.input_shape, num_classes=data.num_classes)
+        shape, classes = data.input_shape, data.num_classes
+        artifact, _ = export_module(model, out_dir, input_shape=shape, num_classes=classes)
         return artifact
 
     def copy_user_artifact(self, base: BaseModel, out_dir: Path, data: DigitsSplit) -> ServedArtifact:
         from harness.compression.torch.export import copy_user_artifact
 
-        assert base.path is not None and base.format is not None
+        assert base.path is not None
+        assert base.format is not None
         return copy_user_artifact(
             base.path, base.format, out_dir, input_shape=data.input_shape, num_classes=data.num_classes
         )
