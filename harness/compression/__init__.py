@@ -15,6 +15,12 @@ RECIPES = Registry(
     {
         "torch.prune": "harness.compression.torch.prune:TorchPruneRecipe",
         "torch.int8": "harness.compression.torch.int8:TorchInt8Recipe",
+        "torch.distill": "harness.compression.torch.distill:TorchDistillRecipe",
+        "tf.prune": "harness.compression.tensorflow.prune:TfPruneRecipe",
+        "tf.cluster": "harness.compression.tensorflow.cluster:TfClusterRecipe",
+        "tf.qat": "harness.compression.tensorflow.qat:TfQatRecipe",
+        "tf.ptq": "harness.compression.tensorflow.ptq:TfPtqRecipe",
+        "tf.distill": "harness.compression.tensorflow.distill:TfDistillRecipe",
     },
     "harness.recipes",
 )

@@ -43,9 +43,89 @@ class TorchInt8Params(RecipeParams):
     )
 
 
+class _FineTune(RecipeParams):
+    """Fine-tuning settings shared by the tfmot recipes (training split of the digits data)."""
+
+    fine_tune_epochs: int = Field(default=4, ge=1, le=200, description="Epochs of fine-tuning.")
+    learning_rate: float = Field(default=1e-3, gt=0, lt=1, description="Adam learning rate.")
+    batch_size: int = Field(default=32, ge=1, description="Training batch size.")
+
+
+class TfPruneParams(_FineTune):
+    """tf.prune: tfmot prune_low_magnitude with a PolynomialDecay schedule, fine-tuned, stripped."""
+
+    target_sparsity: float = Field(gt=0.0, lt=1.0, description="Final sparsity of the schedule (0..1).")
+    initial_sparsity: float = Field(default=0.0, ge=0.0, lt=1.0, description="Sparsity at begin_step.")
+    begin_step: int = Field(default=0, ge=0, description="Training step where pruning starts.")
+    end_step: int | None = Field(
+        default=None,
+        ge=1,
+        description="Step where target_sparsity is reached; default: the last fine-tuning step. If it "
+        "lies beyond the fine-tuning, the sparsity reached stops short of the target (reported).",
+    )
+    frequency: int = Field(default=10, ge=1, description="Steps between mask updates.")
+
+
+class TfClusterParams(_FineTune):
+    """tf.cluster: tfmot cluster_weights (weight sharing), fine-tuned, then strip_clustering."""
+
+    clusters: int = Field(default=16, ge=2, le=256, description="Distinct weight values per kernel.")
+    centroid_init: Literal["kmeans_plus_plus", "linear", "random", "density_based"] = Field(
+        default="kmeans_plus_plus", description="How the cluster centroids start (tfmot CentroidInitialization)."
+    )
+    learning_rate: float = Field(default=1e-4, gt=0, lt=1, description="Adam learning rate.")
+    fine_tune_epochs: int = Field(default=2, ge=1, le=200, description="Epochs of fine-tuning.")
+
+
+class TfQatParams(_FineTune):
+    """tf.qat: tfmot quantize_model (quantization-aware training), converted to an int8 TFLite model."""
+
+    learning_rate: float = Field(default=1e-4, gt=0, lt=1, description="Adam learning rate.")
+    fine_tune_epochs: int = Field(default=2, ge=1, le=200, description="Epochs of fine-tuning.")
+    io: Literal["float", "int8"] = Field(
+        default="float", description="Input/output tensor type of the TFLite model."
+    )
+
+
+class TfPtqParams(RecipeParams):
+    """tf.ptq: TFLite converter post-training quantization."""
+
+    mode: Literal["dynamic", "float16", "int8"] = Field(
+        description="'dynamic': int8 weights, float activations; 'float16': float16 weights; 'int8': full "
+        "integer, activations calibrated on a representative dataset from the training split."
+    )
+    io: Literal["float", "int8"] = Field(
+        default="float", description="mode int8 only: input/output tensor type of the TFLite model."
+    )
+    calibration_samples: int = Field(
+        default=200, ge=1, description="mode int8: training examples used as the representative dataset."
+    )
+
+
+class DistillParams(RecipeParams):
+    """torch.distill / tf.distill: train a smaller MLP student on the teacher's softened outputs."""
+
+    student_hidden: list[int] = Field(
+        default_factory=lambda: [32], min_length=1, description="Hidden layer sizes of the MLP student."
+    )
+    temperature: float = Field(default=4.0, gt=0, description="Softmax temperature of the soft targets.")
+    alpha: float = Field(
+        default=0.7, ge=0, le=1, description="Weight of the soft (teacher) loss; 1 - alpha weights the labels."
+    )
+    epochs: int = Field(default=60, ge=1, le=1000, description="Training epochs of the student.")
+    learning_rate: float = Field(default=1e-2, gt=0, lt=1, description="Adam learning rate.")
+    batch_size: int = Field(default=64, ge=1, description="Training batch size.")
+
+
 PARAMS: dict[str, type[RecipeParams]] = {
     "torch.prune": TorchPruneParams,
     "torch.int8": TorchInt8Params,
+    "torch.distill": DistillParams,
+    "tf.prune": TfPruneParams,
+    "tf.cluster": TfClusterParams,
+    "tf.qat": TfQatParams,
+    "tf.ptq": TfPtqParams,
+    "tf.distill": DistillParams,
 }
 
 # Recipes that cannot run after another one in the same variant, and why.
@@ -53,6 +133,10 @@ _NOT_AFTER: dict[tuple[str, str], str] = {
     ("torch.prune", "torch.int8"): "prune first: pruning needs float weights, not quantized ones",
     ("torch.int8", "torch.int8"): "the weights are already quantized",
 }
+# Recipes whose output is a TFLite model: no Keras recipe can follow them.
+_TFLITE_OUTPUT = {"tf.qat", "tf.ptq"}
+# Recipes that train a new model from scratch: anything before them would be thrown away.
+_FIRST_ONLY = {"torch.distill", "tf.distill"}
 
 
 def params_model(recipe: str) -> type[BaseModel]:
@@ -80,7 +164,17 @@ def validate_step_params(recipe: str, params: Mapping[str, Any]) -> BaseModel:
 def check_step_order(recipes: list[str]) -> None:
     """UserError if a step cannot follow an earlier one of the same variant (e.g. prune after int8)."""
     for j, later in enumerate(recipes):
+        if later in _FIRST_ONLY and j > 0:
+            raise UserError(
+                f"steps[{j}] {later} must be the first step: it trains a new student model, so earlier "
+                "steps would be discarded (compress the student with steps after it)"
+            )
         for i, earlier in enumerate(recipes[:j]):
+            if earlier in _TFLITE_OUTPUT:
+                raise UserError(
+                    f"steps[{j}] {later} cannot come after steps[{i}] {earlier}: {earlier} produces a "
+                    "TFLite model, so it must be the last step"
+                )
             reason = _NOT_AFTER.get((later, earlier))
             if reason:
                 raise UserError(f"steps[{j}] {later} cannot come after steps[{i}] {earlier}: {reason}")

@@ -11,6 +11,7 @@ TARGETS = Registry(
     "serving target",
     {
         "torchserve": "harness.serving.torchserve:TorchServeTarget",
+        "tfserving": "harness.serving.tfserving:TfServingTarget",
         "inprocess": "harness.serving.inprocess:InProcessTarget",
     },
     "harness.targets",
@@ -20,6 +21,7 @@ TARGETS = Registry(
 # `harness validate` checks options without importing a server's dependencies.
 TARGET_OPTIONS: dict[str, str] = {
     "torchserve": "harness.serving.torchserve_config:TorchServeOptions",
+    "tfserving": "harness.serving.tfserving_config:TfServingOptions",
     "inprocess": "harness.serving.inprocess:InProcessOptions",
 }
 

@@ -1,0 +1,17 @@
+"""A TFLite flatbuffer in memory: what tf.qat and tf.ptq hand to the exporter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TFLiteModel:
+    """Converted TFLite bytes plus how they were made (for the report and the artifact's extra)."""
+
+    content: bytes
+    quantization: str  # "qat-int8" | "dynamic" | "float16" | "int8"
+    input_dtype: str  # "float32" | "int8"
+    output_dtype: str
+    details: dict[str, Any] = field(default_factory=dict)
