@@ -12,8 +12,9 @@ import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from harness.errors import UserError
 from harness.progress import Progress, SilentProgress
 from harness.results import RunResult, VariantResult, Verdict
 from harness.scenario import Scenario, load_scenario
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from harness.compression.pipeline import PreparedVariant
-    from harness.load.result import LoadResult
-    from harness.models.digits import DigitsSplit
 
 
 def run_scenario(
@@ -49,6 +48,9 @@ def run_scenario(
 
     with _timed(timings, "load_scenario"):
         scenario = load_scenario(scenario_path)
+    reason = target_unavailable_reason(scenario)
+    if reason:
+        raise UserError(f"{scenario_path}: serving.target: {reason}")
     run_id = f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{scenario.name}-{secrets.token_hex(2)}"
     # absolute: servers and Locust run with their own working directories
     run_dir = (Path(reports_dir) / run_id).resolve()
@@ -89,6 +91,15 @@ def run_scenario(
     return result
 
 
+def target_unavailable_reason(scenario: Scenario) -> str | None:
+    """One line saying why the scenario's serving target cannot run here (e.g. no TF Serving
+    binary), or None. Lets `harness run` stop before any work and pytest skip the scenario."""
+    from harness.serving.registry import TARGETS
+
+    check = getattr(TARGETS.resolve(scenario.serving.target), "unavailable_reason", None)
+    return check(scenario.serving) if check is not None else None
+
+
 def _measure_variants(
     result: RunResult, scenario: Scenario, scenario_path: Path, run_dir: Path, progress: Progress
 ) -> None:
@@ -109,79 +120,27 @@ def _measure_variants(
                 scenario.model, variant, scenario_path.parent, run_dir / "variants" / variant.name, data
             )
 
+    from harness.measurement import measure_variant
+
     for variant in scenario.all_variants():
-        measured = _serve_and_measure(
+        measured = measure_variant(
             scenario, variant.name, prepared[variant.name], data, run_dir, timings, progress
         )
         measured.steps = [step.model_dump() for step in variant.steps]
         result.variants.append(measured)
         if variant.name == REFERENCE_VARIANT:
             result.target = measured.serving
+    add_reference_deltas(result.variants)
 
 
-def _serve_and_measure(
-    scenario: Scenario,
-    name: str,
-    prepared: PreparedVariant,
-    data: DigitsSplit,
-    run_dir: Path,
-    timings: dict[str, float],
-    progress: Progress,
-) -> VariantResult:
-    """Start the target on the variant's artifact, check accuracy through it, then drive load."""
-    from harness.metrics.accuracy import accuracy
-    from harness.metrics.latency import latency_summary
-    from harness.serving.registry import TARGETS
-
-    target_name = scenario.serving.target
-    variant_dir = run_dir / "variants" / name
-    load = scenario.load
-    with TARGETS.resolve(target_name)(scenario.serving, variant_dir / "serving") as target:
-        with progress.stage(f"starting {target_name} for {name}"), _timed(timings, f"serve_start:{name}"):
-            target.start(prepared.artifact)
-        label = f"accuracy of {name} through {target_name}"
-        with progress.stage(label), _timed(timings, f"accuracy_served:{name}"):
-            served_accuracy = accuracy(target.predict(data.x_test), data.y_test)
-        label = f"load {name}: {load.users} users, {load.warmup_s:g}s warm-up + {load.measure_s:g}s measured"
-        with progress.stage(label), _timed(timings, f"load:{name}"):
-            load_result = _drive_load(target, scenario, data, variant_dir / "load")
-    serving_facts = target.describe()  # after teardown, so it includes how long that took
-
-    metrics: dict[str, float] = dict(prepared.metrics)
-    metrics["accuracy"] = served_accuracy
-    metrics.update(latency_summary(load_result.latencies_ms))
-    metrics["throughput_rps"] = load_result.throughput_rps
-    metrics["error_rate"] = load_result.error_rate
-    metrics["request_count"] = float(load_result.request_count)
-    if load_result.client_cpu_percent is not None:
-        metrics["client_cpu_percent"] = load_result.client_cpu_percent
-    warnings = [*prepared.warnings, *load_result.warnings]
-    for warning in warnings:
-        progress.note(f"{name}: {warning}")
-    return VariantResult(
-        name=name,
-        steps=[],
-        metrics=metrics,
-        compression=prepared.compression,
-        failures=dict(load_result.failures),
-        failure_examples=list(load_result.failure_examples),
-        latencies_ms=list(load_result.latencies_ms),
-        artifact=str(prepared.artifact.path.relative_to(run_dir)),
-        warnings=warnings,
-        serving=serving_facts,
-        details={"base_model": prepared.base, "stage_seconds": prepared.stage_seconds, **prepared.details},
-    )
-
-
-def _drive_load(target: Any, scenario: Scenario, data: DigitsSplit, load_dir: Path) -> LoadResult:
-    endpoint = target.endpoint
-    if endpoint is None:
-        from harness.load.threadpool_driver import ThreadPoolDriver
-
-        return ThreadPoolDriver().run(target.predict, scenario.load, data.x_test)
-    from harness.load.locust_driver import LocustDriver
-
-    return LocustDriver().run(endpoint, scenario.load, data.x_test, load_dir)
+def add_reference_deltas(variants: list[VariantResult]) -> None:
+    """accuracy_drop_vs_reference for every variant: what compression cost within this run."""
+    reference = next((v for v in variants if v.name == REFERENCE_VARIANT), None)
+    if reference is None or "accuracy" not in reference.metrics:
+        return
+    for v in variants:
+        if "accuracy" in v.metrics:
+            v.metrics["accuracy_drop_vs_reference"] = reference.metrics["accuracy"] - v.metrics["accuracy"]
 
 
 def compare(

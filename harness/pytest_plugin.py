@@ -58,8 +58,13 @@ class ScenarioFailed(Exception):
 
 class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
-        from harness.api import run_scenario
+        from harness.api import run_scenario, target_unavailable_reason
+        from harness.scenario import load_scenario
 
+        # a target that cannot run on this machine (no TF Serving binary) skips with its reason
+        reason = target_unavailable_reason(load_scenario(self.path))
+        if reason:
+            pytest.skip(reason)
         config = self.config
         root = config.rootpath
         reports = config.getoption("--harness-reports-dir") or root / "reports"

@@ -18,7 +18,7 @@ class MetricSpec:
     """One metric. `better` decides which direction of change is a regression."""
 
     name: str
-    unit: str  # "ms", "req/s", "fraction", "bytes", "count", "%"
+    unit: str  # "ms", "req/s", "fraction", "bytes", "count", "%", "MiB"
     better: Better
     description: str
     label: str = ""  # short column/row label for reports; defaults to the name
@@ -75,7 +75,21 @@ METRICS: dict[str, MetricSpec] = {
             "Top-1 accuracy of the exported artifact loaded in-process (0..1).",
             "accuracy (in-process)",
         ),
-        _spec("model_size_bytes", "bytes", "lower", "Size of the served artifact file.", "model size"),
+        _spec(
+            "accuracy_drop_vs_reference",
+            "fraction",
+            "lower",
+            "Served accuracy of the reference variant minus this variant's, in the same run: what "
+            "the compression cost (0 for the reference itself; negative if it gained).",
+            "accuracy drop vs reference",
+        ),
+        _spec(
+            "model_size_bytes",
+            "bytes",
+            "lower",
+            "Size of the served artifact (file or folder).",
+            "model size",
+        ),
         _spec(
             "model_size_gzip_bytes",
             "bytes",
@@ -94,6 +108,63 @@ METRICS: dict[str, MetricSpec] = {
             "CPU used by the load generator, in percent of one core; near 100 means the client, "
             "not the server, may be the bottleneck.",
             "client CPU",
+        ),
+        _spec(
+            "max_rps_at_slo",
+            "req/s",
+            "higher",
+            "Highest measured throughput whose latency percentile stayed under the search's SLO.",
+            "max req/s at SLO",
+        ),
+        _spec(
+            "late_fraction",
+            "fraction",
+            "lower",
+            "Open loop: fraction of requests sent later than scheduled by more than validity.late_ms.",
+            "late sends",
+        ),
+        _spec(
+            "service_latency_p95_ms",
+            "ms",
+            "lower",
+            "Open loop: 95th percentile from the actual send (without the client-side queueing that "
+            "latency_p95_ms, counted from the scheduled send, includes).",
+            "service p95",
+        ),
+        _spec(
+            "server_inference_ms",
+            "ms",
+            "lower",
+            "Server-reported model inference time per request, from its metrics endpoint.",
+            "server inference",
+        ),
+        _spec(
+            "server_queue_ms",
+            "ms",
+            "lower",
+            "Server-reported time a request waited in the server's queue, per request.",
+            "server queue",
+        ),
+        _spec(
+            "server_request_ms",
+            "ms",
+            "lower",
+            "Server-reported whole request time per request (TF Serving request_latency).",
+            "server request",
+        ),
+        _spec(
+            "server_cpu_percent",
+            "%",
+            "lower",
+            "CPU of the server's process tree during the window, in percent of one core.",
+            "server CPU",
+        ),
+        _spec(
+            "server_rss_mb",
+            "MiB",
+            "lower",
+            "Largest resident memory of the server's process tree during the window.",
+            "server RSS",
         ),
         _spec(
             "request_count",
@@ -136,6 +207,8 @@ def format_value(name: str, value: float | None) -> str:
         return format_bytes(value)
     if unit == "count":
         return f"{value:,.0f}"
+    if unit == "MiB":
+        return f"{value:,.1f} MiB"
     return f"{value:.4g}"
 
 

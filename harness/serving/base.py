@@ -53,6 +53,21 @@ class Target(ABC):
         """The HTTP endpoint load is driven at; None for targets without a server."""
         return None
 
+    @property
+    def server_metrics_url(self) -> str | None:
+        """Where the server publishes Prometheus-format metrics; None when it publishes none."""
+        return None
+
+    @property
+    def server_metrics_format(self) -> str | None:
+        """Which metric names that endpoint uses ("torchserve" | "tfserving"); None without one."""
+        return None
+
+    @property
+    def server_pid(self) -> int | None:
+        """Root of the server's process tree, for CPU/memory sampling; None without a process."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Facts for the report: versions, ports, auth mode, batching settings."""
         return {"target": self.name}

@@ -165,6 +165,22 @@ class TorchServeTarget(Target):
         return HttpEndpoint(base_url=f"http://{LOOPBACK}:{self.ports.inference}", path=self._predict_path)
 
     @property
+    def server_metrics_url(self) -> str | None:
+        # metrics_mode=prometheus in config.properties: the metrics API serves Prometheus text
+        if self.ports is None or self._process is None:
+            return None
+        return f"http://{LOOPBACK}:{self.ports.metrics}/metrics"
+
+    @property
+    def server_metrics_format(self) -> str | None:
+        return "torchserve"
+
+    @property
+    def server_pid(self) -> int | None:
+        # the launcher: Java and the Python workers are its descendants
+        return self._process.pid if self._process is not None else None
+
+    @property
     def _predict_path(self) -> str:
         return f"/predictions/{self.options.model_name}"
 

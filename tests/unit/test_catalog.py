@@ -27,6 +27,15 @@ EXPECTED_DIRECTION = {
     "param_count": "lower",
     "client_cpu_percent": "lower",
     "request_count": "higher",
+    "accuracy_drop_vs_reference": "lower",
+    "max_rps_at_slo": "higher",
+    "late_fraction": "lower",
+    "service_latency_p95_ms": "lower",
+    "server_inference_ms": "lower",
+    "server_queue_ms": "lower",
+    "server_request_ms": "lower",
+    "server_cpu_percent": "lower",
+    "server_rss_mb": "lower",
 }
 
 

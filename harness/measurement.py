@@ -1,0 +1,306 @@
+"""Serve one prepared variant and measure it: accuracy through the target, then every load point.
+
+Each load point runs in windows until stable (or the window limit), is judged VALID or INVALID
+on its own (harness.load.validity), and carries the server's own figures (metrics endpoint) and
+its process tree's CPU and memory next to the client's, so a report can say where time went.
+The last load point of a sweep is the one the gates see; every point is kept in the details.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.progress import Progress
+from harness.results import VariantResult
+
+if TYPE_CHECKING:
+    from harness.compression.pipeline import PreparedVariant
+    from harness.load.plan import LoadPoint
+    from harness.load.result import LoadResult
+    from harness.load.validity import ValidityVerdict
+    from harness.models.digits import DigitsSplit
+    from harness.scenario.schema import Scenario
+    from harness.serving.base import Target
+
+DEFAULT_GATED_PERCENTILE = 95.0
+
+
+@dataclass
+class PointMeasurement:
+    """One load point: what the client saw, whether it counts, and what the server reported."""
+
+    point: LoadPoint
+    load: LoadResult
+    validity: ValidityVerdict
+    server: dict[str, float] = field(default_factory=dict)
+    host: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, float]:
+        from harness.metrics.latency import latency_summary
+
+        load = self.load
+        out: dict[str, float] = latency_summary(load.latencies_ms)
+        out["throughput_rps"] = load.throughput_rps
+        out["error_rate"] = load.error_rate
+        out["request_count"] = float(load.request_count)
+        if load.client_cpu_percent is not None:
+            out["client_cpu_percent"] = load.client_cpu_percent
+        if load.mode == "open" and load.request_count:
+            out["late_fraction"] = load.late_count / load.request_count
+            if load.service_latencies_ms:
+                service = latency_summary(load.service_latencies_ms)
+                out["service_latency_p95_ms"] = service["latency_p95_ms"]
+        for key in ("server_inference_ms", "server_queue_ms", "server_request_ms"):
+            if key in self.server:
+                out[key] = self.server[key]
+        if "server_cpu_percent" in self.host:
+            out["server_cpu_percent"] = float(self.host["server_cpu_percent"])
+        if "server_rss_mb_max" in self.host:
+            out["server_rss_mb"] = float(self.host["server_rss_mb_max"])
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.point.label,
+            "users": self.point.users,
+            "rate_rps": self.point.rate_rps,
+            "metrics": self.metrics(),
+            "valid": self.validity.valid,
+            "validity_reasons": list(self.validity.reasons),
+            "validity_facts": dict(self.validity.facts),
+            "windows": [_window_dict(w) for w in self.validity.windows],
+            "stopped_reason": self.load.stopped_reason,
+            "server": dict(self.server),
+            "host": {k: v for k, v in self.host.items() if not isinstance(v, set | frozenset)},
+            "notes": list(self.notes),
+        }
+
+
+def gated_percentile(gates: dict[str, Any]) -> float:
+    """The latency percentile the scenario gates on (the highest one), p95 if none."""
+    from harness.metrics.latency import PERCENTILES
+
+    gated = [PERCENTILES[m] for m in gates if m in PERCENTILES]
+    return max(gated) if gated else DEFAULT_GATED_PERCENTILE
+
+
+def measure_variant(
+    scenario: Scenario,
+    name: str,
+    prepared: PreparedVariant,
+    data: DigitsSplit,
+    run_dir: Path,
+    timings: dict[str, float],
+    progress: Progress,
+    *,
+    attempt: int = 0,
+) -> VariantResult:
+    """Start the target on the variant's artifact, check accuracy through it, then drive load."""
+    from harness.load.plan import plan_points
+    from harness.metrics.accuracy import accuracy
+    from harness.serving.registry import TARGETS
+
+    target_name = scenario.serving.target
+    suffix = f"-confirm{attempt}" if attempt else ""
+    variant_dir = run_dir / "variants" / name
+    key = f"{name}{suffix}"
+    points: list[PointMeasurement] = []
+    search: dict[str, Any] | None = None
+    with TARGETS.resolve(target_name)(scenario.serving, variant_dir / f"serving{suffix}") as target:
+        with progress.stage(f"starting {target_name} for {key}"), _timed(timings, f"serve_start:{key}"):
+            target.start(prepared.artifact)
+        with (
+            progress.stage(f"accuracy of {key} through {target_name}"),
+            _timed(timings, f"accuracy_served:{key}"),
+        ):
+            predictions = target.predict(data.x_test)
+            served_accuracy = accuracy(predictions, data.y_test)
+        for i, point in enumerate(plan_points(scenario.load)):
+            load_dir = variant_dir / f"load{suffix}" / (f"{i:02d}-{point.label}" if i else "")
+            label = f"load {key}: {point.label}, {scenario.load.warmup_s:g}s warm-up + windows"
+            with progress.stage(label), _timed(timings, f"load:{key}:{point.label}"):
+                points.append(measure_point(target, scenario, data, point, load_dir))
+        if scenario.load.search is not None:
+            with progress.stage(f"search max_rps_at_slo for {key}"), _timed(timings, f"search:{key}"):
+                search = _search(target, scenario, data, variant_dir / f"search{suffix}")
+    serving_facts = target.describe()  # after teardown, so it includes how long that took
+
+    gated = points[-1]
+    metrics: dict[str, float] = dict(prepared.metrics)
+    metrics["accuracy"] = served_accuracy
+    metrics.update(gated.metrics())
+    if search is not None and search.get("max_rps_at_slo") is not None:
+        metrics["max_rps_at_slo"] = float(search["max_rps_at_slo"])
+    warnings = [*prepared.warnings, *gated.load.warnings, *gated.notes]
+    if not gated.validity.valid:
+        warnings.append("measurement INVALID: " + "; ".join(gated.validity.reasons))
+    for warning in warnings:
+        progress.note(f"{key}: {warning}")
+    details: dict[str, Any] = {
+        "base_model": prepared.base,
+        "stage_seconds": prepared.stage_seconds,
+        **prepared.details,
+        "load_points": [p.as_dict() for p in points],
+        "validity": {"valid": gated.validity.valid, "reasons": list(gated.validity.reasons)},
+    }
+    if search is not None:
+        details["search"] = search
+    return VariantResult(
+        name=name,
+        steps=[],
+        metrics=metrics,
+        compression=prepared.compression,
+        failures=dict(gated.load.failures),
+        failure_examples=list(gated.load.failure_examples),
+        latencies_ms=list(gated.load.latencies_ms),
+        predictions=[int(p) for p in predictions],
+        artifact=str(prepared.artifact.path.relative_to(run_dir)),
+        warnings=warnings,
+        serving=serving_facts,
+        details=details,
+    )
+
+
+def measure_point(
+    target: Target, scenario: Scenario, data: DigitsSplit, point: LoadPoint, load_dir: Path
+) -> PointMeasurement:
+    """Drive one load point until stable, with server metrics and the server's CPU/RSS alongside."""
+    from harness.load.validity import assess, is_stable
+
+    load = scenario.load
+    percentile = gated_percentile(dict(scenario.gates))
+    window_s = load.effective_window_s()
+
+    def stop_when(samples: list[Any], measure_start_s: float) -> bool:
+        return is_stable(
+            samples, measure_start_s, window_s=window_s, spec=load.validity, percentile=percentile
+        )
+
+    notes: list[str] = []
+    with _server_metrics(target, notes) as server, _host_sampler(target, notes) as host:
+        result = _drive(target, scenario, data, point, load_dir, stop_when)
+    host_summary = host.summary() if host is not None else {}
+    server_summary = server.summary(result.request_count) if server is not None else {}
+    notes.extend(str(n) for n in server_summary.pop("notes", []) or [])  # type: ignore[union-attr]
+    verdict = assess(
+        result.samples,
+        measure_start_s=result.measure_start_s,
+        window_s=result.window_s,
+        spec=load.validity,
+        percentile=percentile,
+        warmup_s=load.warmup_s,
+        generator_cpu_percent=list(result.generator_cpu_percent),
+        late_count=result.late_count if load.mode == "open" else None,
+        server_restarted=host_summary.get("restarted") if host_summary else None,
+        stopped_reason=result.stopped_reason,
+    )
+    numeric_server = {k: float(v) for k, v in server_summary.items() if isinstance(v, int | float)}
+    return PointMeasurement(point, result, verdict, numeric_server, host_summary, notes)
+
+
+def _drive(
+    target: Target, scenario: Scenario, data: DigitsSplit, point: LoadPoint, load_dir: Path, stop_when: Any
+) -> LoadResult:
+    endpoint = target.endpoint
+    if endpoint is None:
+        from harness.load.threadpool_driver import ThreadPoolDriver
+
+        return ThreadPoolDriver().run(
+            target.predict, scenario.load, data.x_test, point=point, stop_when=stop_when
+        )
+    from harness.load.locust_driver import LocustDriver
+
+    return LocustDriver().run(
+        endpoint, scenario.load, data.x_test, load_dir, point=point, stop_when=stop_when
+    )
+
+
+def _search(target: Target, scenario: Scenario, data: DigitsSplit, out_dir: Path) -> dict[str, Any]:
+    """Binary search for the highest throughput whose percentile stays under the SLO."""
+    import numpy as np
+
+    from harness.load.search import search_max_rps_at_slo
+
+    spec = scenario.load.search
+    assert spec is not None
+    probe_load = scenario.load.model_copy(update={"measure_s": spec.probe_s, "window_s": None})
+    probe_scenario = scenario.model_copy(update={"load": probe_load})
+    counter = iter(range(1000))
+
+    def measure(point: LoadPoint) -> LoadResult:
+        return _drive(target, probe_scenario, data, point, out_dir / f"probe-{next(counter):02d}", None)
+
+    def percentile_of(result: LoadResult, q: float) -> float:
+        lat = result.latencies_ms
+        return float(np.percentile(lat, q)) if lat else float("inf")
+
+    found = search_max_rps_at_slo(measure, spec, percentile_of)
+    return {
+        "slo_ms": spec.slo_ms,
+        "percentile": spec.percentile,
+        "over": spec.over,
+        "max_rps_at_slo": found.max_rps_at_slo,
+        "probes": list(found.probes),
+    }
+
+
+@contextmanager
+def _server_metrics(target: Target, notes: list[str]) -> Iterator[Any]:
+    url = getattr(target, "server_metrics_url", None)
+    if not url:
+        yield None
+        return
+    from harness.metrics.server_metrics import ServerMetricsWindow
+
+    window = ServerMetricsWindow(url, getattr(target, "server_metrics_format", None))
+    try:
+        window.start()
+    except Exception as exc:  # server metrics are extra evidence; never fail the run for them
+        notes.append(f"server metrics unavailable: {_first_line(exc)}")
+        yield None
+        return
+    try:
+        yield window
+    finally:
+        try:
+            window.stop()
+        except Exception as exc:
+            notes.append(f"server metrics scrape after the window failed: {_first_line(exc)}")
+
+
+@contextmanager
+def _host_sampler(target: Target, notes: list[str]) -> Iterator[Any]:
+    pid = getattr(target, "server_pid", None)
+    if not pid:
+        yield None
+        return
+    from harness.metrics.host import ProcessTreeSampler
+
+    with ProcessTreeSampler(pid) as sampler:
+        yield sampler
+
+
+def _window_dict(window: Any) -> dict[str, Any]:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(window) if is_dataclass(window) else dict(window)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = round(time.perf_counter() - start, 3)
