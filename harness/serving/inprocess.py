@@ -12,6 +12,7 @@ on stop().
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +33,13 @@ class InProcessOptions(BaseModel):
     intra_op_threads: StrictInt = Field(
         default=1, ge=1, description="torch intra-op threads for the whole process while serving."
     )
+    inject_delay_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=10_000,
+        description="Test aid: each predict call sleeps this long, a known regression for checking "
+        "that gates detect one (benchmarks/gate_validity.py). Leave at 0 in real scenarios.",
+    )
 
 
 class InProcessTarget(Target):
@@ -48,6 +56,7 @@ class InProcessTarget(Target):
             key = ".".join(str(part) for part in error["loc"])
             raise UserError(f"serving.options.{key}: {error['msg']}") from None
         self.intra_op_threads: int = options.intra_op_threads
+        self.inject_delay_s = options.inject_delay_ms / 1000.0
         self._runner: Any = None
         self._artifact: ServedArtifact | None = None
         self._slots = threading.BoundedSemaphore(spec.workers)
@@ -90,6 +99,8 @@ class InProcessTarget(Target):
         if runner is None:
             raise RunError("inprocess target is not started")
         with self._slots:
+            if self.inject_delay_s:
+                time.sleep(self.inject_delay_s)  # a known, deliberate regression (gate-validity runs)
             return np.asarray(runner.predict_labels(batch))
 
     def describe(self) -> dict[str, Any]:
@@ -106,6 +117,11 @@ class InProcessTarget(Target):
                 import torch
 
                 info["torch_version"] = torch.__version__
+            elif self._artifact.framework == "tensorflow":
+                # SavedModel: serving_default concrete function; TFLite: one ai_edge_litert
+                # interpreter per calling thread (intra_op_threads applies to torch only)
+                info["tf_version"] = self._artifact.extra.get("tf_version")
+                info["quantization"] = self._artifact.extra.get("quantization")
         return info
 
     def _restore_threads(self) -> None:

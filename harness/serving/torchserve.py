@@ -247,6 +247,7 @@ class TorchServeTarget(Target):
             "max_batch_delay_ms_requested": self.spec.max_batch_delay_ms,
             "server_reported": dict(self.server_model),
             "torch_threads_per_worker": self.torch_threads,
+            "inject_delay_ms": self.options.inject_delay_ms or None,
             "rows_per_request": self.options.rows_per_request,
             "token_auth": TOKEN_AUTH_MODE,
             "startup_s": self.startup_s,
@@ -288,6 +289,7 @@ class TorchServeTarget(Target):
                     input_shape=tuple(artifact.input_shape),
                     num_classes=artifact.num_classes,
                     torch_threads=self.torch_threads,
+                    inject_delay_ms=self.options.inject_delay_ms,
                 ),
                 indent=2,
             )

@@ -46,6 +46,13 @@ class TorchServeOptions(BaseModel):
         description="torch threads per worker; default: CPU count divided by workers (at least 1).",
     )
     vmargs: str | None = Field(default=None, description="Extra JVM arguments, e.g. '-Xmx1g'.")
+    inject_delay_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=10_000,
+        description="Test aid: the handler sleeps this long per batch, a known regression for checking "
+        "that gates detect one (benchmarks/gate_validity.py). Leave at 0 in real scenarios.",
+    )
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> TorchServeOptions:
@@ -267,7 +274,12 @@ def default_torch_threads(workers: int, cpu_count: int | None) -> int:
 
 
 def handler_metadata(
-    *, artifact_format: str, input_shape: tuple[int, ...], num_classes: int, torch_threads: int
+    *,
+    artifact_format: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    torch_threads: int,
+    inject_delay_ms: float = 0.0,
 ) -> dict[str, Any]:
     """What our handler needs to know about the serialized file, shipped inside the archive."""
     return {
@@ -275,4 +287,5 @@ def handler_metadata(
         "input_shape": list(input_shape),
         "num_classes": num_classes,
         "torch_threads": torch_threads,
+        "inject_delay_ms": inject_delay_ms,
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import zipfile
 from typing import Any
 
@@ -97,12 +98,14 @@ class FeatureVectorHandler:
         self.model: Any = None
         self.input_shape: tuple[int, ...] = ()
         self.initialized = False
+        self.inject_delay_s = 0.0
 
     def initialize(self, context: Any) -> None:
         model_dir = context.system_properties.get("model_dir")
         with open(os.path.join(model_dir, METADATA_FILE)) as f:
             meta = json.load(f)
         self.input_shape = tuple(int(d) for d in meta["input_shape"])
+        self.inject_delay_s = float(meta.get("inject_delay_ms") or 0.0) / 1000.0
         threads = int(meta.get("torch_threads") or 0)
         if threads > 0:
             torch.set_num_threads(threads)
@@ -143,6 +146,8 @@ class FeatureVectorHandler:
             batch = np.concatenate([rows for _, rows in parsed])
             # one line per server-side batch: shows in model_log.log how well batching fills up
             logger.info("harness batch: %d requests, %d rows", len(data), batch.shape[0])
+            if self.inject_delay_s:
+                time.sleep(self.inject_delay_s)  # a known, deliberate regression (gate-validity runs)
             try:
                 labels = self._labels(batch)
             except Exception as exc:  # answer every request of the batch instead of failing the worker
