@@ -23,6 +23,8 @@ from harness.scenario.schema import REFERENCE_VARIANT
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    import numpy as np
+
     from harness.compression.pipeline import PreparedVariant
 
 
@@ -72,7 +74,15 @@ def run_scenario(
         run_dir=str(run_dir),
     )
     try:
-        _measure_variants(result, scenario, scenario_path, run_dir, progress)
+        remeasure = _measure_variants(result, scenario, scenario_path, run_dir, progress)
+        with progress.stage("comparing with baseline"), _timed(timings, "gate"):
+            record = compare(
+                result,
+                scenario,
+                Path(baselines_dir),
+                update_baselines=update_baselines,
+                remeasure=remeasure,
+            )
     except BaseException as exc:  # KeyboardInterrupt too: keep what was measured, then stop
         result.error = str(exc) or type(exc).__name__
         result.baseline_message = "the run did not complete; the baseline was not touched"
@@ -82,8 +92,6 @@ def run_scenario(
             write_run_outputs(result, run_dir)
         raise
 
-    with progress.stage("comparing with baseline"), _timed(timings, "gate"):
-        record = compare(result, scenario, Path(baselines_dir), update_baselines=update_baselines)
     with progress.stage("writing report"), _timed(timings, "report"):
         result.finished_at = _now()
         # results first, then the baseline that names this run, then the human-facing files
@@ -102,8 +110,10 @@ def target_unavailable_reason(scenario: Scenario) -> str | None:
 
 def _measure_variants(
     result: RunResult, scenario: Scenario, scenario_path: Path, run_dir: Path, progress: Progress
-) -> None:
-    """Prepare every variant (compress, export, evaluate), then serve and load each in turn."""
+) -> Callable[[str, int], VariantResult]:
+    """Prepare every variant (compress, export, evaluate), then serve and load each in turn.
+
+    Returns how to measure one variant again (for confirming a failed gate)."""
     timings = result.stage_seconds
     with progress.stage("loading reference data"), _timed(timings, "data"):
         from harness.models.digits import load_digits_split
@@ -122,15 +132,22 @@ def _measure_variants(
 
     from harness.measurement import measure_variant
 
-    for variant in scenario.all_variants():
+    steps = {v.name: [step.model_dump() for step in v.steps] for v in scenario.all_variants()}
+
+    def measure(name: str, attempt: int) -> VariantResult:
         measured = measure_variant(
-            scenario, variant.name, prepared[variant.name], data, run_dir, timings, progress
+            scenario, name, prepared[name], data, run_dir, timings, progress, attempt=attempt
         )
-        measured.steps = [step.model_dump() for step in variant.steps]
+        measured.steps = steps[name]
+        return measured
+
+    for variant in scenario.all_variants():
+        measured = measure(variant.name, 0)
         result.variants.append(measured)
         if variant.name == REFERENCE_VARIANT:
             result.target = measured.serving
     add_reference_deltas(result.variants)
+    return measure
 
 
 def add_reference_deltas(variants: list[VariantResult]) -> None:
@@ -144,27 +161,49 @@ def add_reference_deltas(variants: list[VariantResult]) -> None:
 
 
 def compare(
-    result: RunResult, scenario: Scenario, baselines_dir: Path, *, update_baselines: bool
+    result: RunResult,
+    scenario: Scenario,
+    baselines_dir: Path,
+    *,
+    update_baselines: bool,
+    remeasure: Callable[[str, int], VariantResult] | None = None,
 ) -> Callable[[], object] | None:
     """Gate the result against the stored baseline for this environment and configuration.
 
     A first run on a new environment fingerprint records instead of comparing (limits written as
     bare numbers, like `error_rate: 0`, still apply). A variant is only compared with a baseline
-    measured under the same settings (model, steps, serving, load). A baseline is written only
-    when every verdict passed, or when the user asks with `update_baselines`; the write is
+    measured under the same settings (model, steps, serving, load), and an INVALID measurement is
+    never compared at all: it fails with its reasons. Latency and accuracy gates use the stored
+    distributions (rank test, McNemar) when both sides have them. A variant that fails is measured
+    again (`gate_policy.confirm_runs`) and fails only if the failure holds. A baseline is written
+    only when every verdict passed, or when the user asks with `update_baselines`; the write is
     returned as a callable for the caller to run once results.json is safely on disk.
     """
     from harness.baselines.fingerprint import fingerprint_id
-    from harness.baselines.store import FileBaselineStore, variant_metrics
-    from harness.gates.evaluate import evaluate
+    from harness.baselines.store import FileBaselineStore, variant_distributions, variant_metrics
+    from harness.gates.evaluate import failed_variants, merge_confirmation
+    from harness.gates.judge import judge_variants
 
     store = FileBaselineStore(baselines_dir)
     fp = fingerprint_id(result.environment)
     configs = variant_config_ids(scenario)
-    current = {v.name: v.metrics for v in result.variants}
     entry = None if update_baselines else store.load(scenario.name, fp)
     baseline = variant_metrics(entry, configs) if entry else None
-    result.verdicts = [*_dead_variant_verdicts(result), *evaluate(dict(scenario.gates), current, baseline)]
+    baseline_dist = variant_distributions(entry, configs) if entry else None
+    labels = _test_labels(scenario)
+
+    first = judge_variants(result.variants, scenario, baseline, baseline_dist, labels)
+    confirmations: list[list[Verdict]] = []
+    for attempt in range(1, scenario.gate_policy.confirm_runs + 1):
+        failing = failed_variants(merge_confirmation(first, *confirmations))
+        if not failing or remeasure is None:
+            break
+        again = [_remeasured(result, name, attempt, remeasure) for name in sorted(failing)]
+        add_reference_deltas(result.variants)
+        confirmations.append(judge_variants(again, scenario, baseline, baseline_dist, labels))
+        _attach_confirmation(result, confirmations[-1])
+    result.verdicts = merge_confirmation(first, *confirmations)
+    current = {v.name: v.metrics for v in result.variants}
     where = store.path_for(scenario.name)
 
     if entry is not None:
@@ -192,9 +231,56 @@ def compare(
         result.baseline_message = (
             f"first run on environment {fp}: recorded as the baseline in {where}; nothing compared"
         )
+    distributions = {
+        v.name: {"latencies_ms": v.latencies_ms, "predictions": v.predictions, "labels": labels}
+        for v in result.variants
+    }
     return lambda: store.record(
-        scenario.name, fp, result.environment, result.run_id, current, configs=configs
+        scenario.name,
+        fp,
+        result.environment,
+        result.run_id,
+        current,
+        configs=configs,
+        distributions=distributions,
     )
+
+
+def _remeasured(
+    result: RunResult, name: str, attempt: int, remeasure: Callable[[str, int], VariantResult]
+) -> VariantResult:
+    """Measure `name` again and make that the variant's result; the earlier one stays in details."""
+    index = next(i for i, v in enumerate(result.variants) if v.name == name)
+    earlier = result.variants[index]
+    again = remeasure(name, attempt)
+    again.details["superseded_measurement"] = earlier.details.get("superseded_measurement") or {
+        "metrics": dict(earlier.metrics),
+        "validity": earlier.details.get("validity"),
+    }
+    again.details["confirmations"] = list(earlier.details.get("confirmations", []))
+    result.variants[index] = again
+    return again
+
+
+def _attach_confirmation(result: RunResult, verdicts: list[Verdict]) -> None:
+    from dataclasses import asdict
+
+    for name in {v.variant for v in verdicts}:
+        mine = [v for v in verdicts if v.variant == name]
+        variant = next(v for v in result.variants if v.name == name)
+        variant.details.setdefault("confirmations", []).append(
+            {
+                "metrics": dict(variant.metrics),
+                "verdicts": [asdict(v) for v in mine],
+                "passed": all(v.passed for v in mine),
+            }
+        )
+
+
+def _test_labels(scenario: Scenario) -> np.ndarray:
+    from harness.models.digits import load_digits_split
+
+    return load_digits_split(seed=scenario.model.seed).y_test
 
 
 def variant_config_ids(scenario: Scenario) -> dict[str, str]:
@@ -208,24 +294,6 @@ def variant_config_ids(scenario: Scenario) -> dict[str, str]:
         v.name: config_id({**shared, "steps": [step.model_dump(mode="json") for step in v.steps]})
         for v in scenario.all_variants()
     }
-
-
-def _dead_variant_verdicts(result: RunResult) -> list[Verdict]:
-    """A variant with no successful request has no latency to gate: it fails rather than passing silently."""
-    return [
-        Verdict(
-            variant=v.name,
-            metric="request_count",
-            threshold="at least one successful request",
-            current=v.metrics.get("request_count"),
-            baseline=None,
-            limit=None,
-            passed=False,
-            message="no request succeeded in the measurement window; nothing could be measured",
-        )
-        for v in result.variants
-        if not v.latencies_ms
-    ]
 
 
 def write_run_outputs(

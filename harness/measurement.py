@@ -74,7 +74,7 @@ class PointMeasurement:
             "valid": self.validity.valid,
             "validity_reasons": list(self.validity.reasons),
             "validity_facts": dict(self.validity.facts),
-            "windows": [_window_dict(w) for w in self.validity.windows],
+            "windows": [w.as_dict() for w in self.validity.windows],
             "stopped_reason": self.load.stopped_reason,
             "server": dict(self.server),
             "host": {k: v for k, v in self.host.items() if not isinstance(v, set | frozenset)},
@@ -186,8 +186,9 @@ def measure_point(
     with _server_metrics(target, notes) as server, _host_sampler(target, notes) as host:
         result = _drive(target, scenario, data, point, load_dir, stop_when)
     host_summary = host.summary() if host is not None else {}
-    server_summary = server.summary(result.request_count) if server is not None else {}
-    notes.extend(str(n) for n in server_summary.pop("notes", []) or [])  # type: ignore[union-attr]
+    server_summary = server.summary(None) if server is not None else {}
+    if server is not None:
+        notes.extend(server.notes)
     verdict = assess(
         result.samples,
         measure_start_s=result.measure_start_s,
@@ -252,31 +253,23 @@ def _search(target: Target, scenario: Scenario, data: DigitsSplit, out_dir: Path
 
 @contextmanager
 def _server_metrics(target: Target, notes: list[str]) -> Iterator[Any]:
-    url = getattr(target, "server_metrics_url", None)
-    if not url:
+    url, fmt = target.server_metrics_url, target.server_metrics_format
+    if not url or not fmt:
         yield None
         return
     from harness.metrics.server_metrics import ServerMetricsWindow
 
-    window = ServerMetricsWindow(url, getattr(target, "server_metrics_format", None))
-    try:
-        window.start()
-    except Exception as exc:  # server metrics are extra evidence; never fail the run for them
-        notes.append(f"server metrics unavailable: {_first_line(exc)}")
-        yield None
-        return
+    # scrapes never raise: a failure becomes a note and the figures are left out
+    window = ServerMetricsWindow(url, fmt).start()
     try:
         yield window
     finally:
-        try:
-            window.stop()
-        except Exception as exc:
-            notes.append(f"server metrics scrape after the window failed: {_first_line(exc)}")
+        window.stop()
 
 
 @contextmanager
 def _host_sampler(target: Target, notes: list[str]) -> Iterator[Any]:
-    pid = getattr(target, "server_pid", None)
+    pid = target.server_pid
     if not pid:
         yield None
         return
@@ -284,17 +277,6 @@ def _host_sampler(target: Target, notes: list[str]) -> Iterator[Any]:
 
     with ProcessTreeSampler(pid) as sampler:
         yield sampler
-
-
-def _window_dict(window: Any) -> dict[str, Any]:
-    from dataclasses import asdict, is_dataclass
-
-    return asdict(window) if is_dataclass(window) else dict(window)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextmanager

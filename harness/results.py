@@ -25,6 +25,7 @@ class VariantResult:
     failures: dict[str, int] = field(default_factory=dict)
     failure_examples: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)  # measured window, for charts
+    predictions: list[int] = field(default_factory=list)  # served per-example labels on the test set
     artifact: str = ""  # path of the served file, relative to the run folder
     warnings: list[str] = field(default_factory=list)
     serving: dict[str, Any] = field(default_factory=dict)  # the target's describe() after teardown
@@ -43,6 +44,7 @@ class Verdict:
     limit: float | None  # the value current was compared against
     passed: bool
     message: str
+    evidence: dict[str, Any] = field(default_factory=dict)  # statistical test: name, p-value, CI, n's
 
 
 @dataclass

@@ -1,16 +1,35 @@
-"""Apply the scenario's gates to a run's metrics, against the stored baseline where one exists."""
+"""Apply the scenario's gates to a run's metrics, against the stored baseline where one exists.
+
+Every gate compares the current value with a limit (a bare number, or the baseline moved by the
+threshold). Where both runs kept their distributions, two gates also ask whether the change is
+real, and fail only if it is significant AND beyond the threshold (the threshold is the minimum
+effect size; see `harness.gates.statistics`):
+- latency percentile gates against a baseline: Mann-Whitney or bootstrap, per `GatePolicySpec`;
+- the `accuracy` gate against a baseline: McNemar's exact test on the per-example predictions.
+Without distributions (a format-1 baseline, or a run that kept none) the plain comparison decides
+and the message says so. Throughput and the other one-number-per-run metrics are always plain
+comparisons; the confirmation re-measurement (`merge_confirmation`) guards them instead.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError
 from harness.gates.thresholds import Threshold, parse_threshold
 from harness.metrics.catalog import METRICS
+from harness.metrics.latency import PERCENTILES
 from harness.results import Verdict
 
+if TYPE_CHECKING:
+    from harness.gates.statistics import VariantSamples
+    from harness.scenario.schema import GatePolicySpec
+
 Metrics = Mapping[str, float]
+Samples = Mapping[str, "VariantSamples"]
 
 
 def parse_gates(thresholds: Mapping[str, str | int | float]) -> list[Threshold]:
@@ -28,23 +47,208 @@ def evaluate(
     thresholds: Mapping[str, str | int | float],
     current: Mapping[str, Metrics],
     baseline: Mapping[str, Metrics] | None,
+    *,
+    policy: GatePolicySpec | None = None,
+    current_dist: Samples | None = None,
+    baseline_dist: Samples | None = None,
 ) -> list[Verdict]:
     """One verdict per (variant, gated metric), variants in `current` order, gates in scenario order.
 
-    A relative or absolute gate whose variant/metric has no baseline value yields no verdict (the
-    caller records a baseline instead); a bare limit always applies. A gated metric missing from
-    the current results fails: a run that could not measure latency must not pass a latency gate.
+    A relative or absolute gate of a variant absent from `baseline` yields no verdict (the caller
+    records a baseline or names the variant); a bare limit always applies. A variant that has a
+    baseline without the gated metric (a gate added since it was recorded) gets a passing verdict
+    that says "not compared": it must not vanish silently, nor fail a run that could not know.
+    A gated metric missing from the current results fails: a run that could not measure latency
+    must not pass a latency gate. `policy` defaults to GatePolicySpec()'s defaults.
     """
     gates = parse_gates(thresholds)
+    if policy is None:
+        from harness.scenario.schema import GatePolicySpec
+
+        policy = GatePolicySpec()
     verdicts: list[Verdict] = []
     for variant, metrics in current.items():
-        base_metrics = (baseline or {}).get(variant) or {}
+        base_metrics = None if baseline is None else baseline.get(variant)
         for gate in gates:
-            base_value = base_metrics.get(gate.metric)
-            if gate.needs_baseline and (base_value is None or not math.isfinite(base_value)):
-                continue
-            verdicts.append(_judge(gate, variant, metrics.get(gate.metric), base_value))
+            base_value = (base_metrics or {}).get(gate.metric)
+            if gate.needs_baseline:
+                if base_metrics is None:
+                    continue
+                if base_value is None or not math.isfinite(base_value):
+                    verdicts.append(_not_compared(gate, variant, metrics.get(gate.metric)))
+                    continue
+            verdict = _judge(gate, variant, metrics.get(gate.metric), base_value)
+            if gate.needs_baseline and verdict.current is not None and not math.isnan(verdict.current):
+                cur = (current_dist or {}).get(variant)
+                base = (baseline_dist or {}).get(variant)
+                verdict = _with_test(verdict, gate, policy, cur, base)
+            verdicts.append(verdict)
     return verdicts
+
+
+def _not_compared(gate: Threshold, variant: str, current: float | None) -> Verdict:
+    return Verdict(
+        variant=variant,
+        metric=gate.metric,
+        threshold=gate.text,
+        current=current,
+        baseline=None,
+        limit=None,
+        passed=True,
+        message=f"{gate.metric} not compared: the baseline of variant {variant!r} has no value for it "
+        f"(gate {gate.text!r} added after the baseline was recorded?); record one with --update-baselines",
+        evidence={"test": "none", "compared": False},
+    )
+
+
+def _with_test(
+    verdict: Verdict,
+    gate: Threshold,
+    policy: GatePolicySpec,
+    cur: VariantSamples | None,
+    base: VariantSamples | None,
+) -> Verdict:
+    """The plain verdict, decided again by a statistical test where one applies and can run."""
+    if gate.metric in PERCENTILES:
+        return _latency_test(verdict, gate, policy, cur, base)
+    if gate.metric == "accuracy":
+        return _accuracy_test(verdict, policy, cur, base)
+    return verdict  # one number per run: no test applies
+
+
+def _latency_test(
+    verdict: Verdict,
+    gate: Threshold,
+    policy: GatePolicySpec,
+    cur: VariantSamples | None,
+    base: VariantSamples | None,
+) -> Verdict:
+    if policy.latency_test == "none":
+        return replace(verdict, evidence={"test": "none", "reason": "gate_policy.latency_test is none"})
+    if cur is None or cur.latencies_ms is None or len(cur.latencies_ms) == 0:
+        return _plain(verdict, "this run kept no latency samples")
+    if base is None or base.latencies_ms is None or len(base.latencies_ms) == 0:
+        return _plain(verdict, "the baseline stores no latency histogram")
+    if min(len(cur.latencies_ms), len(base.latencies_ms)) < 2:
+        return _plain(verdict, "too few latency samples for a test")
+    if verdict.baseline is None or verdict.limit is None or verdict.baseline <= 0:
+        return _plain(verdict, "a baseline of 0 ms gives no ratio to test")
+    from harness.gates.statistics import latency_regression
+
+    result = latency_regression(
+        cur.latencies_ms,
+        base.latencies_ms,
+        percentile=PERCENTILES[gate.metric],
+        min_ratio=verdict.limit / verdict.baseline,
+        alpha=policy.alpha,
+        method=policy.latency_test,
+        resamples=policy.bootstrap_resamples,
+    )
+    # The threshold is judged on the reported metrics (the numbers in the message), significance
+    # on the samples; the histogram's percentiles differ from the exact ones by < 0.05%.
+    beyond = not verdict.passed
+    if result.method == "mannwhitney":
+        test = f"Mann-Whitney one-sided p={result.p_value:.3g} vs alpha {policy.alpha:g}"
+    else:
+        test = (
+            f"bootstrap {result.confidence_level:.0%} CI of the p{result.percentile:g} ratio "
+            f"[{result.ci_low:.3f}, {result.ci_high:.3f}]"
+        )
+    evidence = {
+        "test": result.method,
+        "alpha": policy.alpha,
+        "percentile": result.percentile,
+        "p_value": result.p_value,
+        "ci_low": result.ci_low,
+        "ci_high": result.ci_high,
+        "confidence_level": result.confidence_level,
+        "ratio": result.ratio,
+        "min_ratio": verdict.limit / verdict.baseline,
+        "significant": result.significant,
+        "exceeds_threshold": beyond,
+        "n_current": result.n_current,
+        "n_baseline": result.n_baseline,
+    }
+    return _decided(verdict, beyond, result.significant, test, evidence)
+
+
+def _accuracy_test(
+    verdict: Verdict, policy: GatePolicySpec, cur: VariantSamples | None, base: VariantSamples | None
+) -> Verdict:
+    if cur is None or cur.predictions is None or cur.labels is None or len(cur.predictions) == 0:
+        return _plain(verdict, "this run kept no per-example predictions")
+    if base is None or base.predictions is None or len(base.predictions) == 0:
+        return _plain(verdict, "the baseline stores no per-example predictions")
+    sizes = {len(base.predictions), len(cur.predictions), len(cur.labels)}
+    if base.fingerprint() != cur.fingerprint() or len(sizes) != 1:
+        return _plain(verdict, "the baseline's predictions are for other examples")
+    from harness.gates.statistics import mcnemar
+
+    result = mcnemar(cur.predictions, base.predictions, cur.labels, alpha=policy.alpha)
+    beyond = not verdict.passed
+    test = (
+        f"McNemar exact one-sided p={result.p_value_worse:.3g} vs alpha {policy.alpha:g} "
+        f"({result.b} right->wrong, {result.c} wrong->right of {result.n}; delta {result.delta:+.4f}, "
+        f"{result.confidence_level:.0%} CI [{result.ci_low:+.4f}, {result.ci_high:+.4f}])"
+    )
+    evidence = {
+        "test": "mcnemar",
+        "alpha": policy.alpha,
+        "p_value": result.p_value_worse,
+        "p_value_two_sided": result.p_value,
+        "b": result.b,
+        "c": result.c,
+        "n": result.n,
+        "delta": result.delta,
+        "ci_low": result.ci_low,
+        "ci_high": result.ci_high,
+        "confidence_level": result.confidence_level,
+        "significant": result.significant_drop,
+        "exceeds_threshold": beyond,
+    }
+    return _decided(verdict, beyond, result.significant_drop, test, evidence)
+
+
+def _decided(
+    verdict: Verdict, beyond: bool, significant: bool, test: str, evidence: dict[str, Any]
+) -> Verdict:
+    """Fail only when the change is beyond the threshold AND significant; the message says which."""
+    if beyond and significant:
+        outcome = "significant: regression"
+    elif beyond:
+        outcome = "not significant: passed"
+    elif significant:
+        outcome = "significant but within the threshold"
+    else:
+        outcome = "not significant"
+    return replace(
+        verdict,
+        passed=not (beyond and significant),
+        message=f"{verdict.message}; {test}: {outcome}",
+        evidence=_json_safe(evidence),
+    )
+
+
+def _plain(verdict: Verdict, reason: str) -> Verdict:
+    return replace(
+        verdict,
+        message=f"{verdict.message}; plain comparison: {reason}",
+        evidence={"test": "none", "reason": reason},
+    )
+
+
+def _json_safe(evidence: dict[str, Any]) -> dict[str, Any]:
+    """Plain Python values, non-finite floats as None: results.json refuses NaN and infinity."""
+    safe: dict[str, Any] = {}
+    for key, value in evidence.items():
+        if isinstance(value, bool | str) or value is None:
+            safe[key] = value
+        elif isinstance(value, int):
+            safe[key] = int(value)
+        else:
+            number = float(value)
+            safe[key] = number if math.isfinite(number) else None
+    return safe
 
 
 def _judge(gate: Threshold, variant: str, current: float | None, base: float | None) -> Verdict:
@@ -106,3 +310,53 @@ def _fmt_pair(metric: str, current: float, limit: float) -> tuple[str, str]:
         a, b = _fmt(metric, current, digits), _fmt(metric, limit, digits)
         digits += 2
     return a, b
+
+
+def failed_variants(verdicts: Sequence[Verdict]) -> set[str]:
+    """The variants with at least one failed verdict: the ones to re-measure before failing the run."""
+    return {v.variant for v in verdicts if not v.passed}
+
+
+def merge_confirmation(first: Sequence[Verdict], *confirmations: Sequence[Verdict]) -> list[Verdict]:
+    """Verdicts of the first measurement and of its re-measurements, as one list for RunResult.
+
+    A gate (variant, metric) fails only if it failed in the first measurement and in every
+    re-measurement of its variant: one slow run on a shared machine is not a regression. Variants
+    that were not re-measured keep their verdicts unchanged. All verdicts are kept, first ones
+    with evidence["measurement"] = 1 and evidence["confirmed"], re-measurements with
+    evidence["confirmation"] = True and evidence["measurement"] = 2, 3, ...; a verdict whose
+    failure did not hold is turned into a pass with the reason in its message, so
+    `RunResult.passed` (all verdicts passed) gives the confirmed outcome. A gate missing from a
+    re-measurement (the variant broke) does not clear the failure.
+    """
+    remeasured = {v.variant for verdicts in confirmations for v in verdicts}
+
+    def key(v: Verdict) -> tuple[str, str, str]:
+        return (v.variant, v.metric, v.threshold)
+
+    runs = [{key(v): v for v in verdicts} for verdicts in (first, *confirmations)]
+
+    def held(k: tuple[str, str, str]) -> bool:
+        """Failed in every measurement of the variant that evaluated this gate."""
+        return all(not run[k].passed for run in runs if k in run)
+
+    merged: list[Verdict] = []
+    for v in first:
+        if v.variant not in remeasured:
+            merged.append(v)
+            continue
+        evidence = {**v.evidence, "measurement": 1, "confirmed": not v.passed and held(key(v))}
+        if v.passed or held(key(v)):
+            merged.append(replace(v, evidence=evidence))
+        else:
+            note = " [not confirmed: the re-measurement passed this gate]"
+            merged.append(replace(v, passed=True, message=v.message + note, evidence=evidence))
+    for number, verdicts in enumerate(confirmations, start=2):
+        for v in verdicts:
+            evidence = {**v.evidence, "confirmation": True, "measurement": number}
+            if v.passed or held(key(v)):
+                merged.append(replace(v, evidence=evidence))
+            else:
+                note = f" [re-measurement {number - 1} only: another measurement passed this gate]"
+                merged.append(replace(v, passed=True, message=v.message + note, evidence=evidence))
+    return merged

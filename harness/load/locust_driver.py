@@ -1,9 +1,14 @@
-"""Drive an HTTP endpoint with Locust running as a separate process.
+"""Drive an HTTP endpoint with Locust running as separate processes (one, or a master and workers).
 
 Locust is never imported here: gevent's monkey patching breaks once TensorFlow is loaded, and
-a separate process also keeps the load generator's CPU visible on its own. The packaged
-locustfile records every request's exact latency; this module reads those samples, cuts the
-measurement window out of them and watches the Locust process's CPU.
+separate processes also keep the load generator's CPU visible on its own. The packaged
+locustfile records every request's exact timing and flushes it to CSV while the test runs; this
+module tails those files, ends the test when the measured windows are done (or a stop rule says
+the numbers are stable), cuts the windows out of the samples and watches each process's CPU.
+
+With `load.workers: N` a Locust master and N local workers run (Locust's own distributed mode);
+`load.remote_workers: M` makes the master also wait for M workers started elsewhere with
+`locust -f - --worker --master-host <this host> --master-port <load.master_bind_port>`.
 """
 
 from __future__ import annotations
@@ -13,25 +18,30 @@ import math
 import os
 import sys
 import time
+from contextlib import ExitStack
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.errors import RunError
-from harness.load.result import LoadResult
-from harness.load.samples import read_samples, summarize
+from harness.errors import RunError, UserError
+from harness.load.cpu import CpuSampler, cpu_percent
+from harness.load.plan import LoadPoint, StopWhen, WindowPlan, single_point
+from harness.load.result import LoadResult, Sample
+from harness.load.samples import SampleTail, read_samples, summarize
 from harness.scenario.schema import LoadSpec
 from harness.serving.base import HttpEndpoint
-from harness.serving.process import ManagedProcess
+from harness.serving.process import ManagedProcess, free_port
 
 LOCUSTFILE_PACKAGE = "harness.load.locustfiles"
 LOCUSTFILE_NAME = "predict.py"
-# Locust is one gevent loop on one core: near 100% of a core it queues its own requests
-SATURATION_CPU_PERCENT = 90.0
 # Only tracebacks mean a locustfile bug; failed requests are classified by the locustfile
 LOCUST_FATAL_MARKERS = ("Traceback (most recent call last)",)
+# Locust's default master port: remote workers must know it in advance, local ones get a free one
+DEFAULT_MASTER_PORT = 5557
+FLUSH_S = 0.5  # how often Locust processes hand their finished requests on
+SAFETY_MARGIN_S = 30.0  # a Locust process stops by itself this long after the longest run
 
 
 class LocustDriver:
@@ -40,95 +50,313 @@ class LocustDriver:
     name = "locust"
 
     def __init__(
-        self, *, startup_slack_s: float = 60.0, poll_s: float = 0.2, python: str | None = None
+        self,
+        *,
+        startup_slack_s: float = 60.0,
+        poll_s: float = 0.2,
+        python: str | None = None,
+        worker_wait_s: float = 120.0,
     ) -> None:
         self.startup_slack_s = startup_slack_s  # Locust import and exit, on a busy machine
         self.poll_s = poll_s  # also the CPU sampling period
         self.python = python or sys.executable
+        self.worker_wait_s = worker_wait_s  # how long the master waits for every worker to connect
 
-    def run(self, endpoint: HttpEndpoint, load: LoadSpec, instances: np.ndarray, run_dir: Path) -> LoadResult:
-        """Drive `load` at `endpoint` with rows of `instances`; files go to `run_dir`."""
-        rows = _instances_to_rows(instances)
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        paths = {
-            "instances": run_dir / "load_instances.json",
-            "samples": run_dir / "locust_samples.csv",
-            "meta": run_dir / "locust_meta.json",
-            "log": run_dir / "locust.log",
-        }
-        for stale in ("samples", "meta"):
-            paths[stale].unlink(missing_ok=True)
-        paths["instances"].write_text(json.dumps(rows))
+    def run(
+        self,
+        endpoint: HttpEndpoint,
+        load: LoadSpec,
+        instances: np.ndarray,
+        run_dir: Path,
+        *,
+        point: LoadPoint | None = None,
+        stop_when: StopWhen | None = None,
+        seed: int = 0,
+    ) -> LoadResult:
+        """Drive `point` of `load` at `endpoint` with rows of `instances`; files go to `run_dir`.
 
-        # Locust's --run-time is whole seconds and its timer starts from gevent's cached loop time,
-        # which can lag by a few hundred ms: run a second longer and cut the window ourselves
-        run_time_s = math.ceil(load.warmup_s + load.measure_s) + 1
-        # users finish the request in flight at the end instead of being killed mid-request
-        stop_timeout_s = math.ceil(load.timeout_s) + 1
-        env = _locust_env(endpoint, load, paths)
-        with as_file(files(LOCUSTFILE_PACKAGE).joinpath(LOCUSTFILE_NAME)) as locustfile:
-            argv = [
-                self.python, "-m", "locust",
-                "-f", str(locustfile),
-                "--headless",
-                "-u", str(load.users),
-                "-r", f"{load.spawn_rate:g}",
-                "--run-time", f"{run_time_s}s",
-                "--stop-timeout", f"{stop_timeout_s}s",
-                "--host", endpoint.base_url.rstrip("/"),
-                "--exit-code-on-error", "0",  # failed requests are classified by us, not fatal
-                "--only-summary",
-                "--csv", str(run_dir / "locust"),  # for humans only: it misses the last second
-            ]  # fmt: skip
-            proc = ManagedProcess(
-                argv, paths["log"], name="locust", env=env, cwd=run_dir, fatal_markers=LOCUST_FATAL_MARKERS
+        `point` may be omitted when `load` sweeps nothing. `stop_when(samples, measure_start_s)`
+        is asked after each window once `measure_s` is covered; True ends the run as "stable".
+        `seed` seeds the open-loop arrival schedule (each worker derives its own).
+        """
+        point = single_point(load, point)
+        plan = WindowPlan.for_load(load, has_stop_rule=stop_when is not None)
+        processes = load.workers + load.remote_workers
+        if point.mode == "open" and processes > point.users:
+            raise UserError(
+                f"load.users: an open loop over {processes} Locust workers needs at least one user "
+                f"(in-flight slot) per worker, got {point.users}"
             )
-            with proc:
-                cpu = _CpuSampler(proc.pid)
-                allowed_s = run_time_s + stop_timeout_s + self.startup_slack_s
-                deadline = time.monotonic() + allowed_s
-                while proc.is_alive():
-                    cpu.sample()
-                    if time.monotonic() > deadline:
-                        raise RunError(
-                            f"locust did not exit within {allowed_s:.0f}s (run time {run_time_s}s); "
-                            f"log {paths['log']}:\n{proc.log_tail()}"
-                        )
-                    time.sleep(self.poll_s)
-                code = proc.returncode
-                fatal = proc.fatal_line()
-                tail = proc.log_tail()
-        if code != 0 or fatal:
-            raise RunError(f"locust failed (exit code {code}); log {paths['log']}:\n{tail}")
-        if not paths["meta"].exists():
-            raise RunError(f"locust exited without writing {paths['meta'].name}; log {paths['log']}:\n{tail}")
-        meta = json.loads(paths["meta"].read_text())
-        return self._result(load, meta, paths["samples"], cpu)
+        files_ = _RunFiles(Path(run_dir))
+        files_.clean()
+        port = None
+        if processes:
+            port = load.master_bind_port or (DEFAULT_MASTER_PORT if load.remote_workers else free_port())
+        config = _config(endpoint, load, point, instances, files_, plan, processes, seed)
+        files_.config.write_text(json.dumps(config))
+        with as_file(files(LOCUSTFILE_PACKAGE).joinpath(LOCUSTFILE_NAME)) as locustfile, ExitStack() as stack:
+            main = ManagedProcess(
+                self._main_argv(locustfile, load, point, endpoint, files_, processes, port),
+                files_.log,
+                name="locust master" if processes else "locust",
+                env=_locust_env(files_.config),
+                cwd=files_.dir,
+                fatal_markers=LOCUST_FATAL_MARKERS,
+            )
+            stack.enter_context(main)
+            workers = []
+            for index in range(load.workers):
+                assert port is not None
+                worker = ManagedProcess(
+                    [*self._locust(locustfile), "--worker", "--master-host", "127.0.0.1", "--master-port",
+                     str(port)],
+                    files_.dir / f"locust_worker{index}.log",
+                    name=f"locust worker {index}",
+                    env=_locust_env(None),
+                    cwd=files_.dir,
+                    fatal_markers=LOCUST_FATAL_MARKERS,
+                )  # fmt: skip
+                workers.append(stack.enter_context(worker))
+            watch = _RunWatch(self, load, plan, files_, main, workers, stop_when)
+            watch.until_stopped()
+            for worker in workers:  # they got the master's quit; give them a moment to exit cleanly
+                _wait_exit(worker, 5.0)
+            problems = [p for p in [main, *workers] if p.fatal_line()]
+        code = main.returncode
+        if code != 0 or problems:
+            culprit = problems[0] if problems else main
+            raise RunError(
+                f"{culprit.name} failed (exit code {culprit.returncode}); log {culprit.log_path}:\n"
+                f"{culprit.log_tail()}"
+            )
+        if not files_.meta.exists():
+            raise RunError(
+                f"locust exited without writing {files_.meta.name}; log {files_.log}:\n{main.log_tail()}"
+            )
+        meta = json.loads(files_.meta.read_text())
+        return self._result(load, point, plan, watch.windows, watch.reason or "measure_s", meta, files_,
+                            watch.main_cpu, processes)  # fmt: skip
+
+    def _locust(self, locustfile: Path) -> list[str]:
+        return [self.python, "-m", "locust", "-f", str(locustfile)]
+
+    def _main_argv(
+        self,
+        locustfile: Path,
+        load: LoadSpec,
+        point: LoadPoint,
+        endpoint: HttpEndpoint,
+        files_: _RunFiles,
+        processes: int,
+        port: int | None,
+    ) -> list[str]:
+        argv = [
+            *self._locust(locustfile),
+            "--headless",
+            "-u", str(point.users),
+            "-r", f"{load.spawn_rate:g}",
+            # users finish the request in flight at the end instead of being killed mid-request
+            "--stop-timeout", f"{math.ceil(load.timeout_s) + 1}s",
+            "--host", endpoint.base_url.rstrip("/"),
+            "--exit-code-on-error", "0",  # failed requests are classified by us, not fatal
+            "--only-summary",
+            "--csv", str(files_.dir / "locust"),  # for humans only: it misses the last second
+        ]  # fmt: skip
+        if processes:
+            argv += [
+                "--master",
+                "--expect-workers", str(processes),
+                "--expect-workers-max-wait", str(math.ceil(self.worker_wait_s)),
+                "--master-bind-host", load.master_bind_host,
+                "--master-bind-port", str(port),
+            ]  # fmt: skip
+        return argv
 
     def _result(
-        self, load: LoadSpec, meta: dict[str, Any], samples_path: Path, cpu: _CpuSampler
+        self,
+        load: LoadSpec,
+        point: LoadPoint,
+        plan: WindowPlan,
+        windows: int,
+        reason: str,
+        meta: dict[str, Any],
+        files_: _RunFiles,
+        main_cpu: CpuSampler,
+        processes: int,
     ) -> LoadResult:
-        window_start = load.warmup_s
-        window_end = min(load.warmup_s + load.measure_s, float(meta["stop_s"]))
-        if window_end <= window_start:
+        start = plan.measure_start_s
+        end = min(plan.end_of(windows), float(meta["stop_s"]))
+        if end <= start:
             raise RunError(
                 f"locust stopped {meta['stop_s']:.1f}s into the run, before the measure window "
                 f"({load.warmup_s:g}s warm-up) began"
             )
+        samples: list[Sample] = []
+        for path in files_.sample_files():
+            samples.extend(read_samples(path))
         result = summarize(
-            read_samples(samples_path),
-            window_start_s=window_start,
-            window_end_s=window_end,
+            samples,
+            window_start_s=start,
+            window_end_s=end,
             generator=self.name,
-            users=load.users,
+            users=point.users,
             request_batch_size=load.request_batch_size,
             warmup_s=load.warmup_s,
+            mode=point.mode,
+            target_rate_rps=point.rate_rps,
+            late_threshold_ms=load.validity.late_ms,
+            window_s=plan.window_s,
         )
+        result.stopped_reason = reason
+        result.workers = processes
         start_epoch = float(meta["test_start_epoch_s"])
-        result.client_cpu_percent = cpu.percent(start_epoch + window_start, start_epoch + window_end)
-        result.warnings.extend(_warnings(load, meta, result))
+        cpu = [main_cpu.percent(start_epoch + start, start_epoch + end)]
+        workers = meta.get("workers") or {}
+        cpu += [cpu_percent([tuple(p) for p in w["cpu"]], start, end) for _, w in sorted(workers.items())]
+        result.generator_cpu_percent = [c for c in cpu if c is not None]
+        result.client_cpu_percent = max(result.generator_cpu_percent, default=None)
+        result.warnings.extend(_warnings(load, point, meta, result, planned_end_s=plan.end_of(windows)))
         return result
+
+
+class _RunFiles:
+    """Where one Locust run keeps its files, inside `dir`."""
+
+    def __init__(self, run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.dir = run_dir
+        self.config = run_dir / "locust_config.json"
+        self.samples = run_dir / "locust_samples.csv"  # a single process's; workers' get _w<index>
+        self.started = run_dir / "locust_started.json"
+        self.meta = run_dir / "locust_meta.json"
+        self.stop = run_dir / "locust_stop"
+        self.log = run_dir / "locust.log"
+
+    def sample_files(self) -> list[Path]:
+        return sorted(self.dir.glob("locust_samples*.csv"))
+
+    def clean(self) -> None:
+        for stale in [*self.sample_files(), self.started, self.meta, self.stop]:
+            stale.unlink(missing_ok=True)
+
+
+class _RunWatch:
+    """Follows a running test: its samples, its windows and its processes, and stops it when done."""
+
+    def __init__(
+        self,
+        driver: LocustDriver,
+        load: LoadSpec,
+        plan: WindowPlan,
+        files_: _RunFiles,
+        main: ManagedProcess,
+        workers: list[ManagedProcess],
+        stop_when: StopWhen | None,
+    ) -> None:
+        self.driver, self.load, self.plan, self.files = driver, load, plan, files_
+        self.main, self.workers, self.stop_when = main, workers, stop_when
+        self.main_cpu = CpuSampler(main.pid)
+        self.samples: list[Sample] = []
+        self.tails: dict[Path, SampleTail] = {}
+        self.windows = 0
+        self.reason: str | None = None
+        # a stop rule judges complete windows: wait for the rows of the window's last requests
+        self.grace_s = 0.0 if stop_when is None else FLUSH_S + 2 * driver.poll_s
+
+    def until_stopped(self) -> None:
+        wait_s = self.driver.startup_slack_s + (self.driver.worker_wait_s if self.workers or
+                                                self.load.remote_workers else 0.0)  # fmt: skip
+        start_deadline = time.monotonic() + wait_s
+        stop_deadline = math.inf
+        start_epoch: float | None = None
+        while self.main.is_alive():
+            self.main_cpu.sample()
+            if self.reason is None:
+                self._check_workers()
+            if start_epoch is None:
+                start_epoch = _read_start(self.files.started)
+                if start_epoch is None and time.monotonic() > start_deadline:
+                    raise RunError(f"locust did not start the test within {wait_s:.0f}s; log "
+                                   f"{self.files.log}:\n{self.main.log_tail()}")  # fmt: skip
+            elif self.reason is None:
+                self._follow(time.time() - start_epoch)
+                if self.reason is not None:
+                    self.files.stop.touch()
+                    stop_deadline = (
+                        time.monotonic() + self.load.timeout_s + 10.0 + self.driver.startup_slack_s
+                    )
+            elif time.monotonic() > stop_deadline:
+                raise RunError(
+                    f"locust did not stop when asked; log {self.files.log}:\n{self.main.log_tail()}"
+                )
+            time.sleep(self.driver.poll_s)
+        if self.reason is None and self.main.returncode == 0:
+            raise RunError(
+                f"locust ended by itself before the measurement was complete; log {self.files.log}:\n"
+                f"{self.main.log_tail()}"
+            )
+
+    def _follow(self, now_s: float) -> None:
+        for path in self.files.sample_files():
+            self.tails.setdefault(path, SampleTail(path))
+        for tail in self.tails.values():
+            self.samples.extend(tail.read_new())
+        while self.reason is None and now_s >= self.plan.end_of(self.windows + 1) + self.grace_s:
+            self.windows += 1
+            self.reason = self.plan.decide(self.windows, self.samples, self.stop_when)
+
+    def _check_workers(self) -> None:
+        for worker in self.workers:
+            if not worker.is_alive():
+                raise RunError(
+                    f"{worker.name} exited with code {worker.returncode} during the run; "
+                    f"log {worker.log_path}:\n{worker.log_tail()}"
+                )
+
+
+def _read_start(path: Path) -> float | None:
+    try:
+        return float(json.loads(path.read_text())["test_start_epoch_s"])
+    except (OSError, ValueError, KeyError):
+        return None  # not written yet (or mid-rename)
+
+
+def _wait_exit(proc: ManagedProcess, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while proc.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _config(
+    endpoint: HttpEndpoint,
+    load: LoadSpec,
+    point: LoadPoint,
+    instances: np.ndarray,
+    files_: _RunFiles,
+    plan: WindowPlan,
+    processes: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Everything the locustfile needs; a master passes the request part on to its workers."""
+    return {
+        "path": endpoint.path if endpoint.path.startswith("/") else "/" + endpoint.path,
+        "headers": endpoint.headers or {},
+        "instances": _instances_to_rows(instances),
+        "batch": load.request_batch_size,
+        "timeout_s": load.timeout_s,
+        "mode": point.mode,
+        "rate_rps": point.rate_rps,
+        "arrival": load.arrival,
+        "seed": seed,
+        "processes": max(1, processes),  # the rate is shared evenly between them
+        "flush_s": FLUSH_S,
+        "samples_path": str(files_.samples),
+        "samples_prefix": str(files_.samples.with_suffix("")),
+        "started_path": str(files_.started),
+        "meta_path": str(files_.meta),
+        "stop_path": str(files_.stop),
+        "max_run_s": plan.longest_s + SAFETY_MARGIN_S,
+    }
 
 
 def _instances_to_rows(instances: np.ndarray) -> list[list[float]]:
@@ -138,70 +366,55 @@ def _instances_to_rows(instances: np.ndarray) -> list[list[float]]:
     return array.astype(float).tolist()
 
 
-def _locust_env(endpoint: HttpEndpoint, load: LoadSpec, paths: dict[str, Path]) -> dict[str, str]:
+def _locust_env(config: Path | None) -> dict[str, str]:
     # inherited LOCUST_* variables would silently change the run (Locust reads its options from them)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
-    env.update(
-        PYTHONUNBUFFERED="1",
-        HARNESS_LOAD_PATH=endpoint.path if endpoint.path.startswith("/") else "/" + endpoint.path,
-        HARNESS_LOAD_HEADERS=json.dumps(endpoint.headers or {}),
-        HARNESS_LOAD_INSTANCES=str(paths["instances"]),
-        HARNESS_LOAD_BATCH=str(load.request_batch_size),
-        HARNESS_LOAD_TIMEOUT_S=repr(load.timeout_s),
-        HARNESS_LOAD_SAMPLES=str(paths["samples"]),
-        HARNESS_LOAD_META=str(paths["meta"]),
-    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "HARNESS_LOAD_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    if config is not None:
+        env["HARNESS_LOAD_CONFIG"] = str(config)
     return env
 
 
-def _warnings(load: LoadSpec, meta: dict[str, Any], result: LoadResult) -> list[str]:
+def _warnings(
+    load: LoadSpec, point: LoadPoint, meta: dict[str, Any], result: LoadResult, *, planned_end_s: float
+) -> list[str]:
     warnings = []
-    cpu = result.client_cpu_percent
-    if cpu is not None and cpu > SATURATION_CPU_PERCENT:
-        warnings.append(
-            f"load generator saturated (Locust used {cpu:.0f}% of one core): "
-            "results may understate the server"
-        )
+    limit = 100.0 * load.validity.max_generator_cpu
+    names = (
+        ["Locust"]
+        if not result.workers
+        else ["the Locust master"]
+        + [f"Locust worker {w}" for w in sorted(meta.get("workers") or {}, key=int)]
+    )
+    for who, cpu in zip(names, result.generator_cpu_percent, strict=False):
+        if cpu > limit:
+            warnings.append(
+                f"load generator saturated ({who} used {cpu:.0f}% of one core): "
+                "results may understate the server"
+            )
     spawned = meta.get("spawning_complete_s")
     if spawned is None or spawned > load.warmup_s:
         when = "never" if spawned is None else f"{spawned:.1f}s into the run"
         warnings.append(
-            f"not all {load.users} users had started by the end of the {load.warmup_s:g}s warm-up "
+            f"not all {point.users} users had started by the end of the {load.warmup_s:g}s warm-up "
             f"(spawning completed {when}): raise warmup_s or spawn_rate"
+        )
+    for index, worker in (meta.get("workers") or {}).items():
+        if not worker.get("done"):
+            warnings.append(
+                f"Locust worker {index} did not report its last requests before the master stopped"
+            )
+    if float(meta["stop_s"]) < planned_end_s:
+        warnings.append(
+            f"locust stopped {meta['stop_s']:.1f}s into the run, before the measurement's planned end "
+            f"({planned_end_s:g}s): the measure window is shorter"
+        )
+    if point.mode == "open" and result.late_fraction > load.validity.max_late_fraction:
+        warnings.append(
+            f"the load generator sent {result.late_count} of {result.request_count} requests more than "
+            f"{load.validity.late_ms:g} ms late (worst {result.max_late_ms:.0f} ms): it could not keep up "
+            f"with {point.rate_rps:g} req/s"
         )
     if result.ok_count == 0:
         warnings.append("no request succeeded in the measure window")
     return warnings
-
-
-class _CpuSampler:
-    """Cumulative CPU seconds of one process, sampled against wall-clock time."""
-
-    def __init__(self, pid: int | None) -> None:
-        import psutil
-
-        self._samples: list[tuple[float, float]] = []  # (epoch s, cpu s)
-        try:
-            self._proc: Any = psutil.Process(pid) if pid is not None else None
-        except psutil.Error:
-            self._proc = None
-
-    def sample(self) -> None:
-        import psutil
-
-        if self._proc is None:
-            return
-        try:
-            times = self._proc.cpu_times()
-        except psutil.Error:  # exited between the liveness check and now
-            return
-        self._samples.append((time.time(), times.user + times.system))
-
-    def percent(self, start_epoch: float, end_epoch: float) -> float | None:
-        """Average CPU (% of one core) over the samples inside [start, end], else over the whole run."""
-        inside = [s for s in self._samples if start_epoch <= s[0] <= end_epoch]
-        chosen = inside if len(inside) >= 2 else self._samples
-        if len(chosen) < 2 or chosen[-1][0] <= chosen[0][0]:
-            return None
-        (t0, c0), (t1, c1) = chosen[0], chosen[-1]
-        return 100.0 * (c1 - c0) / (t1 - t0)

@@ -1,7 +1,10 @@
 """Drive an in-process predict function from a pool of threads (the in-process target's load).
 
-Each of `load.users` threads calls `predict` back to back (a closed loop, like Locust users)
-for warm-up + measure seconds; latencies are exact perf_counter times of the call.
+Closed loop: each of `users` threads calls `predict` back to back, like Locust users. Open loop:
+the threads are in-flight slots sharing one seeded arrival schedule (harness/load/arrivals.py);
+a free thread takes the next due time, waits for it and calls, and latency counts from the due
+time. Latencies are exact perf_counter times of the call. The run measures in windows after the
+warm-up, like LocustDriver, and ends when `measure_s` is covered and the stop rule (if any) agrees.
 """
 
 from __future__ import annotations
@@ -15,93 +18,176 @@ from typing import Any
 import numpy as np
 
 from harness.errors import RunError
-from harness.load.result import LoadResult
-from harness.load.samples import OK, Sample, summarize
+from harness.load.arrivals import ArrivalSchedule, process_seed
+from harness.load.plan import LoadPoint, StopWhen, WindowPlan, single_point
+from harness.load.result import OK, LoadResult, Sample
+from harness.load.samples import summarize
 from harness.scenario.schema import LoadSpec
 
 Predict = Callable[[np.ndarray], Any]
 MAX_MESSAGE_CHARS = 200
-# after the window a thread still inside predict gets this long past its timeout to return
+# after the run a thread still inside predict gets this long past its timeout to return
 JOIN_SLACK_S = 5.0
+# with a stop rule, a window is judged this long after it ends (calls due in it still finishing)
+WINDOW_GRACE_S = 0.1
 
 
 class ThreadPoolDriver:
-    """Closed-loop load on a Python callable; the same statistics as LocustDriver, no HTTP."""
+    """Closed- or open-loop load on a Python callable; the same statistics as LocustDriver, no HTTP."""
 
     name = "threadpool"
 
-    def run(self, predict: Predict, load: LoadSpec, instances: np.ndarray) -> LoadResult:
-        """Call `predict` with batches of `load.request_batch_size` rows of `instances`, cycling."""
+    def run(
+        self,
+        predict: Predict,
+        load: LoadSpec,
+        instances: np.ndarray,
+        *,
+        point: LoadPoint | None = None,
+        stop_when: StopWhen | None = None,
+        seed: int = 0,
+    ) -> LoadResult:
+        """Call `predict` with batches of `load.request_batch_size` rows of `instances`, cycling.
+
+        `point`, `stop_when` and `seed` mean what they mean for LocustDriver.run.
+        """
         rows = np.asarray(instances)
         if rows.ndim != 2 or rows.shape[0] == 0:
             raise RunError(f"load instances must be a non-empty 2-D array of rows, got shape {rows.shape}")
-        batches = _BatchCycle(rows, load.request_batch_size)
-        window_start = load.warmup_s
-        window_end = load.warmup_s + load.measure_s
-        per_thread: list[list[Sample]] = [[] for _ in range(load.users)]
-        in_flight: list[float | None] = [None] * load.users  # start of the call each thread is inside
-        barrier = threading.Barrier(load.users + 1)
-        clock: dict[str, float] = {}
-
-        def user(index: int) -> None:
-            samples = per_thread[index]
-            barrier.wait()
-            t0 = clock["t0"]
-            stop_at = t0 + window_end
-            while True:
-                batch = batches.next()
-                start = time.perf_counter()
-                if start >= stop_at:
-                    return
-                in_flight[index] = start - t0
-                outcome, message = _call(predict, batch)
-                latency_ms = (time.perf_counter() - start) * 1000.0
-                in_flight[index] = None
-                if outcome == OK and latency_ms > load.timeout_s * 1000.0:
-                    outcome, message = "timeout", f"took {latency_ms:.1f} ms (limit {load.timeout_s:g}s)"
-                samples.append(Sample(start - t0, latency_ms, outcome, message))
-
-        threads = [
-            threading.Thread(target=user, args=(i,), name=f"load-user-{i}", daemon=True)
-            for i in range(load.users)
-        ]
-        for thread in threads:
-            thread.start()
-        clock["t0"] = t0 = time.perf_counter()
-        barrier.wait()  # every thread reads t0 after this point
-        _sleep_until(t0 + window_end)
-        deadline = time.perf_counter() + load.timeout_s + JOIN_SLACK_S
-        for thread in threads:
-            thread.join(timeout=max(0.0, deadline - time.perf_counter()))
-
-        samples = [s for thread_samples in per_thread for s in thread_samples]
-        warnings = []
-        hung = [i for i, thread in enumerate(threads) if thread.is_alive()]
-        for i in hung:
-            started = in_flight[i]
-            if started is not None:
-                # never returned: a timeout, counted if it started inside the window
-                samples.append(Sample(started, load.timeout_s * 1000.0, "timeout", "predict never returned"))
-        if hung:
-            warnings.append(
-                f"{len(hung)} predict call(s) had not returned {load.timeout_s:g}s after the run ended"
-            )
+        point = single_point(load, point)
+        plan = WindowPlan.for_load(load, has_stop_rule=stop_when is not None)
+        pool = _Pool(predict, load, point, rows, seed, plan.longest_s)
+        pool.start()
+        windows, reason = 0, None
+        grace = 0.0 if stop_when is None else WINDOW_GRACE_S
+        try:
+            while reason is None:
+                windows += 1
+                _sleep_until(pool.t0 + plan.end_of(windows) + grace)
+                reason = plan.decide(windows, pool.samples(), stop_when)
+        finally:
+            pool.stop(plan.end_of(windows))
+        hung = pool.join(load.timeout_s + JOIN_SLACK_S)
 
         result = summarize(
-            samples,
-            window_start_s=window_start,
-            window_end_s=window_end,
+            pool.samples(),
+            window_start_s=plan.measure_start_s,
+            window_end_s=plan.end_of(windows),
             generator=self.name,
-            users=load.users,
+            users=point.users,
             request_batch_size=load.request_batch_size,
             warmup_s=load.warmup_s,
+            mode=point.mode,
+            target_rate_rps=point.rate_rps,
+            late_threshold_ms=load.validity.late_ms,
+            window_s=plan.window_s,
         )
-        # No client_cpu_percent: this process is the client and the model at once, so its CPU says
+        result.stopped_reason = reason
+        # No client CPU: this process is the client and the model at once, so its CPU says
         # nothing about whether the load generator is saturated.
+        if hung:
+            result.warnings.append(
+                f"{hung} predict call(s) had not returned {load.timeout_s:g}s after the run ended"
+            )
+        if point.mode == "open" and result.late_fraction > load.validity.max_late_fraction:
+            result.warnings.append(
+                f"the load threads called {result.late_count} of {result.request_count} times more than "
+                f"{load.validity.late_ms:g} ms late (worst {result.max_late_ms:.0f} ms): they could not "
+                f"keep up with {point.rate_rps:g} calls/s"
+            )
         if result.ok_count == 0:
-            warnings.append("no call succeeded in the measure window")
-        result.warnings.extend(warnings)
+            result.warnings.append("no call succeeded in the measure window")
         return result
+
+
+class _Pool:
+    """The load threads of one run: each records its own samples; `stop()` ends them."""
+
+    def __init__(
+        self,
+        predict: Predict,
+        load: LoadSpec,
+        point: LoadPoint,
+        rows: np.ndarray,
+        seed: int,
+        longest_s: float,
+    ) -> None:
+        self.predict, self.load, self.point = predict, load, point
+        self.batches = _BatchCycle(rows, load.request_batch_size)
+        self.schedule = (
+            ArrivalSchedule(point.rate_rps, load.arrival, process_seed(seed, 0)) if point.rate_rps else None
+        )
+        self.per_thread: list[list[Sample]] = [[] for _ in range(point.users)]
+        self.in_flight: list[float | None] = [None] * point.users  # due time of the call a thread is in
+        self.stop_at = longest_s  # test time from which no call starts
+        self.stopped = threading.Event()
+        self.t0 = 0.0
+        self.threads = [
+            threading.Thread(target=self._user, args=(i,), name=f"load-user-{i}", daemon=True)
+            for i in range(point.users)
+        ]
+        self._barrier = threading.Barrier(point.users + 1)
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+        self.t0 = time.perf_counter()
+        self._barrier.wait()  # every thread reads t0 after this point
+
+    def stop(self, at_s: float) -> None:
+        self.stop_at = at_s
+        self.stopped.set()
+
+    def join(self, timeout_s: float) -> int:
+        """Wait for the threads; a call that never returned becomes a timeout. Returns how many hung."""
+        deadline = time.perf_counter() + timeout_s
+        for thread in self.threads:
+            thread.join(timeout=max(0.0, deadline - time.perf_counter()))
+        hung = 0
+        for i, thread in enumerate(self.threads):
+            due = self.in_flight[i]
+            if thread.is_alive() and due is not None:
+                hung += 1
+                # counted if it was due inside the window
+                self.per_thread[i].append(
+                    Sample(due, self.load.timeout_s * 1000.0, "timeout", "predict never returned")
+                )
+        return hung
+
+    def samples(self) -> list[Sample]:
+        return [s for thread_samples in self.per_thread for s in list(thread_samples)]
+
+    def _user(self, index: int) -> None:
+        self._barrier.wait()
+        t0, samples, limit_ms = self.t0, self.per_thread[index], self.load.timeout_s * 1000.0
+        while True:
+            batch = self.batches.next()
+            if self.schedule is None:
+                sent = time.perf_counter()
+                due = free = sent - t0
+            else:
+                free = time.perf_counter() - t0
+                due = self.schedule.next()
+                while (wait := t0 + due - time.perf_counter()) > 0:
+                    if self.stopped.wait(wait):
+                        return  # the wait ends early when the run stops
+                if self.stopped.is_set():
+                    return
+                sent = time.perf_counter()
+            if due >= self.stop_at:
+                return
+            self.in_flight[index] = due
+            outcome, message = _call(self.predict, batch)
+            end = time.perf_counter()
+            self.in_flight[index] = None
+            service_ms = (end - sent) * 1000.0
+            if outcome == OK and service_ms > limit_ms:
+                outcome, message = "timeout", f"took {service_ms:.1f} ms (limit {self.load.timeout_s:g}s)"
+            if self.schedule is None:
+                samples.append(Sample(due, service_ms, outcome, message))
+            else:
+                late_ms = max(0.0, (sent - t0 - max(due, free)) * 1000.0)
+                samples.append(Sample(due, (end - t0 - due) * 1000.0, outcome, message, late_ms, service_ms))
 
 
 class _BatchCycle:

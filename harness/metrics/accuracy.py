@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 # framework -> "module:Class" of a runner with `__init__(artifact)` and `predict_labels(x)`
 ARTIFACT_RUNNERS: dict[str, str] = {
     "torch": "harness.compression.torch.export:TorchArtifactRunner",
+    "tensorflow": "harness.compression.tensorflow.runner:TfArtifactRunner",
 }
 
 

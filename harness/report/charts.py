@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from html import escape
+from typing import NamedTuple
 
 import numpy as np
 
@@ -111,7 +112,14 @@ def _legend_layout(names: Sequence[str], x0: float, x1: float) -> tuple[list[tup
     return slots, row + 1
 
 
-def _frame_with_legend(width: int, height: int, names: Sequence[str]) -> tuple[_Frame, list[str]]:
+def _palette(names: Sequence[str], colors: Mapping[str, str] | None) -> list[str]:
+    """One colour per name: the caller's choice where given, else the palette by position."""
+    return [escape((colors or {}).get(name) or color(i)) for i, name in enumerate(names)]
+
+
+def _frame_with_legend(
+    width: int, height: int, names: Sequence[str], colors: Sequence[str] | None = None
+) -> tuple[_Frame, list[str]]:
     """A frame whose top margin fits the legend, and the legend's SVG elements."""
     probe = _Frame(width, height)
     slots, rows = _legend_layout(names, probe.x0, probe.x1)
@@ -119,16 +127,24 @@ def _frame_with_legend(width: int, height: int, names: Sequence[str]) -> tuple[_
     parts = []
     for i, (name, (x, row)) in enumerate(zip(names, slots, strict=True)):
         y = 12 + 18 * row
-        parts.append(f'<rect x="{x:.1f}" y="{y}" width="12" height="12" rx="2" fill="{color(i)}"/>')
+        fill = colors[i] if colors is not None else color(i)
+        parts.append(f'<rect x="{x:.1f}" y="{y}" width="12" height="12" rx="2" fill="{fill}"/>')
         parts.append(_text(x + 17, y + 10.5, name, anchor="start", fill="#222"))
     return frame, parts
 
 
-def latency_cdf_svg(series: Mapping[str, Sequence[float]], *, width: int = 600, height: int = 340) -> str:
+def latency_cdf_svg(
+    series: Mapping[str, Sequence[float]],
+    *,
+    width: int = 600,
+    height: int = 340,
+    colors: Mapping[str, str] | None = None,
+) -> str:
     """Cumulative distribution of latency per variant: for each x, the share of requests at most x ms.
 
     The x axis turns logarithmic when the slowest request is more than 10x the fastest, so both the
-    bulk and the tail stay readable. Returns '' when no variant has samples.
+    bulk and the tail stay readable. `colors` (name -> colour) keeps a variant's colour the same in
+    every chart even when another variant has no samples. Returns '' when no variant has samples.
     """
     data = {name: np.sort(np.asarray(v, dtype=np.float64)) for name, v in series.items() if len(v)}
     if not data:
@@ -152,7 +168,8 @@ def latency_cdf_svg(series: Mapping[str, Sequence[float]], *, width: int = 600, 
         def xfrac(v: float) -> float:
             return (v - lo_edge) / (hi_edge - lo_edge)
 
-    frame, legend = _frame_with_legend(width, height, list(data))
+    palette = _palette(list(data), colors)
+    frame, legend = _frame_with_legend(width, height, list(data), palette)
     out = _svg_open(frame, "Latency distribution (CDF) per variant") + legend
     for frac, label in ((0.0, "0%"), (0.25, "25%"), (0.5, "50%"), (0.75, "75%"), (1.0, "100%")):
         y = frame.py(frac)
@@ -173,7 +190,7 @@ def latency_cdf_svg(series: Mapping[str, Sequence[float]], *, width: int = 600, 
         points += [(frame.px(xfrac(float(samples[j]))), frame.py((j + 1) / n)) for j in idx]
         coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
         out.append(
-            f'<polyline points="{coords}" fill="none" stroke="{color(i)}" stroke-width="2" '
+            f'<polyline points="{coords}" fill="none" stroke="{palette[i]}" stroke-width="2" '
             'stroke-linejoin="round"/>'
         )
     scale = "log scale" if log else "linear scale"
@@ -203,15 +220,19 @@ def percentile_bars_svg(
     *,
     width: int = 600,
     height: int = 340,
+    colors: Mapping[str, str] | None = None,
 ) -> str:
-    """Grouped bars: one group per percentile, one bar per variant, value printed on each bar."""
+    """Grouped bars: one group per percentile, one bar per variant, value printed on each bar.
+    A percentile no variant reported gets no (empty) group."""
     names = [n for n, m in summaries.items() if any(k in m for k, _ in metrics)]
     if not names:
         return ""
+    metrics = [(k, label) for k, label in metrics if any(k in summaries[n] for n in names)]
     top = max(float(summaries[n].get(k, 0.0)) for n in names for k, _ in metrics)
     yticks = nice_ticks(0.0, top if top > 0 else 1.0, 5)
     ymax = yticks[-1]
-    frame, legend = _frame_with_legend(width, height, names)
+    palette = _palette(names, colors)
+    frame, legend = _frame_with_legend(width, height, names, palette)
     out = _svg_open(frame, "Latency percentiles per variant") + legend
     for tick in yticks:
         y = frame.py(tick / ymax)
@@ -228,7 +249,7 @@ def percentile_bars_svg(
             x, y = start + i * bar_w, frame.py(float(value) / ymax)
             out.append(
                 f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{bar_w - 2:.1f}" height="{frame.y0 - y:.1f}" '
-                f'fill="{color(i)}"><title>{escape(name)} {escape(label)}: {value:.3f} ms</title></rect>'
+                f'fill="{palette[i]}"><title>{escape(name)} {escape(label)}: {value:.3f} ms</title></rect>'
             )
             if bar_w >= 26:
                 out.append(_text(x + bar_w / 2, y - 4, _bar_label(float(value)), size=10))
@@ -237,5 +258,85 @@ def percentile_bars_svg(
     mid = (frame.y0 + frame.y1) / 2
     out.append(_text(16, mid, "latency (ms)", fill="#222", extra=f' transform="rotate(-90 16 {mid:.1f})"'))
     out.append(_text((frame.x0 + frame.x1) / 2, frame.height - 12, "percentile", fill="#222"))
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+class CurvePoint(NamedTuple):
+    """One load point of a sweep: what it achieved and how slow it was at that load."""
+
+    throughput_rps: float
+    latency_ms: float
+    label: str  # the load point, e.g. "users=4" or "rate=200"
+    valid: bool = True
+
+
+def latency_throughput_svg(
+    series: Mapping[str, Sequence[CurvePoint]],
+    *,
+    percentile_label: str = "p95",
+    width: int = 600,
+    height: int = 340,
+    colors: Mapping[str, str] | None = None,
+) -> str:
+    """The latency-throughput curve of a sweep, one line per variant, points in load order.
+
+    Both axes start at zero so the knee (throughput stops growing while latency climbs) reads at a
+    glance. INVALID points are drawn hollow. Returns '' when no variant has two points or more.
+    """
+    data = {
+        name: [p for p in points if math.isfinite(p.throughput_rps) and math.isfinite(p.latency_ms)]
+        for name, points in series.items()
+    }
+    data = {name: points for name, points in data.items() if len(points) >= 2}
+    if not data:
+        return ""
+    xticks = nice_ticks(0.0, max(p.throughput_rps for ps in data.values() for p in ps) or 1.0)
+    yticks = nice_ticks(0.0, max(p.latency_ms for ps in data.values() for p in ps) or 1.0, 5)
+    palette = _palette(list(data), colors)
+    frame, legend = _frame_with_legend(width, height, list(data), palette)
+    out = _svg_open(frame, f"Latency ({percentile_label}) against throughput per variant") + legend
+    for tick in yticks:
+        y = frame.py(tick / yticks[-1])
+        out.append(f'<line x1="{frame.x0}" x2="{frame.x1}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>')
+        out.append(_text(frame.x0 - 8, y + 4, _tick_label(tick), anchor="end"))
+    for tick in xticks:
+        x = frame.px(tick / xticks[-1])
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{frame.y1}" y2="{frame.y0}" stroke="{GRID}"/>')
+        out.append(_text(x, frame.y0 + 17, _tick_label(tick)))
+    out.append(
+        f'<rect x="{frame.x0}" y="{frame.y1}" width="{frame.x1 - frame.x0}" '
+        f'height="{frame.y0 - frame.y1}" fill="none" stroke="{AXIS}"/>'
+    )
+    for i, (name, points) in enumerate(data.items()):
+        xy = [(frame.px(p.throughput_rps / xticks[-1]), frame.py(p.latency_ms / yticks[-1])) for p in points]
+        coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+        out.append(
+            f'<polyline points="{coords}" fill="none" stroke="{palette[i]}" stroke-width="2" '
+            'stroke-linejoin="round"/>'
+        )
+        for point, (x, y) in zip(points, xy, strict=True):
+            fill = palette[i] if point.valid else "#fff"
+            state = "" if point.valid else " (INVALID)"
+            tip = (
+                f"{name} {point.label}{state}: {point.throughput_rps:,.1f} req/s, "
+                f"{percentile_label} {point.latency_ms:.2f} ms"
+            )
+            out.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4.5" fill="{fill}" stroke="{palette[i]}" '
+                f'stroke-width="2"><title>{escape(tip)}</title></circle>'
+            )
+            out.append(_text(x + 7, y - 7, point.label, anchor="start", size=10))
+    out.append(_text((frame.x0 + frame.x1) / 2, frame.height - 12, "throughput (req/s)", fill="#222"))
+    mid = (frame.y0 + frame.y1) / 2
+    out.append(
+        _text(
+            16,
+            mid,
+            f"latency {percentile_label} (ms)",
+            fill="#222",
+            extra=f' transform="rotate(-90 16 {mid:.1f})"',
+        )
+    )
     out.append("</svg>")
     return "\n".join(out)

@@ -21,15 +21,28 @@ from harness.atomic import atomic_write_text
 from harness.baselines.fingerprint import fingerprint_id
 from harness.metrics.catalog import METRICS, format_value
 from harness.report import charts
+from harness.report.evidence import (
+    confirmation_tag,
+    evidence_of,
+    evidence_text,
+    evidence_tooltip,
+    invalid_variants,
+    is_confirmation,
+    run_status,
+    validity_of,
+)
+from harness.report.load_view import search_views, server_views, sweep_view, validity_cards
+from harness.report.variant_view import compression_steps, confirmation_views
 from harness.results import RunResult, VariantResult, Verdict
 
 REFERENCE = "reference"
 
 # rows of the per-variant table, grouped as a reader scans them: what the model costs, what it
-# gets right, how fast it answers, how it holds up under load
+# gets right, how fast it answers, how it holds up under load, what the server saw. A row no
+# variant has a value for is left out.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Model", ("model_size_bytes", "model_size_gzip_bytes", "sparsity", "param_count")),
-    ("Accuracy", ("accuracy_inprocess", "accuracy")),
+    ("Accuracy", ("accuracy_inprocess", "accuracy", "accuracy_drop_vs_reference")),
     (
         "Latency",
         (
@@ -41,8 +54,33 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "latency_mean_ms",
         ),
     ),
-    ("Load", ("throughput_rps", "error_rate", "request_count", "client_cpu_percent")),
+    (
+        "Load",
+        (
+            "throughput_rps",
+            "max_rps_at_slo",
+            "error_rate",
+            "request_count",
+            "late_fraction",
+            "client_cpu_percent",
+        ),
+    ),
+    (
+        "Server",
+        (
+            "server_request_ms",
+            "server_inference_ms",
+            "server_queue_ms",
+            "service_latency_p95_ms",
+            "server_cpu_percent",
+            "server_rss_mb",
+        ),
+    ),
 )
+
+
+# sections whose numbers come from the load measurement, so an INVALID measurement voids them
+LOAD_SECTIONS = ("Latency", "Load", "Server")
 
 
 @dataclass
@@ -95,26 +133,47 @@ def build_view(result: RunResult) -> dict[str, Any]:
     """Everything the template shows, already formatted."""
     variants = result.variants
     reference = next((v for v in variants if v.name == REFERENCE), variants[0] if variants else None)
-    verdict_map = {(v.variant, v.metric): v for v in result.verdicts}
+    # the table shows the reported measurement, so a cell takes its first measurement's verdict;
+    # re-measurements have their own rows in the gates table and the confirmation section
+    verdict_map = {(v.variant, v.metric): v for v in reversed(result.verdicts) if not is_confirmation(v)}
     failed = [v for v in result.verdicts if not v.passed]
     latency_series = {v.name: v.latencies_ms for v in variants}
+    colors = [charts.color(i) for i in range(len(variants))]
+    by_name = {v.name: c for v, c in zip(variants, colors, strict=True)}
+    validities = [validity_of(v) for v in variants]
+    sweep = sweep_view(variants, by_name)
+    if sweep is not None:
+        sweep["svg"] = Markup(sweep["svg"])  # built by charts, which escapes its text
+    sections = [(title, _rows(names, variants, reference, verdict_map)) for title, names in SECTIONS]
     return {
         "r": result,
         "version": __version__,
-        "status": "error" if result.error else ("fail" if failed else "pass"),
+        "status": run_status(result),
         "failed": failed,
+        "invalid": invalid_variants(result),
+        "validity_counts": (
+            sum(1 for x in validities if x is not None and x.valid),
+            sum(1 for x in validities if x is not None and not x.valid),
+        ),
+        "validity_badges": [None if x is None else x.valid for x in validities],
         "reference_name": reference.name if reference else "",
-        "sections": [
-            (title, [_row(m, variants, reference, verdict_map) for m in names]) for title, names in SECTIONS
-        ]
+        "load_sections": LOAD_SECTIONS,
+        "sections": [(title, rows) for title, rows in sections if rows]
         + _other_section(variants, reference, verdict_map),
         "failure_cells": [_failures_text(v) for v in variants],
         "sample_counts": [len(v.latencies_ms) for v in variants],
         "verdicts": [_verdict_view(v) for v in result.verdicts],
+        "has_evidence": any(evidence_of(v) for v in result.verdicts),
         # Markup: charts build the SVG and escape every text they put in it
-        "cdf_svg": Markup(charts.latency_cdf_svg(latency_series)),
-        "bars_svg": Markup(charts.percentile_bars_svg({v.name: v.metrics for v in variants})),
-        "colors": [charts.color(i) for i in range(len(variants))],
+        "cdf_svg": Markup(charts.latency_cdf_svg(latency_series, colors=by_name)),
+        "bars_svg": Markup(charts.percentile_bars_svg({v.name: v.metrics for v in variants}, colors=by_name)),
+        "colors": colors,
+        "validity_cards": validity_cards(variants, by_name),
+        "sweep": sweep,
+        "searches": search_views(variants, by_name),
+        "servers": server_views(variants, by_name),
+        "confirmations": confirmation_views(result),
+        "steps": [compression_steps(v) for v in variants],
         "warnings": [(v.name, w) for v in variants for w in v.warnings],
         "stages": _stages(result.stage_seconds),
         "scenario_text": _dump_config(result.scenario),
@@ -124,6 +183,21 @@ def build_view(result: RunResult) -> dict[str, Any]:
         ],
         "target_rows": _flatten(result.target),
     }
+
+
+def _rows(
+    metrics: tuple[str, ...],
+    variants: list[VariantResult],
+    reference: VariantResult | None,
+    verdicts: dict[tuple[str, str], Verdict],
+) -> list[Row]:
+    """The rows of one section, leaving out metrics no variant reported (a closed-loop run has no
+    late sends, an in-process target no server figures) unless a gate judged them."""
+    return [
+        _row(m, variants, reference, verdicts)
+        for m in metrics
+        if any(v.metrics.get(m) is not None for v in variants) or any(k[1] == m for k in verdicts)
+    ]
 
 
 def _row(
@@ -179,8 +253,12 @@ def _verdict_view(v: Verdict) -> dict[str, Any]:
         change = _signed(v.metric, v.current - v.baseline)
         if v.baseline:
             pct = f"{(v.current - v.baseline) / abs(v.baseline) * 100:+.1f} %"
+    evidence = evidence_of(v)
     return {
         "v": v,
+        "evidence": evidence_text(v.metric, evidence),
+        "evidence_title": evidence_tooltip(evidence),
+        "tag": confirmation_tag(v),
         "current": format_value(v.metric, v.current),
         "baseline": format_value(v.metric, v.baseline) if v.baseline is not None else "no baseline needed",
         "limit": format_value(v.metric, v.limit),

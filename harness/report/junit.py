@@ -1,4 +1,5 @@
-"""JUnit XML for CI test tabs: one testcase per variant, failing when any of its gates failed.
+"""JUnit XML for CI test tabs: one testcase per variant, failing when any of its gates failed or its
+measurement was INVALID (an invalid measurement is not a result, so it cannot pass).
 
 A failing testcase carries exactly one <failure> that lists every failing gate (one per line).
 Several <failure> elements in one testcase are legal in Jenkins' schema, but Jenkins, Azure DevOps
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from harness.atomic import atomic_write_text
 from harness.metrics.catalog import format_value
+from harness.report.evidence import confirmation_tag, validity_of
 from harness.results import RunResult, Verdict
 
 # characters XML 1.0 cannot carry even escaped (server logs sometimes contain them)
@@ -32,7 +34,14 @@ def junit_xml(result: RunResult) -> str:
     for verdict in result.verdicts:
         by_variant[verdict.variant].append(verdict)
     metrics = {v.name: v.metrics for v in result.variants}
-    failing = sum(1 for verdicts in by_variant.values() if any(not v.passed for v in verdicts))
+    invalid: dict[str, list[str]] = {}
+    for variant in result.variants:
+        validity = validity_of(variant)
+        if validity is not None and not validity.valid:
+            invalid[variant.name] = validity.reasons or ["no reason recorded"]
+    failing = sum(
+        1 for name, verdicts in by_variant.items() if name in invalid or any(not v.passed for v in verdicts)
+    )
     total_s = f"{sum(result.stage_seconds.values()):.3f}"
     counts = {
         "tests": str(len(names)),
@@ -61,14 +70,22 @@ def junit_xml(result: RunResult) -> str:
         )
         verdicts = by_variant[name]
         failed = [v for v in verdicts if not v.passed]
-        if failed:
+        if name in invalid:
+            # one <failure> per testcase (see above): the invalid measurement first, gates after
+            reasons = invalid[name]
+            summary = f"measurement INVALID: {reasons[0]}" + ("; ..." if len(reasons) > 1 else "")
+            attrs = {"message": _clean(summary), "type": "InvalidMeasurement"}
+            failure = ET.SubElement(case, "failure", attrs)
+            lines = [f"measurement INVALID: {r}" for r in reasons] + [_failure_line(v) for v in failed]
+            failure.text = _clean("\n".join(lines))
+        elif failed:
             summary = (
                 failed[0].message
                 if len(failed) == 1
                 else f"{len(failed)} gates failed: {failed[0].message}; ..."
             )
             failure = ET.SubElement(case, "failure", {"message": _clean(summary), "type": "RegressionFound"})
-            failure.text = _clean("\n".join(v.message for v in failed))
+            failure.text = _clean("\n".join(_failure_line(v) for v in failed))
         out = ET.SubElement(case, "system-out")
         out.text = _clean(_system_out(metrics.get(name, {}), verdicts))
     ET.indent(root)
@@ -80,6 +97,12 @@ def write_junit(result: RunResult, path: str | Path) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_text(target, junit_xml(result))
+
+
+def _failure_line(verdict: Verdict) -> str:
+    """The verdict's message (which names its statistical test), marked when it is a re-measurement's."""
+    tag = confirmation_tag(verdict)
+    return f"{verdict.message} [{tag.lower()}]" if tag else verdict.message
 
 
 def _system_out(metrics: dict[str, float], verdicts: Iterable[Verdict]) -> str:

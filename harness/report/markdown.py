@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from harness.metrics.catalog import format_value
-from harness.results import RunResult
+from harness.report.evidence import confirmation_tag, invalid_variants, run_status, validity_of
+from harness.results import RunResult, VariantResult, Verdict
 
 # (header, metric) columns of the summary table: the numbers a reviewer decides on
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -18,6 +19,10 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("throughput", "throughput_rps"),
     ("errors", "error_rate"),
 )
+# shown only when some variant has them (an SLO search ran)
+OPTIONAL_COLUMNS: tuple[tuple[str, str], ...] = (("max rps at SLO", "max_rps_at_slo"),)
+
+STATUS = {"pass": "✅ PASS", "fail": "❌ FAIL", "invalid": "❌ INVALID", "error": "❌ ERROR"}
 
 _SPECIAL = re.compile(r"([\\|`*_\[\]])")
 
@@ -29,30 +34,63 @@ def _md(text: str) -> str:
 
 
 def render_markdown(result: RunResult) -> str:
-    """Status line, baseline status, one table row per variant, then every failing gate."""
+    """Status line, baseline status, one table row per variant, then invalid measurements and every
+    failing gate with its statistical evidence."""
     failed = [v for v in result.verdicts if not v.passed]
-    status = "❌ FAIL" if failed else "✅ PASS"
-    lines = [f"### {status} · {_md(result.scenario_name)}", ""]
+    invalid = invalid_variants(result)
+    lines = [f"### {STATUS[run_status(result)]} · {_md(result.scenario_name)}", ""]
+    if result.error:
+        lines += [f"**The run did not complete:** {_md(result.error.strip().splitlines()[0])}", ""]
     baseline = f"**baseline:** {_md(result.baseline_status)}"
     if result.baseline_message:
         baseline += f" — {_md(result.baseline_message)}"
     lines += [baseline, ""]
 
     if result.variants:
-        lines.append("| variant | " + " | ".join(h for h, _ in COLUMNS) + " | gates |")
-        lines.append("|:--|" + "--:|" * len(COLUMNS) + ":-:|")
-        for variant in result.variants:
-            cells = [format_value(metric, variant.metrics.get(metric)) for _, metric in COLUMNS]
-            mine = [v for v in result.verdicts if v.variant == variant.name]
-            bad = sum(1 for v in mine if not v.passed)
-            gates = "-" if not mine else (f"❌ {bad}/{len(mine)} failed" if bad else f"✅ {len(mine)}")
-            lines.append(f"| {_md(variant.name)} | " + " | ".join(_md(c) for c in cells) + f" | {gates} |")
+        lines += _table(result)
         lines.append("")
 
+    if invalid:
+        lines += ["**Invalid measurements** (not compared with the baseline)", ""]
+        for name, reasons in invalid:
+            lines.append(f"- **{_md(name)}**: {_md('; '.join(reasons))}")
+        lines.append("")
     if failed:
         lines += ["**Failed gates**", ""]
-        lines += [f"- **{_md(v.variant)}**: {_md(v.message)}" for v in failed]
+        lines += [f"- **{_md(v.variant)}**: {_md(_gate_line(v))}" for v in failed]
         lines.append("")
     elif not result.verdicts:
         lines += ["No gate was evaluated.", ""]
     return "\n".join(lines)
+
+
+def _table(result: RunResult) -> list[str]:
+    columns = COLUMNS + tuple(
+        (h, m) for h, m in OPTIONAL_COLUMNS if any(m in v.metrics for v in result.variants)
+    )
+    show_validity = any(validity_of(v) is not None for v in result.variants)
+    head = "| variant | " + " | ".join(h for h, _ in columns) + (" | validity" if show_validity else "")
+    lines = [head + " | gates |"]
+    lines.append("|:--|" + "--:|" * len(columns) + (":-:|" if show_validity else "") + ":-:|")
+    for variant in result.variants:
+        cells = [_md(format_value(metric, variant.metrics.get(metric))) for _, metric in columns]
+        if show_validity:
+            cells.append(_validity_cell(variant))
+        mine = [v for v in result.verdicts if v.variant == variant.name]
+        bad = sum(1 for v in mine if not v.passed)
+        gates = "-" if not mine else (f"❌ {bad}/{len(mine)} failed" if bad else f"✅ {len(mine)}")
+        lines.append(f"| {_md(variant.name)} | " + " | ".join(cells) + f" | {gates} |")
+    return lines
+
+
+def _validity_cell(variant: VariantResult) -> str:
+    validity = validity_of(variant)
+    if validity is None:
+        return "-"
+    return "✅ valid" if validity.valid else "❌ INVALID"
+
+
+def _gate_line(verdict: Verdict) -> str:
+    """The verdict's message (it names its statistical test), marked when it is a re-measurement's."""
+    tag = confirmation_tag(verdict)
+    return f"{verdict.message} ({tag.lower()})" if tag else verdict.message

@@ -48,7 +48,7 @@ class VariantSpec(StrictModel):
 
 class ServingSpec(StrictModel):
     target: str = Field(
-        description="Registered serving target: torchserve or inprocess (see `harness list`)."
+        description="Registered serving target: torchserve, tfserving or inprocess (see `harness list`)."
     )
     workers: int = Field(default=1, ge=1, description="Model workers (TorchServe) or threads (inprocess).")
     batch_size: int = Field(default=1, ge=1, description="Server-side dynamic batch size.")
@@ -157,6 +157,13 @@ class LoadSpec(StrictModel):
     )
     master_bind_host: str = Field(
         default="127.0.0.1", description="Address the Locust master listens on for workers."
+    )
+    master_bind_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port the Locust master listens on; default a free port, or Locust's 5557 when "
+        "remote_workers must find it.",
     )
     validity: ValiditySpec = Field(default_factory=ValiditySpec, description="Window validity rules.")
     search: SearchSpec | None = Field(

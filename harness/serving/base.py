@@ -36,6 +36,11 @@ class Target(ABC):
         self.spec = spec
         self.run_dir = Path(run_dir)
 
+    @classmethod
+    def unavailable_reason(cls, spec: ServingSpec) -> str | None:
+        """None when this target can run here with `spec`, else one line saying what is missing."""
+        return None
+
     @abstractmethod
     def start(self, artifact: ServedArtifact) -> None:
         """Load `artifact` and block until it answers a known-good prediction."""

@@ -1,4 +1,4 @@
-"""LocustDriver with a real Locust subprocess against small stdlib HTTP servers on 127.0.0.1."""
+"""LocustDriver with real Locust processes (single, or master and workers) against stdlib HTTP servers."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 
 from harness.errors import RunError
 from harness.load.locust_driver import LocustDriver
+from harness.load.samples import Sample, read_samples
 from harness.scenario.schema import LoadSpec
 from harness.serving.base import HttpEndpoint
 from harness.serving.process import free_port
@@ -201,3 +202,64 @@ def test_a_broken_locustfile_raises_run_error_with_the_log_tail(
     with pytest.raises(RunError, match=r"locust failed \(exit code [1-9]"):
         LocustDriver().run(server.endpoint, LoadSpec(warmup_s=0.5, measure_s=0.5), INSTANCES, tmp_path)
     assert server.arrivals == []
+
+
+def locust_processes_in(folder: Path) -> list[int]:
+    """Live processes whose working directory is `folder` (every Locust process the driver starts)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cwd", "status"]):
+        cwd = proc.info.get("cwd")
+        if cwd and Path(cwd) == folder and proc.info.get("status") != psutil.STATUS_ZOMBIE:
+            found.append(proc.pid)
+    return found
+
+
+def test_two_local_workers_share_the_rate_and_their_samples_are_merged(
+    http_server: Callable[..., CountingServer], tmp_path: Path
+) -> None:
+    server = http_server()
+    load = LoadSpec(
+        mode="open", rate_rps=200.0, users=8, arrival="poisson", workers=2, warmup_s=1.0, measure_s=2.0,
+        spawn_rate=100.0,
+    )  # fmt: skip
+    result = LocustDriver().run(server.endpoint, load, INSTANCES, tmp_path, seed=3)
+
+    assert server.bad_requests == []
+    assert result.workers == 2
+    assert result.failure_count == 0, result.failure_examples
+    per_worker = [read_samples(tmp_path / f"locust_samples_w{i}.csv") for i in range(2)]
+    # each worker sent about half of the rate (100 req/s over about 3 s of run)
+    assert all(len(samples) > 150 for samples in per_worker)
+    assert len(result.samples) <= sum(len(samples) for samples in per_worker)
+    assert result.offered_rps == pytest.approx(200.0, rel=0.10)
+    assert len(result.generator_cpu_percent) == 3  # the master and both workers
+    assert (tmp_path / "locust_worker0.log").exists()
+    assert (tmp_path / "locust_worker1.log").exists()
+    assert locust_processes_in(tmp_path) == []
+
+
+def test_a_satisfied_stop_rule_ends_the_run_once_measure_s_is_covered(
+    http_server: Callable[..., CountingServer], tmp_path: Path
+) -> None:
+    server = http_server()
+    calls: list[tuple[int, float, float]] = []
+
+    def stable(samples: list[Sample], measure_start_s: float) -> bool:
+        calls.append((len(samples), measure_start_s, max(s.start_s for s in samples)))
+        return True
+
+    load = LoadSpec(users=2, warmup_s=0.5, measure_s=1.0, window_s=0.5, validity={"max_windows": 8})
+    result = LocustDriver().run(server.endpoint, load, INSTANCES, tmp_path, stop_when=stable)
+
+    assert result.stopped_reason == "stable"
+    assert result.windows_measured == 2
+    assert result.measure_s == pytest.approx(1.0)
+    assert len(calls) == 1  # asked once, after the second window: measure_s must be covered first
+    count, start, last = calls[0]
+    assert start == 0.5
+    assert count > 10
+    assert last < 1.5  # only requests due in the measured windows
+    meta = json.loads((tmp_path / "locust_meta.json").read_text())
+    assert meta["stop_s"] < load.warmup_s + load.validity.max_windows * 0.5

@@ -41,7 +41,7 @@ def test_recorded_baseline_loads_back(baselines):
     }
     assert variant_metrics(entry) == METRICS
     doc = json.loads(path.read_text())
-    assert doc["format_version"] == store.FORMAT_VERSION == 1
+    assert doc["format_version"] == store.FORMAT_VERSION == 2
     assert doc["scenario"] == "digits"
 
 
@@ -77,7 +77,7 @@ def test_reader_refuses_a_newer_format_version(baselines):
     path = baselines.directory / "x.json"
     path.write_text(json.dumps({"format_version": 3, "scenario": "x", "environments": {}}))
     with pytest.raises(
-        UserError, match=r"x\.json has format_version 3; this harness reads up to 1: upgrade harness"
+        UserError, match=r"x\.json has format_version 3; this harness reads up to 2: upgrade harness"
     ):
         baselines.load("x", "fp")
     with pytest.raises(UserError, match="format_version 3"):
@@ -117,17 +117,17 @@ def test_malformed_documents_are_user_errors(baselines, doc):
 def test_older_format_is_migrated_through_update_functions(baselines, monkeypatch):
     baselines.record("x", "fp", ENV, "r", METRICS)
 
-    def update_to_2(doc):
+    def update_to_3(doc):
         for entry in doc["environments"].values():
             entry["notes"] = "migrated"
         return doc
 
-    monkeypatch.setattr(store, "FORMAT_VERSION", 2)
-    monkeypatch.setitem(store._UPDATES, 2, update_to_2)
+    monkeypatch.setattr(store, "FORMAT_VERSION", 3)
+    monkeypatch.setitem(store._UPDATES, 3, update_to_3)
     assert baselines.load("x", "fp")["notes"] == "migrated"
     baselines.record("x", "other", ENV, "r2", METRICS)
     doc = json.loads((baselines.directory / "x.json").read_text())
-    assert doc["format_version"] == 2
+    assert doc["format_version"] == 3
     assert doc["environments"]["fp"]["notes"] == "migrated"
 
 
@@ -223,3 +223,122 @@ def test_cpu_model_falls_back_when_proc_cpuinfo_is_missing(monkeypatch):
 
     monkeypatch.setattr(Path, "read_text", fake_read_text)
     assert fingerprint._cpu_model()
+
+
+# --- format 2: latency histograms and predictions ----------------------------------------------
+
+
+def _distribution(seed: int = 0, n: int = 5000):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, 450)
+    predictions = labels.copy()
+    predictions[:12] = (labels[:12] + 1) % 10
+    return {
+        "latencies_ms": rng.lognormal(np.log(4.0), 0.5, n).tolist(),
+        "predictions": predictions.tolist(),
+        "labels": labels.tolist(),
+    }
+
+
+def test_distributions_round_trip_through_the_file(baselines):
+    import numpy as np
+
+    from harness.baselines.store import variant_distributions
+    from harness.gates.statistics import labels_fingerprint
+
+    dist = _distribution()
+    path = baselines.record("d", "fp", ENV, "r", {"int8": METRICS["int8"]}, distributions={"int8": dist})
+    stored = json.loads(path.read_text())["environments"]["fp"]["variants"]["int8"]
+    assert stored["latency_histogram"].startswith("HISTF")
+    assert stored["predictions"]["encoding"] == "digits"
+    assert len(stored["predictions"]["values"]) == 450
+    assert stored["predictions"]["labels_fingerprint"] == labels_fingerprint(dist["labels"])
+
+    samples = variant_distributions(baselines.load("d", "fp"))["int8"]
+    assert samples.latencies_ms.size == 5000
+    for p in (50, 95, 99):
+        assert np.percentile(samples.latencies_ms, p) == pytest.approx(
+            np.percentile(dist["latencies_ms"], p), rel=1e-3
+        )
+    assert samples.predictions.tolist() == dist["predictions"]
+    assert samples.labels is None
+    assert samples.fingerprint() == labels_fingerprint(dist["labels"])
+    assert variant_metrics(baselines.load("d", "fp")) == {"int8": METRICS["int8"]}
+
+
+def test_a_variant_entry_with_its_distribution_stays_a_few_kilobytes(baselines):
+    path = baselines.record(
+        "d", "fp", ENV, "r", {"int8": METRICS["int8"]}, distributions={"int8": _distribution(n=20000)}
+    )
+    entry = json.loads(path.read_text())["environments"]["fp"]["variants"]["int8"]
+    assert len(json.dumps(entry)) < 4500
+
+
+def test_many_classes_are_stored_as_comma_separated_ids(baselines):
+    from harness.baselines.store import variant_distributions
+
+    dist = {"predictions": [12, 3, 10], "labels": [12, 3, 11]}
+    baselines.record("d", "fp", ENV, "r", {"a": {}}, distributions={"a": dist})
+    stored = baselines.load("d", "fp")["variants"]["a"]["predictions"]
+    assert (stored["encoding"], stored["values"]) == ("csv", "12,3,10")
+    assert variant_distributions(baselines.load("d", "fp"))["a"].predictions.tolist() == [12, 3, 10]
+
+
+def test_predictions_without_labels_cannot_be_recorded(baselines):
+    with pytest.raises(ValueError, match="labels"):
+        baselines.record("d", "fp", ENV, "r", {"a": {}}, distributions={"a": {"predictions": [1, 2]}})
+    assert not (baselines.directory / "d.json").exists()
+
+
+def test_version_1_file_reads_without_distributions_and_is_rewritten_as_version_2(baselines):
+    from harness.baselines.store import variant_distributions
+
+    baselines.directory.mkdir()
+    v1 = {
+        "format_version": 1,
+        "scenario": "x",
+        "environments": {
+            "old": {
+                "environment": ENV,
+                "recorded_at": "2025-01-01",
+                "run_id": "r0",
+                "variants": {"a": {"metrics": {"accuracy": 0.9}, "config": "c1"}},
+            }
+        },
+    }
+    (baselines.directory / "x.json").write_text(json.dumps(v1))
+    entry = baselines.load("x", "old")
+    assert variant_metrics(entry) == {"a": {"accuracy": 0.9}}
+    samples = variant_distributions(entry, {"a": "c1"})["a"]
+    assert (samples.latencies_ms, samples.predictions, samples.labels_fingerprint) == (None, None, None)
+    assert variant_distributions(entry, {"a": "other"}) == {}
+
+    baselines.record("x", "new", ENV, "r1", METRICS)
+    doc = json.loads((baselines.directory / "x.json").read_text())
+    assert doc["format_version"] == 2
+    assert doc["environments"]["old"] == v1["environments"]["old"]
+
+
+def test_unreadable_histogram_is_a_user_error_naming_the_variant(baselines):
+    from harness.baselines.store import variant_distributions
+
+    baselines.record("x", "fp", ENV, "r", {"a": {}}, distributions={"a": _distribution(n=100)})
+    path = baselines.directory / "x.json"
+    doc = json.loads(path.read_text())
+    doc["environments"]["fp"]["variants"]["a"]["latency_histogram"] = "HISTFgarbage"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(UserError, match="variant 'a' cannot be read: not an HdrHistogram"):
+        variant_distributions(baselines.load("x", "fp"))
+
+
+def test_histogram_that_is_not_text_is_refused_on_read(baselines):
+    baselines.directory.mkdir()
+    doc = {
+        "format_version": 2,
+        "environments": {"fp": {"variants": {"a": {"metrics": {}, "latency_histogram": [1]}}}},
+    }
+    (baselines.directory / "x.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=r"x\.json: variant 'a'.*'latency_histogram' as text"):
+        baselines.load("x", "fp")

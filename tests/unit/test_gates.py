@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
 from harness.errors import UserError
-from harness.gates.evaluate import evaluate
+from harness.gates.evaluate import evaluate, failed_variants, merge_confirmation
+from harness.gates.statistics import VariantSamples, labels_fingerprint
+from harness.metrics.latency import latency_summary
+from harness.results import Verdict
+from harness.scenario.schema import GatePolicySpec
 
 
 def one(verdicts):
@@ -20,7 +27,10 @@ def test_gate_fails_when_p95_regresses_beyond_threshold():
         )
     )
     assert not v.passed
-    assert v.message == "latency_p95_ms 3.41 > limit 2.20 (baseline 2.00 +10%)"
+    assert v.message == (
+        "latency_p95_ms 3.41 > limit 2.20 (baseline 2.00 +10%); "
+        "plain comparison: this run kept no latency samples"
+    )
     assert (v.variant, v.metric, v.threshold, v.current, v.baseline) == (
         "int8",
         "latency_p95_ms",
@@ -36,7 +46,7 @@ def test_gate_passes_a_regression_within_threshold():
         evaluate({"latency_p95_ms": "+10%"}, {"a": {"latency_p95_ms": 2.15}}, {"a": {"latency_p95_ms": 2.0}})
     )
     assert v.passed
-    assert v.message == "latency_p95_ms 2.15 <= limit 2.20 (baseline 2.00 +10%)"
+    assert v.message.startswith("latency_p95_ms 2.15 <= limit 2.20 (baseline 2.00 +10%); plain comparison")
 
 
 def test_gate_passes_an_improvement():
@@ -56,7 +66,10 @@ def test_higher_is_better_relative_gate_fails_on_a_drop_beyond_threshold():
 def test_absolute_accuracy_gate_fails_on_a_drop_beyond_delta():
     v = one(evaluate({"accuracy": "-0.01 abs"}, {"a": {"accuracy": 0.93}}, {"a": {"accuracy": 0.95}}))
     assert not v.passed
-    assert v.message == "accuracy 0.93 < limit 0.94 (baseline 0.95 -0.01 abs)"
+    assert v.message == (
+        "accuracy 0.93 < limit 0.94 (baseline 0.95 -0.01 abs); "
+        "plain comparison: this run kept no per-example predictions"
+    )
 
 
 def test_absolute_gate_accepts_a_drop_of_exactly_the_delta_despite_float_noise():
@@ -96,10 +109,14 @@ def test_relative_gate_without_baseline_gives_no_verdict_but_limits_still_apply(
     assert [(v.variant, v.metric) for v in verdicts] == [("a", "error_rate")]
 
 
-def test_relative_gate_with_baseline_missing_that_metric_gives_no_verdict():
-    assert (
-        evaluate({"latency_p95_ms": "+10%"}, {"a": {"latency_p95_ms": 9.0}}, {"a": {"accuracy": 0.9}}) == []
-    )
+def test_gate_added_after_the_baseline_passes_visibly_as_not_compared():
+    # behaviour change: this used to yield no verdict at all, so a new gate vanished silently
+    v = one(evaluate({"latency_p95_ms": "+10%"}, {"a": {"latency_p95_ms": 9.0}}, {"a": {"accuracy": 0.9}}))
+    assert v.passed
+    assert (v.current, v.baseline, v.limit) == (9.0, None, None)
+    assert "not compared" in v.message
+    assert "--update-baselines" in v.message
+    assert v.evidence["compared"] is False
 
 
 def test_gated_metric_missing_from_current_results_fails_clearly():
@@ -145,3 +162,194 @@ def test_bad_gate_is_a_user_error():
         evaluate({"latency_p95_ms": "-10%"}, {}, None)
     with pytest.raises(UserError, match="unknown metric"):
         evaluate({"latency": "+10%"}, {}, None)
+
+
+# --- statistical gates: distributions, policy, confirmation -------------------------------------
+
+
+def _latency_case(scale: float, n: int = 2000, seed: int = 0):
+    """Metrics and samples of a baseline run and a current run `scale` times slower."""
+    rng = np.random.default_rng(seed)
+    base = rng.lognormal(np.log(5.0), 0.4, n)
+    cur = rng.lognormal(np.log(5.0), 0.4, n) * scale
+    current = {"a": latency_summary(cur)}
+    baseline = {"a": latency_summary(base)}
+    return (
+        current,
+        baseline,
+        {"a": VariantSamples(latencies_ms=cur)},
+        {"a": VariantSamples(latencies_ms=base)},
+    )
+
+
+def test_latency_gate_with_distributions_fails_a_significant_regression_beyond_threshold():
+    current, baseline, cur, base = _latency_case(1.3)
+    v = one(evaluate({"latency_p95_ms": "+10%"}, current, baseline, current_dist=cur, baseline_dist=base))
+    assert not v.passed
+    assert "Mann-Whitney one-sided p=" in v.message
+    assert v.message.endswith("significant: regression")
+    assert v.evidence["test"] == "mannwhitney"
+    assert v.evidence["p_value"] < 0.01
+    assert v.evidence["min_ratio"] == pytest.approx(1.1)
+    assert (v.evidence["n_current"], v.evidence["n_baseline"]) == (2000, 2000)
+    json.dumps(v.evidence, allow_nan=False)  # results.json refuses NaN and infinity
+
+
+def test_latency_gate_passes_a_breach_that_is_not_significant():
+    rng = np.random.default_rng(1)
+    base = rng.lognormal(np.log(5.0), 0.4, 40)
+    cur = base.copy()
+    cur[np.argmax(cur)] *= 4  # p99 jumps, the rank test sees one value out of 40 move
+    current, baseline = {"a": latency_summary(cur)}, {"a": latency_summary(base)}
+    plain = one(evaluate({"latency_p99_ms": "+10%"}, current, baseline))
+    assert not plain.passed, "precondition: the threshold alone would fail this"
+    v = one(
+        evaluate(
+            {"latency_p99_ms": "+10%"},
+            current,
+            baseline,
+            current_dist={"a": VariantSamples(latencies_ms=cur)},
+            baseline_dist={"a": VariantSamples(latencies_ms=base)},
+        )
+    )
+    assert v.passed
+    assert v.message.endswith("not significant: passed")
+    assert v.evidence["exceeds_threshold"] is True
+    assert v.evidence["significant"] is False
+
+
+def test_latency_gate_uses_the_bootstrap_when_the_policy_asks():
+    current, baseline, cur, base = _latency_case(1.3, n=1500, seed=2)
+    policy = GatePolicySpec(latency_test="bootstrap", bootstrap_resamples=500)
+    v = one(
+        evaluate(
+            {"latency_p95_ms": "+10%"}, current, baseline, policy=policy, current_dist=cur, baseline_dist=base
+        )
+    )
+    assert not v.passed
+    assert v.evidence["test"] == "bootstrap"
+    assert v.evidence["ci_low"] > 1.0
+    assert v.evidence["confidence_level"] == pytest.approx(0.98)
+    assert "bootstrap 98% CI of the p95 ratio" in v.message
+
+
+def test_latency_test_none_keeps_the_plain_comparison():
+    current, baseline, cur, base = _latency_case(1.3)
+    policy = GatePolicySpec(latency_test="none")
+    v = one(
+        evaluate(
+            {"latency_p95_ms": "+10%"}, current, baseline, policy=policy, current_dist=cur, baseline_dist=base
+        )
+    )
+    assert not v.passed
+    assert v.evidence == {"test": "none", "reason": "gate_policy.latency_test is none"}
+
+
+def test_latency_gate_falls_back_and_says_so_when_the_baseline_has_no_histogram():
+    current, baseline, cur, _ = _latency_case(1.3)
+    v = one(evaluate({"latency_p95_ms": "+10%"}, current, baseline, current_dist=cur, baseline_dist=None))
+    assert not v.passed
+    assert v.message.endswith("plain comparison: the baseline stores no latency histogram")
+    assert v.evidence["test"] == "none"
+
+
+def test_throughput_gate_stays_a_plain_comparison():
+    v = one(
+        evaluate(
+            {"throughput_rps": "-5%"},
+            {"a": {"throughput_rps": 90.0}},
+            {"a": {"throughput_rps": 100.0}},
+            current_dist={"a": VariantSamples(latencies_ms=np.ones(10))},
+            baseline_dist={"a": VariantSamples(latencies_ms=np.ones(10))},
+        )
+    )
+    assert not v.passed
+    assert v.message == "throughput_rps 90.00 < limit 95.00 (baseline 100.0 -5%)"
+    assert v.evidence == {}
+
+
+def _accuracy_case(flip: int, n: int = 450):
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 10, n)
+    base_pred = labels.copy()
+    base_pred[:5] = (labels[:5] + 1) % 10
+    cur_pred = base_pred.copy()
+    cur_pred[5 : 5 + flip] = (labels[5 : 5 + flip] + 1) % 10
+    current = {"a": {"accuracy": float(np.mean(cur_pred == labels))}}
+    baseline = {"a": {"accuracy": float(np.mean(base_pred == labels))}}
+    cur = {"a": VariantSamples(predictions=cur_pred, labels=labels)}
+    base = {"a": VariantSamples(predictions=base_pred, labels_fingerprint=labels_fingerprint(labels))}
+    return current, baseline, cur, base
+
+
+def test_accuracy_gate_fails_a_significant_drop_beyond_threshold():
+    current, baseline, cur, base = _accuracy_case(flip=20)
+    v = one(evaluate({"accuracy": "-0.01 abs"}, current, baseline, current_dist=cur, baseline_dist=base))
+    assert not v.passed
+    assert "McNemar exact one-sided p=" in v.message
+    assert "20 right->wrong, 0 wrong->right of 450" in v.message
+    assert v.evidence["test"] == "mcnemar"
+    assert (v.evidence["b"], v.evidence["c"], v.evidence["n"]) == (20, 0, 450)
+    assert v.evidence["ci_low"] < v.evidence["delta"] < v.evidence["ci_high"] < 0
+
+
+def test_accuracy_drop_beyond_threshold_but_not_significant_passes():
+    current, baseline, cur, base = _accuracy_case(flip=5)  # -1.1 points: beyond -0.01, p = 1/32
+    v = one(evaluate({"accuracy": "-0.01 abs"}, current, baseline, current_dist=cur, baseline_dist=base))
+    assert v.passed
+    assert v.evidence["exceeds_threshold"] is True
+    assert v.evidence["p_value"] == pytest.approx(0.5**5)
+    assert v.message.endswith("not significant: passed")
+
+
+def test_accuracy_gate_falls_back_when_predictions_are_for_other_examples():
+    current, baseline, cur, base = _accuracy_case(flip=20)
+    base = {"a": VariantSamples(predictions=base["a"].predictions, labels_fingerprint="0" * 16)}
+    v = one(evaluate({"accuracy": "-0.01 abs"}, current, baseline, current_dist=cur, baseline_dist=base))
+    assert not v.passed
+    assert v.message.endswith("plain comparison: the baseline's predictions are for other examples")
+
+
+def _verdict(variant: str, metric: str, passed: bool) -> Verdict:
+    return Verdict(variant, metric, "+10%", 2.0, 1.0, 1.1, passed, f"{variant} {metric}")
+
+
+def test_failed_variants_lists_each_variant_with_a_failure_once():
+    verdicts = [
+        _verdict("a", "latency_p95_ms", False),
+        _verdict("a", "accuracy", False),
+        _verdict("b", "x", True),
+    ]
+    assert failed_variants(verdicts) == {"a"}
+
+
+def test_confirmation_that_passes_clears_the_failure_and_keeps_both_measurements():
+    first = [_verdict("a", "latency_p95_ms", False), _verdict("b", "latency_p95_ms", True)]
+    second = [_verdict("a", "latency_p95_ms", True)]
+    merged = merge_confirmation(first, second)
+    assert [(v.variant, v.passed) for v in merged] == [("a", True), ("b", True), ("a", True)]
+    cleared, untouched, confirmation = merged
+    assert "not confirmed" in cleared.message
+    assert cleared.evidence == {"measurement": 1, "confirmed": False}
+    assert untouched is first[1]
+    assert confirmation.evidence == {"confirmation": True, "measurement": 2}
+
+
+def test_confirmation_that_fails_again_fails_the_gate():
+    first = [_verdict("a", "latency_p95_ms", False), _verdict("a", "accuracy", True)]
+    second = [_verdict("a", "latency_p95_ms", False), _verdict("a", "accuracy", False)]
+    merged = merge_confirmation(first, second)
+    failed = [(v.metric, v.evidence["measurement"]) for v in merged if not v.passed]
+    assert failed == [("latency_p95_ms", 1), ("latency_p95_ms", 2)]
+    assert merged[0].evidence["confirmed"] is True
+    # accuracy failed only in the re-measurement: one measurement passed it, so it passes
+    assert "re-measurement 1 only" in merged[3].message
+
+
+def test_every_confirmation_must_fail_for_the_gate_to_fail():
+    first = [_verdict("a", "latency_p95_ms", False)]
+    merged = merge_confirmation(
+        first, [_verdict("a", "latency_p95_ms", False)], [_verdict("a", "latency_p95_ms", True)]
+    )
+    assert all(v.passed for v in merged)
+    assert [v.evidence["measurement"] for v in merged] == [1, 2, 3]

@@ -1,18 +1,20 @@
-"""Sample files and the measurement-window cut shared by both load generators."""
+"""Sample files (written, tailed, read), the measured-window cut, CPU figures and Locust result assembly."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from harness.load.locust_driver import LocustDriver, _CpuSampler
-from harness.load.samples import Sample, read_samples, summarize, write_samples
+from harness.load.cpu import CpuSampler, cpu_percent
+from harness.load.locust_driver import LocustDriver, _RunFiles
+from harness.load.plan import WindowPlan, single_point
+from harness.load.result import LoadResult
+from harness.load.samples import SAMPLES_HEADER, Sample, SampleTail, read_samples, summarize, write_samples
 from harness.scenario.schema import LoadSpec
 
 
-def cut(samples: list[Sample], start: float = 1.0, end: float = 3.0, **kw: int) -> object:
+def cut(samples: list[Sample], start: float = 1.0, end: float = 3.0, **kw: object) -> LoadResult:
     return summarize(
         samples,
         window_start_s=start,
@@ -74,21 +76,86 @@ def test_window_that_ends_before_it_starts_is_rejected() -> None:
         cut([], start=2.0, end=1.0)
 
 
+HEADER = ",".join(SAMPLES_HEADER) + "\n"
+
+
+def test_open_loop_samples_count_lateness_queueing_and_service_separately() -> None:
+    samples = [
+        Sample(1.0, 5.0, "ok", late_ms=0.5, service_ms=4.5),  # on time
+        Sample(1.1, 40.0, "ok", late_ms=30.0, service_ms=10.0),  # the generator slipped 30 ms
+        Sample(1.2, 900.0, "ok", late_ms=0.2, service_ms=99.8),  # waited 800 ms for a free slot
+        Sample(1.3, 12.0, "timeout", "slow", late_ms=11.0, service_ms=1.0),
+    ]
+    result = cut(samples, mode="open", target_rate_rps=50.0, late_threshold_ms=10.0)
+
+    assert result.late_count == 2
+    assert result.max_late_ms == 30.0
+    assert result.queued_count == 1
+    assert result.max_queue_ms == pytest.approx(800.0)
+    assert result.late_fraction == 0.5
+    assert result.service_latencies_ms == [4.5, 10.0, 99.8]
+    assert result.latencies_ms == [5.0, 40.0, 900.0]
+    assert result.samples == sorted(samples)
+    assert result.target_rate_rps == 50.0
+    assert result.offered_rps == 2.0  # 4 requests due in 2 s
+
+
+def test_closed_loop_results_have_no_service_latencies_and_nothing_late() -> None:
+    result = cut([Sample(1.5, 3.0, "ok"), Sample(1.6, 2.0, "ok")], late_threshold_ms=10.0)
+
+    assert result.service_latencies_ms == []
+    assert result.late_count == result.queued_count == 0
+
+
+def test_samples_split_into_their_windows_by_due_time() -> None:
+    samples = [Sample(1.0 + t / 10, 1.0, "ok") for t in range(20)]  # 1.0 .. 2.9
+    result = cut(samples, window_s=0.5)
+
+    assert result.windows_measured == 4
+    assert [len(w) for w in result.windows()] == [5, 5, 5, 5]
+    assert result.windows()[1][0].start_s == pytest.approx(1.5)
+
+
 def test_samples_round_trip_through_csv_with_awkward_messages(tmp_path: Path) -> None:
     samples = [
         Sample(0.5, 1.2345, "ok"),
-        Sample(1.25, 7.5, "bad_payload", 'text, with "quotes"\nand a newline'),
+        Sample(1.25, 7.5, "bad_payload", 'text, with "quotes"'),
+        Sample(2.0, 30.25, "ok", "", 12.5, 17.75),
     ]
     write_samples(tmp_path / "s.csv", samples)
     assert read_samples(tmp_path / "s.csv") == samples
 
 
+def test_messages_are_written_on_one_line(tmp_path: Path) -> None:
+    write_samples(tmp_path / "s.csv", [Sample(1.0, 2.0, "connection", "reset\nby peer\r\nagain")])
+
+    assert read_samples(tmp_path / "s.csv")[0].message == "reset by peer again"
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 2
+
+
+def test_a_tail_returns_only_complete_new_lines_of_a_growing_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    tail = SampleTail(path)
+    assert tail.read_new() == []  # not created yet
+
+    path.write_text(HEADER + "1.000000,2.0000,ok,0.0000,,\n1.5")
+    assert tail.read_new() == [Sample(1.0, 2.0, "ok")]
+    assert tail.has_partial_line
+    with open(path, "a") as fh:
+        fh.write("00000,3.0000,ok,1.0000,2.0000,\n")
+    assert tail.read_new() == [Sample(1.5, 3.0, "ok", "", 1.0, 2.0)]
+    assert tail.read_new() == []
+
+
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        ("start,latency,outcome,message\n", "expected header"),
-        ("start_s,latency_ms,outcome,message\n1.0,2.0,weird,\n", "unknown outcome"),
-        ("start_s,latency_ms,outcome,message\n1.0,2.0\n", "expected 4 fields"),
+        ("", "empty file"),
+        ("start_s,latency_ms,outcome,message\n1.0,2.0,ok,\n", "expected header"),  # the old format
+        (HEADER + "1.0,2.0,weird,0,,\n", "unknown outcome"),
+        (HEADER + "1.0,2.0,ok\n", "expected 6 fields"),
+        (HEADER + "1.0,abc,ok,0,,\n", "could not convert"),
+        (HEADER + "1.0,2.0,ok,0,,", "incomplete"),
     ],
 )
 def test_malformed_sample_files_are_rejected(tmp_path: Path, text: str, error: str) -> None:
@@ -98,15 +165,15 @@ def test_malformed_sample_files_are_rejected(tmp_path: Path, text: str, error: s
         read_samples(path)
 
 
-def test_cpu_percent_uses_samples_inside_the_window() -> None:
-    sampler = _CpuSampler(None)
+def test_cpu_percent_uses_points_inside_the_window() -> None:
     # 50% of a core during warm-up (t < 10), then 100% of a core
-    sampler._samples = [(8.0, 0.0), (10.0, 1.0), (11.0, 2.0), (12.0, 3.0), (13.0, 4.0)]
-    assert sampler.percent(10.0, 12.0) == pytest.approx(100.0)
-    assert sampler.percent(100.0, 200.0) == pytest.approx(80.0)  # no samples inside: whole run
+    points = [(8.0, 0.0), (10.0, 1.0), (11.0, 2.0), (12.0, 3.0), (13.0, 4.0)]
+    assert cpu_percent(points, 10.0, 12.0) == pytest.approx(100.0)
+    assert cpu_percent(points, 100.0, 200.0) == pytest.approx(80.0)  # no points inside: whole run
+    assert cpu_percent(points[:1], 0.0, 20.0) is None
 
 
-class FixedCpu(_CpuSampler):
+class FixedCpu(CpuSampler):
     def __init__(self, percent: float) -> None:
         super().__init__(None)
         self._percent = percent
@@ -115,11 +182,16 @@ class FixedCpu(_CpuSampler):
         return self._percent
 
 
-def locust_result(tmp_path: Path, samples: list[Sample], meta: dict, cpu: float, load: LoadSpec) -> object:
-    write_samples(tmp_path / "samples.csv", samples)
+def locust_result(
+    tmp_path: Path, samples: list[Sample], meta: dict, cpu: float, load: LoadSpec, windows: int | None = None
+) -> LoadResult:
+    files = _RunFiles(tmp_path)
+    write_samples(files.samples, samples)
     meta = {"test_start_epoch_s": 1000.0, "spawning_complete_s": 0.01, "requests": len(samples), **meta}
-    (tmp_path / "meta.json").write_text(json.dumps(meta))
-    return LocustDriver()._result(load, meta, tmp_path / "samples.csv", FixedCpu(cpu))
+    plan = WindowPlan.for_load(load, has_stop_rule=False)
+    point = single_point(load, None)
+    windows = plan.min_windows if windows is None else windows
+    return LocustDriver()._result(load, point, plan, windows, "measure_s", meta, files, FixedCpu(cpu), 0)
 
 
 def test_locust_window_ends_early_when_locust_stopped_early(tmp_path: Path) -> None:
@@ -129,7 +201,20 @@ def test_locust_window_ends_early_when_locust_stopped_early(tmp_path: Path) -> N
 
     assert result.measure_s == pytest.approx(2.5)
     assert result.ok_count == 25
-    assert result.warnings == []
+    assert result.throughput_rps == pytest.approx(10.0)
+    assert result.warnings == ["locust stopped 3.5s into the run, before the measurement's planned end (4s): "
+                               "the measure window is shorter"]  # fmt: skip
+
+
+def test_locust_result_measures_every_window_it_ran(tmp_path: Path) -> None:
+    load = LoadSpec(warmup_s=1.0, measure_s=1.5, window_s=0.5, validity={"max_windows": 6})
+    samples = [Sample(t / 10, 2.0, "ok") for t in range(60)]
+    result = locust_result(tmp_path, samples, {"stop_s": 5.0}, 20.0, load, windows=5)
+
+    assert result.windows_measured == 5
+    assert result.measure_s == pytest.approx(2.5)
+    assert result.ok_count == 25
+    assert result.generator_cpu_percent == [20.0]
 
 
 def test_locust_result_warns_when_the_generator_saturates(tmp_path: Path) -> None:
@@ -137,7 +222,7 @@ def test_locust_result_warns_when_the_generator_saturates(tmp_path: Path) -> Non
     result = locust_result(tmp_path, [Sample(1.5, 2.0, "ok")], {"stop_s": 3.0}, 97.0, load)
 
     assert result.client_cpu_percent == 97.0
-    assert any("load generator saturated" in w for w in result.warnings)
+    assert any("load generator saturated (Locust used 97%" in w for w in result.warnings)
 
 
 def test_locust_result_warns_when_users_spawn_after_the_warmup(tmp_path: Path) -> None:
@@ -147,3 +232,32 @@ def test_locust_result_warns_when_users_spawn_after_the_warmup(tmp_path: Path) -
     )
 
     assert any("not all 20 users had started" in w for w in result.warnings)
+
+
+def test_locust_result_warns_when_the_open_loop_sent_late(tmp_path: Path) -> None:
+    load = LoadSpec(mode="open", rate_rps=10.0, warmup_s=1.0, measure_s=1.0)
+    samples = [Sample(1.0 + t / 10, 30.0, "ok", "", 25.0 if t < 3 else 0.0, 5.0) for t in range(10)]
+    result = locust_result(tmp_path, samples, {"stop_s": 3.0}, 10, load)
+
+    assert result.late_count == 3
+    assert any("sent 3 of 10 requests more than 10 ms late" in w for w in result.warnings)
+
+
+def test_locust_result_takes_worker_cpu_from_their_own_reports(tmp_path: Path) -> None:
+    load = LoadSpec(warmup_s=1.0, measure_s=1.0, workers=2, users=2)
+    workers = {
+        "0": {"requests": 1, "done": True, "cpu": [[0.5, 0.0], [1.0, 0.2], [2.0, 0.6]]},
+        "1": {"requests": 0, "done": False, "cpu": [[1.0, 0.0], [2.0, 0.95]]},
+    }
+    files = _RunFiles(tmp_path)
+    write_samples(files.dir / "locust_samples_w0.csv", [Sample(1.5, 2.0, "ok")])
+    meta = {"test_start_epoch_s": 1000.0, "spawning_complete_s": 0.01, "stop_s": 3.0, "workers": workers}
+    plan = WindowPlan.for_load(load, has_stop_rule=False)
+    result = LocustDriver()._result(load, single_point(load, None), plan, 3, "measure_s", meta, files,
+                                    FixedCpu(1.0), 2)  # fmt: skip
+
+    assert result.generator_cpu_percent == pytest.approx([1.0, 40.0, 95.0])
+    assert result.client_cpu_percent == pytest.approx(95.0)
+    assert result.workers == 2
+    assert any("Locust worker 1 used 95%" in w for w in result.warnings)
+    assert any("worker 1 did not report its last requests" in w for w in result.warnings)

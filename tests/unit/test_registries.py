@@ -17,7 +17,8 @@ def test_recipe_entry_resolves_to_a_recipe_with_its_params_model(name: str) -> N
     cls = RECIPES.resolve(name)
     assert issubclass(cls, Recipe)
     assert cls.name == name
-    assert cls.framework == name.split(".", 1)[0]
+    prefix = name.split(".", 1)[0]
+    assert cls.framework == {"tf": "tensorflow"}.get(prefix, prefix)  # ModelSpec.framework values
     assert cls.params_model is PARAMS[name]
 
 

@@ -1,4 +1,5 @@
-"""ThreadPoolDriver against fake predict functions: exact latencies, warm-up cut, failure classes."""
+"""ThreadPoolDriver against fake predict functions: exact latencies, warm-up cut, failure classes,
+open loop, measured windows and stop rules."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ import pytest
 
 from harness.errors import RunError
 from harness.load import threadpool_driver
+from harness.load.plan import plan_points
+from harness.load.result import LoadResult, Sample
 from harness.load.threadpool_driver import ThreadPoolDriver
 from harness.scenario.schema import LoadSpec
 
 ROWS = np.arange(40, dtype=np.float32).reshape(10, 4)
 
 
-def short_load(**overrides: float) -> LoadSpec:
+def short_load(**overrides: object) -> LoadSpec:
     values = {"users": 2, "warmup_s": 0.2, "measure_s": 0.4, "request_batch_size": 1, "timeout_s": 5.0}
     values.update(overrides)
     return LoadSpec(**values)
@@ -143,3 +146,83 @@ def test_a_predict_call_that_never_returns_counts_as_a_timeout(monkeypatch: pyte
 def test_instances_must_be_a_non_empty_2d_array(shape: tuple[int, ...]) -> None:
     with pytest.raises(RunError, match="2-D"):
         ThreadPoolDriver().run(SleepyPredict(), short_load(), np.zeros(shape))
+
+
+def test_open_loop_calls_at_the_target_rate_and_times_from_the_due_time() -> None:
+    load = short_load(mode="open", rate_rps=200.0, arrival="constant", users=4, warmup_s=0.2, measure_s=0.6)
+    result = ThreadPoolDriver().run(SleepyPredict(0.002), load, ROWS)
+
+    assert result.mode == "open"
+    assert result.target_rate_rps == 200.0
+    assert result.offered_rps == pytest.approx(200.0, rel=0.1)
+    assert result.failure_count == 0
+    dues = sorted(s.start_s for s in result.samples)
+    assert np.allclose(np.diff(dues), 1 / 200.0)  # the constant schedule, not the calls' pace
+    assert all(s.service_ms is not None and s.latency_ms >= s.service_ms >= 2.0 for s in result.samples)
+    assert len(result.service_latencies_ms) == result.ok_count
+    assert result.generator_cpu_percent == []
+
+
+def test_open_loop_shows_a_stall_that_the_closed_loop_hides() -> None:
+    started = time.perf_counter()
+    stall = (0.45, 0.75)  # seconds after the start: inside the measured part
+
+    def stalls_once(batch: np.ndarray) -> np.ndarray:
+        now = time.perf_counter() - started
+        if stall[0] <= now < stall[1]:
+            time.sleep(stall[1] - now)
+        time.sleep(0.001)
+        return np.zeros(len(batch))
+
+    common = {"warmup_s": 0.2, "measure_s": 0.9, "users": 4}
+    open_result = ThreadPoolDriver().run(
+        stalls_once, short_load(mode="open", rate_rps=200.0, arrival="poisson", **common), ROWS, seed=1
+    )
+    started = time.perf_counter()
+    closed_result = ThreadPoolDriver().run(stalls_once, short_load(**common), ROWS)
+
+    def slow(result: LoadResult) -> float:
+        return float(np.mean(np.asarray(result.latencies_ms) > 100.0))
+
+    assert slow(open_result) >= 0.10  # about 60 calls fell due during the 0.3 s stall
+    assert open_result.queued_count >= 20
+    assert 0 < slow(closed_result) <= 0.02  # only the 4 calls in flight
+    assert np.percentile(open_result.latencies_ms, 99) >= 200.0
+    assert np.percentile(closed_result.latencies_ms, 99) < 100.0
+
+
+def test_a_stop_rule_that_never_agrees_runs_until_max_windows() -> None:
+    calls: list[int] = []
+
+    def never(samples: list[Sample], measure_start_s: float) -> bool:
+        calls.append(len(samples))
+        return False
+
+    load = short_load(warmup_s=0.1, measure_s=0.2, window_s=0.1, validity={"max_windows": 4})
+    result = ThreadPoolDriver().run(SleepyPredict(0.002), load, ROWS, stop_when=never)
+
+    assert result.stopped_reason == "max_windows"
+    assert result.windows_measured == 4
+    assert result.measure_s == pytest.approx(0.4)
+    assert len(calls) == 3  # after windows 2, 3 and 4
+    assert calls == sorted(calls)  # each time the samples of all windows so far
+    assert len(result.windows()) == 4
+
+
+def test_a_stop_rule_that_agrees_stops_once_measure_s_is_covered() -> None:
+    load = short_load(warmup_s=0.1, measure_s=0.2, window_s=0.1, validity={"max_windows": 8})
+    result = ThreadPoolDriver().run(SleepyPredict(0.002), load, ROWS, stop_when=lambda _s, _t: True)
+
+    assert result.stopped_reason == "stable"
+    assert result.windows_measured == 2
+    assert result.measure_s == pytest.approx(0.2)
+
+
+def test_a_swept_load_runs_the_point_it_is_given() -> None:
+    load = short_load(users=[1, 3])
+    with pytest.raises(ValueError, match="pass the LoadPoint"):
+        ThreadPoolDriver().run(SleepyPredict(), load, ROWS)
+
+    result = ThreadPoolDriver().run(SleepyPredict(), load, ROWS, point=plan_points(load)[1])
+    assert result.users == 3
+    assert result.stopped_reason == "measure_s"

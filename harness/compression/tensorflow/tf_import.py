@@ -33,6 +33,11 @@ def import_tf() -> tuple[ModuleType, ModuleType]:
 def import_tfmot() -> ModuleType:
     """tensorflow_model_optimization, after import_tf() has chosen legacy Keras."""
     import_tf()
-    import tensorflow_model_optimization as tfmot
+    import warnings
+
+    with warnings.catch_warnings():
+        # tfmot 0.8.1 checks the TF version with distutils' LooseVersion on import; nothing to act on
+        warnings.filterwarnings("ignore", "distutils Version classes are deprecated", DeprecationWarning)
+        import tensorflow_model_optimization as tfmot
 
     return tfmot

@@ -9,6 +9,8 @@ alone, with the same initial weights and batch order, so the report shows what t
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -45,6 +47,11 @@ class TorchDistillRecipe(Recipe):
             raise UserError(f"{self.name} needs a teacher module to call, got {type(model).__name__}")
         start = time.perf_counter()
         data, p = context.data, self.params
+        if isinstance(model, torch.nn.Module):
+            # the teacher's inference outputs: no dropout, batch-norm running statistics. A module
+            # loaded from .pt2 refuses eval(); it was exported in the mode it is meant to run in.
+            with contextlib.suppress(NotImplementedError):
+                model.eval()
         x_train, x_test = torch.from_numpy(data.x_train.copy()), torch.from_numpy(data.x_test.copy())
         y_train = torch.from_numpy(data.y_train.copy())
 
@@ -82,7 +89,7 @@ def build_student(layers: list[int]) -> nn.Sequential:
     from torch import nn
 
     parts: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(layers, layers[1:], strict=False)):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(layers)):
         if i:
             parts.append(nn.ReLU())
         parts.append(nn.Linear(n_in, n_out))
@@ -120,7 +127,9 @@ def train_student(
         optimizer = torch.optim.Adam(student.parameters(), lr=params.learning_rate)
         order = torch.Generator().manual_seed(seed)
         soft_targets = (
-            functional.log_softmax(teacher_logits / temperature, dim=1) if teacher_logits is not None else None
+            functional.log_softmax(teacher_logits / temperature, dim=1)
+            if teacher_logits is not None
+            else None
         )
         student.train()
         for _ in range(params.epochs):
@@ -157,9 +166,13 @@ def _outputs(module: Any, x: Any, recipe: str) -> np.ndarray:
             out = module(x)
     except Exception as exc:  # a user's module with another input contract
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{recipe}: the teacher could not be run on [n, 64] float32 inputs: {detail}") from None
+        raise UserError(
+            f"{recipe}: the teacher could not be run on [n, 64] float32 inputs: {detail}"
+        ) from None
     if not isinstance(out, torch.Tensor):
-        raise UserError(f"{recipe}: the teacher must return one tensor of class scores, got {type(out).__name__}")
+        raise UserError(
+            f"{recipe}: the teacher must return one tensor of class scores, got {type(out).__name__}"
+        )
     return np.asarray(out.detach().float().numpy())
 
 

@@ -1,71 +1,129 @@
-"""Locust user that posts prediction batches and records every request's exact latency.
+"""Locust user that posts prediction batches and records every request's exact timing.
 
-Runs inside the Locust subprocess started by harness.load.locust_driver.LocustDriver, so it
-imports nothing from the harness. Configuration comes from environment variables:
+Runs inside Locust processes started by harness.load.locust_driver.LocustDriver (a single
+process, or a master and its workers) and imports nothing from the harness: a remote worker
+fetches this file from the master (`locust -f - --worker`) and needs only Locust.
 
-  HARNESS_LOAD_PATH         request path, e.g. /predictions/model
-  HARNESS_LOAD_HEADERS      JSON object of extra request headers
-  HARNESS_LOAD_INSTANCES    JSON file holding a list of example rows
-  HARNESS_LOAD_BATCH        rows per request (the next rows, cycling over the file)
-  HARNESS_LOAD_TIMEOUT_S    per-request timeout; slower requests are failures
-  HARNESS_LOAD_SAMPLES      CSV written at test stop: start_s,latency_ms,outcome,message
-  HARNESS_LOAD_META         JSON written at test stop: test start (epoch s), spawn and stop times
+Configuration: a single process or master reads the JSON file named by HARNESS_LOAD_CONFIG
+(written by the driver: request path, headers, instances, batch size, timeout, load mode, rate,
+arrival, seed, output paths); a worker asks the master for it (custom messages) after connecting.
 
-Locust's statistics round response times to whole milliseconds, so every request's exact
-latency and start time are kept here, in memory, and written when the test stops.
+Closed loop: each user posts back to back. Open loop: one seeded schedule per process at
+rate/processes (constant or exponential gaps, mirroring harness/load/arrivals.py); a free user
+takes the next due time, waits for it and sends. When every user (in-flight slot) is busy the
+schedule keeps running, so requests wait in the client and their latency, counted from the due
+time, shows the queue a stalled server causes (no coordinated omission).
+
+Samples (CSV, format of harness/load/samples.py) are flushed every `flush_s` so that the driver
+can judge each window while the test runs: a single process appends to its own file; a worker
+sends its rows to the master, which appends them to one file per worker. The driver stops the
+test by creating the `stop_path` file; the process then stops its users, writes its last rows and
+the meta file (whose presence says the samples are complete), and quits.
 """
 
 from __future__ import annotations
 
 import csv
-import itertools
+import io
 import json
 import os
+import random
 import socket
 import time
+from typing import Any, ClassVar, TextIO
 
 import gevent
+from gevent.event import Event
 from gevent.timeout import Timeout as GeventTimeout
 from locust import FastHttpUser, events, task
+from locust.runners import MasterRunner, WorkerRunner
 
-PATH = os.environ["HARNESS_LOAD_PATH"]
-HEADERS = {"Content-Type": "application/json", **json.loads(os.environ.get("HARNESS_LOAD_HEADERS") or "{}")}
-BATCH = int(os.environ["HARNESS_LOAD_BATCH"])
-TIMEOUT_S = float(os.environ["HARNESS_LOAD_TIMEOUT_S"])
-SAMPLES_PATH = os.environ["HARNESS_LOAD_SAMPLES"]
-META_PATH = os.environ["HARNESS_LOAD_META"]
 # After a refused or reset connection a user pauses briefly, so that a dead server does not
 # turn the generator into a busy loop writing millions of identical failures.
 CONNECTION_BACKOFF_S = 0.05
 MAX_MESSAGE_CHARS = 200
-
-with open(os.environ["HARNESS_LOAD_INSTANCES"]) as _fh:
-    # each row is serialised once; a request body is a join of row texts
-    ROWS = [json.dumps(row) for row in json.load(_fh)]
-if not ROWS:
-    raise SystemExit("HARNESS_LOAD_INSTANCES holds no rows")
-
-_cursor = itertools.count()  # shared by all users: gevent runs them on one thread
-_samples: list[tuple[float, float, str, str]] = []
+CONTROL_POLL_S = 0.1
+CONFIG_WAIT_S = 120.0
+SAMPLES_HEADER = ("start_s", "latency_ms", "outcome", "late_ms", "service_ms", "message")
+# keys a worker needs; paths are the master's and stay there
+WORKER_KEYS = ("path", "headers", "instances", "batch", "timeout_s", "mode", "rate_rps", "arrival", "seed",
+               "processes", "flush_s")  # fmt: skip
 
 
-class _Clock:
-    """Test start (perf_counter and epoch) and, relative to it, when spawning and the test ended."""
+class _Config:
+    """This process's settings: from HARNESS_LOAD_CONFIG, or from the master on a worker."""
+
+    values: ClassVar[dict[str, Any]] = {}
+    ready = Event()
+    rows: ClassVar[list[str]] = []
+    headers: ClassVar[dict[str, str]] = {}
+    index = 0  # worker index (0 for a single process)
+
+    @classmethod
+    def set(cls, values: dict[str, Any], index: int) -> None:
+        if not values.get("instances"):
+            raise ValueError("harness load config holds no instances")
+        cls.values.clear()
+        cls.values.update(values)
+        # each row is serialised once; a request body is a join of row texts
+        cls.rows[:] = [json.dumps(row) for row in values["instances"]]
+        cls.headers.clear()
+        cls.headers.update({"Content-Type": "application/json", **(values.get("headers") or {})})
+        cls.index = index
+        cls.ready.set()
+
+
+class _Run:
+    """Clock and buffers of this process's test."""
 
     start = time.perf_counter()
-    start_epoch = time.time()
+    start_epoch: float | None = None
     spawned: float | None = None
     stop: float | None = None
+    stopping = False
+    cursor = 0
+    pending: ClassVar[list[tuple]] = []  # finished requests not yet flushed
+    requests = 0
+    schedule: _Schedule | None = None
+    samples_file: TextIO | None = None
+    workers: ClassVar[dict[int, dict[str, Any]]] = {}  # master: per worker, rows, CPU points, done
+    configured: ClassVar[set[int]] = set()  # master: worker indexes that asked for the config
+
+
+class _Schedule:
+    """Due times (s since the test start) at `rate_rps`; the same gaps as harness ArrivalSchedule."""
+
+    def __init__(self, rate_rps: float, arrival: str, seed: str) -> None:
+        self.rate_rps = rate_rps
+        self.constant = arrival == "constant"
+        self._rng = random.Random(seed)
+        self._due = 0.0
+
+    def next(self) -> float:
+        self._due += 1.0 / self.rate_rps if self.constant else self._rng.expovariate(self.rate_rps)
+        return self._due
+
+
+def _schedule() -> _Schedule:
+    if _Run.schedule is None:
+        v = _Config.values
+        rate = float(v["rate_rps"]) / int(v["processes"])
+        _Run.schedule = _Schedule(rate, v["arrival"], f"{v['seed']}:{_Config.index}")
+    return _Run.schedule
 
 
 def _next_body() -> str:
-    first = next(_cursor) * BATCH
-    rows = (ROWS[(first + k) % len(ROWS)] for k in range(BATCH))
-    return '{"instances": [' + ",".join(rows) + "]}"
+    batch = int(_Config.values["batch"])
+    first = _Run.cursor * batch
+    _Run.cursor += 1  # shared by all users: gevent runs them on one thread
+    rows = _Config.rows
+    return '{"instances": [' + ",".join(rows[(first + k) % len(rows)] for k in range(batch)) + "]}"
 
 
-def _classify(resp, latency_ms: float) -> tuple[str, str]:
+def _classify(resp, service_ms: float) -> tuple[str, str]:
     """("ok", "") or (failure class, message) for one finished request."""
+    timeout_s = float(_Config.values["timeout_s"])
+    batch = int(_Config.values["batch"])
     error = getattr(resp, "error", None)
     status = getattr(resp, "status_code", 0) or 0
     if status and not 200 <= status < 300:
@@ -74,10 +132,10 @@ def _classify(resp, latency_ms: float) -> tuple[str, str]:
         # geventhttpclient wraps errors of non-retried requests (every POST) in RetriesExceeded
         error = getattr(error, "original", None) or error
         if isinstance(error, GeventTimeout | socket.timeout | TimeoutError):
-            return "timeout", f"{type(error).__name__}: {error} (limit {TIMEOUT_S:g}s)"
+            return "timeout", f"{type(error).__name__}: {error} (limit {timeout_s:g}s)"
         return "connection", f"{type(error).__name__}: {error}"
-    if latency_ms > TIMEOUT_S * 1000.0:
-        return "timeout", f"took {latency_ms:.1f} ms (limit {TIMEOUT_S:g}s)"
+    if service_ms > timeout_s * 1000.0:
+        return "timeout", f"took {service_ms:.1f} ms (limit {timeout_s:g}s)"
     if status != 200:
         return "bad_payload", f"HTTP {status} is not 200: {_text(resp)}"
     try:
@@ -87,8 +145,8 @@ def _classify(resp, latency_ms: float) -> tuple[str, str]:
     predictions = payload.get("predictions") if isinstance(payload, dict) else None
     if not isinstance(predictions, list):
         return "bad_payload", f"no 'predictions' list in response: {_text(resp)}"
-    if len(predictions) != BATCH:
-        return "bad_payload", f"{len(predictions)} predictions for {BATCH} instances"
+    if len(predictions) != batch:
+        return "bad_payload", f"{len(predictions)} predictions for {batch} instances"
     return "ok", ""
 
 
@@ -98,62 +156,235 @@ def _text(resp) -> str:
 
 
 class PredictUser(FastHttpUser):
-    """Posts the next batch back to back (closed loop, no think time)."""
+    """One in-flight slot: posts the next batch back to back (closed) or at the next due time (open)."""
 
-    network_timeout = TIMEOUT_S
-    connection_timeout = TIMEOUT_S
+    def __init__(self, environment) -> None:
+        # a worker's users can be spawned before the master's config has arrived
+        if not _Config.ready.wait(CONFIG_WAIT_S):
+            raise RuntimeError(f"no load configuration after {CONFIG_WAIT_S:g}s")
+        self.network_timeout = self.connection_timeout = float(_Config.values["timeout_s"])
+        super().__init__(environment)
 
     @task
     def predict(self) -> None:
+        if _Run.stopping:
+            gevent.sleep(CONTROL_POLL_S)  # the runner is about to stop this user
+            return
+        due = None
+        if _Config.values["mode"] == "open":
+            # this slot is free from now: a due time already past waited for a slot (queue), the
+            # rest of the delay is the generator's own slip (late)
+            free = time.perf_counter() - _Run.start
+            due = _schedule().next()
+            while (wait := due - (time.perf_counter() - _Run.start)) > 0:
+                gevent.sleep(wait)  # the loop's timers can fire a little early
+            if _Run.stopping:
+                return
         body = _next_body()
-        start = time.perf_counter()
-        with self.client.post(PATH, data=body, headers=HEADERS, name=PATH, catch_response=True) as resp:
+        sent = time.perf_counter()
+        path = _Config.values["path"]
+        with self.client.post(
+            path, data=body, headers=_Config.headers, name=path, catch_response=True
+        ) as resp:
             # FastHttpSession times send-to-body-read with perf_counter and keeps the float (only its
             # statistics round); it excludes ~10 us of Locust's own request building that ours would add
-            latency_ms = resp.request_meta.get("response_time") or (time.perf_counter() - start) * 1000.0
-            outcome, message = _classify(resp, latency_ms)
+            service_ms = resp.request_meta.get("response_time") or (time.perf_counter() - sent) * 1000.0
+            outcome, message = _classify(resp, service_ms)
             if outcome == "ok":
                 resp.success()
             else:
                 resp.failure(message)  # keeps Locust's own (human-facing) stats consistent with ours
-        _samples.append((start - _Clock.start, latency_ms, outcome, message[:MAX_MESSAGE_CHARS]))
+        message = " ".join(message[:MAX_MESSAGE_CHARS].splitlines())
+        if due is None:
+            _Run.pending.append((sent - _Run.start, service_ms, outcome, 0.0, None, message))
+        else:
+            delay_ms = max(0.0, (sent - _Run.start - due) * 1000.0)
+            late_ms = max(0.0, (sent - _Run.start - max(due, free)) * 1000.0)
+            _Run.pending.append((due, delay_ms + service_ms, outcome, late_ms, service_ms, message))
+        _Run.requests += 1
         if outcome == "connection":
             gevent.sleep(CONNECTION_BACKOFF_S)
 
 
+def _csv_text(rows: list[tuple]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for start, latency, outcome, late, service, message in rows:
+        svc = "" if service is None else f"{service:.4f}"
+        writer.writerow((f"{start:.6f}", f"{latency:.4f}", outcome, f"{late:.4f}", svc, message))
+    return out.getvalue()
+
+
+def _header_text() -> str:
+    return ",".join(SAMPLES_HEADER) + "\n"
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def _take_pending() -> list[tuple]:
+    rows = list(_Run.pending)
+    _Run.pending.clear()  # no yield in between: gevent cannot switch users here
+    return rows
+
+
+def _flush(environment, final: bool = False) -> None:
+    """Hand the finished requests on: to this process's file, or to the master from a worker."""
+    rows = _take_pending()
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        data = {
+            "index": _Config.index,
+            "csv": _csv_text(rows),
+            "rows": len(rows),
+            "cpu": (time.perf_counter() - _Run.start, time.process_time()),
+        }
+        runner.send_message("harness_done" if final else "harness_samples", data)
+    elif rows and _Run.samples_file is not None:
+        _Run.samples_file.write(_csv_text(rows))
+        _Run.samples_file.flush()
+
+
+def _flush_loop(environment) -> None:
+    while not _Run.stopping:
+        gevent.sleep(float(_Config.values.get("flush_s", 0.5)))
+        _flush(environment)
+
+
+def _on_worker_rows(environment, msg, *, done: bool) -> None:
+    """Master: append a worker's rows to its own samples file; note its CPU time."""
+    data = msg.data
+    index = int(data["index"])
+    worker = _Run.workers.get(index)
+    if worker is None:
+        path = f"{_Config.values['samples_prefix']}_w{index}.csv"
+        out = open(path, "w", newline="")  # noqa: SIM115 - closed at the end of the test
+        out.write(_header_text())
+        worker = _Run.workers[index] = {"requests": 0, "cpu": [], "done": False, "file": out}
+    if worker["file"] is None:
+        return  # arrived after the master closed the files: due long after the measured windows
+    worker["file"].write(data["csv"])
+    worker["file"].flush()
+    worker["requests"] += int(data["rows"])
+    worker["cpu"].append(list(data["cpu"]))
+    worker["done"] = worker["done"] or done
+
+
+def _send_config(environment, msg) -> None:
+    """Master: a worker asks for its settings; it also gets its index (its rate share and seed)."""
+    index = environment.runner.get_worker_index(msg.node_id)
+    _Run.configured.add(index)
+    data = {k: _Config.values[k] for k in WORKER_KEYS}
+    environment.runner.send_message("harness_config", {"values": data, "index": index}, client_id=msg.node_id)
+
+
+def _on_worker_stop(environment, msg) -> None:
+    _Run.stopping = True
+    environment.runner.stop()  # stops the users; test_stop then sends the last rows
+
+
+def _control(environment) -> None:
+    """Single process or master: wait for the driver's stop file (or the safety limit), then stop."""
+    v = _Config.values
+    runner = environment.runner
+    while True:
+        gevent.sleep(CONTROL_POLL_S)
+        if _Run.start_epoch is None:
+            continue
+        if os.path.exists(v["stop_path"]) or time.perf_counter() - _Run.start > float(v["max_run_s"]):
+            break
+    _Run.stop = time.perf_counter() - _Run.start
+    _Run.stopping = True
+    meta: dict[str, Any] = {
+        "test_start_epoch_s": _Run.start_epoch,
+        "spawning_complete_s": _Run.spawned,
+        "stop_s": _Run.stop,
+        "locust_pid": os.getpid(),
+    }
+    if isinstance(runner, MasterRunner):
+        runner.send_message("harness_stop", {})
+        deadline = time.perf_counter() + float(v["timeout_s"]) + 10.0
+        while time.perf_counter() < deadline and not all(
+            _Run.workers.get(i, {}).get("done") for i in _Run.configured
+        ):
+            gevent.sleep(CONTROL_POLL_S)
+        for worker in _Run.workers.values():
+            if worker["file"] is not None:
+                worker["file"].close()
+                worker["file"] = None
+        meta["workers"] = {
+            str(i): {"requests": w["requests"], "cpu": w["cpu"], "done": w["done"]}
+            for i, w in sorted(_Run.workers.items())
+        }
+        meta["configured_workers"] = sorted(_Run.configured)
+        meta["requests"] = sum(w["requests"] for w in _Run.workers.values())
+    else:
+        runner.stop()  # users finish the request in flight (stop timeout); test_stop flushes
+        meta["requests"] = _Run.requests
+    _write_json(v["meta_path"], meta)
+    runner.quit()
+
+
+@events.init.add_listener
+def _on_init(environment, runner, **_kwargs) -> None:
+    if isinstance(runner, WorkerRunner):
+
+        def on_config(environment, msg) -> None:
+            _Config.set(msg.data["values"], int(msg.data["index"]))
+
+        runner.register_message("harness_config", on_config)
+        runner.register_message("harness_stop", _on_worker_stop, concurrent=True)
+        runner.send_message("harness_config_request", {})
+        return
+    path = os.environ.get("HARNESS_LOAD_CONFIG")
+    if not path:
+        raise SystemExit("HARNESS_LOAD_CONFIG is not set: this locustfile is run by the harness")
+    with open(path) as fh:
+        _Config.set(json.load(fh), 0)
+    if isinstance(runner, MasterRunner):
+        runner.register_message("harness_config_request", _send_config)
+        runner.register_message(
+            "harness_samples", lambda environment, msg: _on_worker_rows(environment, msg, done=False)
+        )
+        runner.register_message(
+            "harness_done", lambda environment, msg: _on_worker_rows(environment, msg, done=True)
+        )
+    gevent.spawn(_control, environment)
+
+
 @events.test_start.add_listener
-def _on_test_start(**_kwargs) -> None:
-    _Clock.start = time.perf_counter()
-    _Clock.start_epoch = time.time()
+def _on_test_start(environment, **_kwargs) -> None:
+    _Run.start = time.perf_counter()
+    _Run.start_epoch = time.time()
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        _write_json(_Config.values["started_path"], {"test_start_epoch_s": _Run.start_epoch})
+        return
+    if not isinstance(runner, WorkerRunner):
+        samples_file = open(_Config.values["samples_path"], "w", newline="")  # noqa: SIM115
+        samples_file.write(_header_text())
+        samples_file.flush()
+        _Run.samples_file = samples_file
+        _write_json(_Config.values["started_path"], {"test_start_epoch_s": _Run.start_epoch})
+    gevent.spawn(_flush_loop, environment)
 
 
 @events.spawning_complete.add_listener
 def _on_spawning_complete(**_kwargs) -> None:
-    if _Clock.spawned is None:
-        _Clock.spawned = time.perf_counter() - _Clock.start
-
-
-@events.test_stopping.add_listener
-def _on_test_stopping(**_kwargs) -> None:
-    _Clock.stop = time.perf_counter() - _Clock.start
+    if _Run.spawned is None:
+        _Run.spawned = time.perf_counter() - _Run.start
 
 
 @events.test_stop.add_listener
-def _on_test_stop(**_kwargs) -> None:
-    """Write the samples, then the meta file (its presence says the samples are complete)."""
-    tmp = SAMPLES_PATH + ".tmp"
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(("start_s", "latency_ms", "outcome", "message"))
-        writer.writerows((f"{s:.6f}", f"{lat:.4f}", out, msg) for s, lat, out, msg in _samples)
-    os.replace(tmp, SAMPLES_PATH)
-    meta = {
-        "test_start_epoch_s": _Clock.start_epoch,
-        "spawning_complete_s": _Clock.spawned,
-        "stop_s": _Clock.stop if _Clock.stop is not None else time.perf_counter() - _Clock.start,
-        "requests": len(_samples),
-    }
-    tmp = META_PATH + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(meta, fh)
-    os.replace(tmp, META_PATH)
+def _on_test_stop(environment, **_kwargs) -> None:
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        return
+    _flush(environment, final=True)
+    if _Run.samples_file is not None:
+        _Run.samples_file.close()
+        _Run.samples_file = None

@@ -1,0 +1,98 @@
+"""tf.cluster: tfmot weight clustering (weight sharing) of Dense/convolution kernels.
+
+Each kernel layer of a private clone is wrapped in `cluster_weights`, which snaps every weight to
+the nearest of `clusters` centroids; fine-tuning then trains the centroids, and
+`strip_clustering` leaves plain layers whose kernels hold at most `clusters` distinct values
+(what makes the file compress well). `cluster_weights` rewrites the weights of the layers it is
+given, hence the clone: the caller's model is never touched. Biases are not clustered.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+
+from harness.compression.base import Recipe, RecipeContext, StepReport
+from harness.compression.params import TfClusterParams
+from harness.compression.tensorflow.finetune import (
+    clone_with_weights,
+    fine_tune,
+    keras_accuracy,
+    kernel_layer_types,
+    kernel_layers,
+    require_context,
+    seeded,
+    wrap_layers,
+)
+from harness.compression.tensorflow.stats import require_keras_model
+from harness.compression.tensorflow.tf_import import import_tfmot
+from harness.errors import UserError
+
+
+class TfClusterRecipe(Recipe):
+    """Share `clusters` values per kernel, fine-tuning the shared values on the training split."""
+
+    name: ClassVar[str] = "tf.cluster"
+    framework: ClassVar[str] = "tensorflow"
+    params_model = TfClusterParams
+    params: TfClusterParams
+
+    def apply(self, model: Any, context: RecipeContext | None = None) -> tuple[Any, StepReport]:
+        context = require_context(context, self.name)
+        model = require_keras_model(model, self.name)
+        tfmot = import_tfmot()
+        start = time.perf_counter()
+        data, p = context.data, self.params
+        accuracy_before = keras_accuracy(model, data)
+
+        work = clone_with_weights(model, self.name)
+        types = kernel_layer_types()
+        candidates = [layer for layer in work.layers if isinstance(layer, types)]
+        # a kernel with fewer weights than clusters has nothing to share (and k-means cannot start)
+        targets = [layer.name for layer in candidates if int(np.prod(layer.kernel.shape)) >= p.clusters]
+        if not targets:
+            raise UserError(
+                f"{self.name} needs a Dense or convolution kernel with at least clusters={p.clusters} "
+                "weights; the model has none"
+            )
+        init = tfmot.clustering.keras.CentroidInitialization[p.centroid_init.upper()]
+        with seeded(context.seed):  # k-means++ and random centroid initialisation draw from TF's RNG
+            clustered = wrap_layers(
+                work,
+                lambda layer: tfmot.clustering.keras.cluster_weights(
+                    layer, number_of_clusters=p.clusters, cluster_centroids_init=init
+                ),
+                lambda layer: layer.name in targets,
+            )
+        fit_seconds = fine_tune(clustered, data, p, context.seed)
+        result = tfmot.clustering.keras.strip_clustering(clustered)
+        seconds = time.perf_counter() - start
+
+        unique = {
+            layer.name: int(np.unique(layer.kernel.numpy()).size)
+            for layer in kernel_layers(result)
+            if layer.name in targets
+        }
+        accuracy_after = keras_accuracy(result, data)
+        left_alone = [layer.name for layer in result.layers if layer.weights and layer.name not in targets]
+        note = (
+            f"clustered the kernels of {len(targets)} layers into {p.clusters} shared values "
+            f"({p.centroid_init} init) and fine-tuned {p.fine_tune_epochs} epochs; distinct values per "
+            f"kernel: {min(unique.values())}..{max(unique.values())}; test accuracy "
+            f"{accuracy_before:.4f} -> {accuracy_after:.4f}"
+        )
+        return result, StepReport(
+            recipe=self.name,
+            params=p.model_dump(),
+            seconds=seconds,
+            notes=[note],
+            details={
+                "unique_values": unique,
+                "left_alone": left_alone,
+                "accuracy_before": accuracy_before,
+                "accuracy_after": accuracy_after,
+                "fine_tune_seconds": round(fit_seconds, 3),
+            },
+        )

@@ -1,0 +1,156 @@
+"""tf.qat: quantization-aware training with tfmot, converted to an int8 TFLite model.
+
+`quantize_model` inserts fake-quantization around the layers of a private clone so fine-tuning
+learns weights (and activation ranges) that survive int8 rounding; the TFLite converter then
+turns the fake-quantized model into real int8 kernels. The result is a `TFLiteModel` (bytes), so
+tf.qat must be the last step of a variant. With io "int8" the model's input and output tensors are
+int8 as well (a server or client quantizes with the input tensor's scale and zero point).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from harness.compression.base import Recipe, RecipeContext, StepReport
+from harness.compression.params import TfQatParams
+from harness.compression.tensorflow.finetune import (
+    clone_with_weights,
+    fine_tune,
+    first_line,
+    keras_accuracy,
+    require_context,
+    seeded,
+)
+from harness.compression.tensorflow.runner import TfliteScorer
+from harness.compression.tensorflow.stats import require_keras_model, tflite_stats
+from harness.compression.tensorflow.tf_import import import_tf, import_tfmot
+from harness.compression.tensorflow.tflite_model import TFLiteModel
+from harness.errors import RunError, UserError
+
+if TYPE_CHECKING:
+    from harness.models.digits import DigitsSplit
+
+# Training rows the converter sees when it needs activation statistics (int8 I/O). The QAT model
+# already carries learned ranges, so a modest sample is enough.
+REPRESENTATIVE_SAMPLES = 200
+
+
+class TfQatRecipe(Recipe):
+    """Fine-tune with fake int8 quantization, then convert to an int8 TFLite flatbuffer."""
+
+    name: ClassVar[str] = "tf.qat"
+    framework: ClassVar[str] = "tensorflow"
+    params_model = TfQatParams
+    params: TfQatParams
+
+    def apply(self, model: Any, context: RecipeContext | None = None) -> tuple[Any, StepReport]:
+        context = require_context(context, self.name)
+        model = require_keras_model(model, self.name)
+        tfmot = import_tfmot()
+        start = time.perf_counter()
+        data, p = context.data, self.params
+        accuracy_before = keras_accuracy(model, data)
+
+        work = clone_with_weights(model, self.name)
+        try:
+            with seeded(context.seed):
+                quantized = tfmot.quantization.keras.quantize_model(work)
+        except (RuntimeError, ValueError) as err:  # tfmot's words for unsupported layers or models
+            raise UserError(
+                f"{self.name} cannot quantize this model: {first_line(err)}; tf.qat handles Dense, "
+                "convolution, pooling, Reshape and Flatten layers (use tf.ptq for other models)"
+            ) from None
+        wrapped = [
+            layer.name for layer in quantized.layers if type(layer).__name__.startswith("QuantizeWrapper")
+        ]
+        fit_seconds = fine_tune(quantized, data, p, context.seed)
+        accuracy_qat = keras_accuracy(quantized, data)
+
+        t0 = time.perf_counter()
+        content = convert_to_tflite(quantized, data, p.io, context.seed)
+        convert_seconds = time.perf_counter() - t0
+        stats, contents = tflite_stats(content)
+        scorer = TfliteScorer(content)
+        accuracy_tflite = float(np.mean(scorer.scores(data.x_test).argmax(axis=1) == data.y_test))
+        seconds = time.perf_counter() - start
+
+        int8_tensors, tensors = contents.tensor_dtypes.get("INT8", 0), sum(contents.tensor_dtypes.values())
+        tflite_details = {
+            "tflite_bytes": len(content),
+            "tensor_dtypes": contents.tensor_dtypes,
+            "kernel_dtypes": contents.kernel_dtypes(),
+            "int8_tensors": int8_tensors,
+            "input_dtype": scorer.input_dtype,
+            "output_dtype": scorer.output_dtype,
+        }
+        result = TFLiteModel(
+            content=content,
+            quantization="qat-int8",
+            input_dtype=scorer.input_dtype,
+            output_dtype=scorer.output_dtype,
+            details=tflite_details,
+        )
+        note = (
+            f"quantization-aware fine-tuning of {len(wrapped)} layers for {p.fine_tune_epochs} epochs, "
+            f"converted to TFLite with {int8_tensors} of {tensors} tensors int8 and "
+            f"{scorer.input_dtype}/{scorer.output_dtype} I/O ({len(content)} bytes); test accuracy "
+            f"{accuracy_before:.4f} -> {accuracy_qat:.4f} (Keras, fake-quant) -> "
+            f"{accuracy_tflite:.4f} (TFLite)"
+        )
+        return result, StepReport(
+            recipe=self.name,
+            params=p.model_dump(),
+            seconds=seconds,
+            sparsity=stats["sparsity"],
+            sparsity_all_params=stats["sparsity_all_params"],
+            notes=[note],
+            details={
+                **tflite_details,
+                "quantized_layers": wrapped,
+                "accuracy_before": accuracy_before,
+                "accuracy_after": accuracy_qat,
+                "accuracy_tflite": accuracy_tflite,
+                "fine_tune_seconds": round(fit_seconds, 3),
+                "convert_seconds": round(convert_seconds, 3),
+            },
+        )
+
+
+def convert_to_tflite(quantized: Any, data: DigitsSplit, io: str, seed: int) -> bytes:
+    """TFLite bytes of a quantize_model'ed Keras model: int8 kernels, float or int8 I/O.
+
+    Converted through the same serving function as tf.ptq and the SavedModel export, so the file's
+    signature is serving_default: inputs -> scores like every other TensorFlow artifact.
+    """
+    from harness.compression.tensorflow.ptq import tflite_converter
+
+    tf, _ = import_tf()
+    converter = tflite_converter(quantized, "tf.qat", int(data.input_shape[0]))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if io == "int8":
+        x_train = data.x_train
+        rows = np.random.default_rng(seed).permutation(len(x_train))[:REPRESENTATIVE_SAMPLES]
+        sample = np.ascontiguousarray(x_train[np.sort(rows)], dtype=np.float32)
+
+        def representative() -> Iterator[list[np.ndarray]]:
+            for row in sample:
+                yield [row[None, :]]
+
+        converter.representative_dataset = representative
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    try:
+        with warnings.catch_warnings():
+            # Emitted for every QAT conversion: the fake-quant nodes already carry the input
+            # ranges that this warning says are missing, so it tells us nothing.
+            warnings.filterwarnings(
+                "ignore", message="Statistics for quantized inputs were expected", category=UserWarning
+            )
+            return bytes(converter.convert())
+    except Exception as err:  # the converter raises ConverterError and assorted internals
+        raise RunError(f"tf.qat: TFLite conversion failed: {first_line(err)}") from err

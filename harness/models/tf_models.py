@@ -1,0 +1,241 @@
+"""The built-in TensorFlow reference models on digits: `builtin:mlp` (64-128-64-10) and `builtin:cnn`.
+
+Both are tf_keras (Keras 2) models, because tensorflow-model-optimization only wraps Keras 2
+layers, and both take the flat [n, 64] float32 rows and return [n, 10] logits: the CNN starts with
+a Reshape to 8x8x1, so every variant and every server takes identical requests, and logits (not
+softmax) keep the teacher's outputs usable for distillation at any temperature; the label is the
+argmax either way.
+
+Training is seeded with op determinism on and takes one to two seconds; the trained model is cached
+under $HARNESS_CACHE_DIR as a tf_keras `.keras` file keyed by everything that determines it (like
+`harness.models.torch_mlp`), so reruns load instead of retraining.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from harness.atomic import atomic_write_json
+from harness.models.digits import DigitsSplit
+from harness.models.torch_mlp import cache_dir
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_TF_MODELS: dict[str, Literal["mlp", "cnn"]] = {"builtin:mlp": "mlp", "builtin:cnn": "cnn"}
+CACHE_FORMAT = 1  # bump when the cache file layout changes
+
+
+@dataclass(frozen=True)
+class TfModelConfig:
+    """Architecture and training hyperparameters of one built-in; all of it goes into the cache key."""
+
+    kind: Literal["mlp", "cnn"]
+    hidden: tuple[int, ...]  # mlp: Dense widths; cnn: Conv2D filters, then one Dense width last
+    epochs: int
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+
+
+DEFAULT_CONFIGS: dict[str, TfModelConfig] = {
+    # ~0.97-0.98 test accuracy on digits in about a second (mlp) or two (cnn) of CPU training
+    "mlp": TfModelConfig(kind="mlp", hidden=(128, 64), epochs=40),
+    "cnn": TfModelConfig(kind="cnn", hidden=(16, 32, 64), epochs=30),
+}
+
+
+@dataclass
+class TrainedTfModel:
+    """A built-in reference model (tf_keras, uncompiled) and how it was obtained."""
+
+    model: Any  # tf_keras.Model
+    test_accuracy: float
+    train_seconds: float  # time the training took when it actually ran (also on a cache hit)
+    cache_hit: bool
+    cache_path: Path
+    key: str
+    kind: str
+
+    @property
+    def accuracy(self) -> float:
+        return self.test_accuracy
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "source": f"builtin:{self.kind}",
+            "test_accuracy": self.test_accuracy,
+            "train_seconds": round(self.train_seconds, 3),
+            "cache_hit": self.cache_hit,
+            "cache_path": str(self.cache_path),
+            "outputs": "logits",
+        }
+
+
+def build_mlp(hidden: list[int] | tuple[int, ...], input_dim: int = 64, classes: int = 10) -> Any:
+    """An untrained tf_keras MLP: Dense+ReLU per hidden width, then a Dense logits layer.
+
+    Layers get fixed names (hidden_1.., logits) so reports and per-kernel stats read the same in
+    every process, whatever Keras' global name counter says. Also the distillation students.
+    """
+    from harness.compression.tensorflow.tf_import import import_tf
+
+    _, keras = import_tf()
+    layers: list[Any] = [keras.Input(shape=(input_dim,), name="inputs")]
+    for i, width in enumerate(hidden, start=1):
+        layers.append(keras.layers.Dense(int(width), activation="relu", name=f"hidden_{i}"))
+    layers.append(keras.layers.Dense(classes, name="logits"))
+    return keras.Sequential(layers, name="digits_mlp")
+
+
+def build_cnn(
+    filters: tuple[int, ...] = (16, 32), dense: int = 64, input_dim: int = 64, classes: int = 10
+) -> Any:
+    """An untrained small CNN on the flat rows: Reshape to (8, 8, 1), Conv2D+MaxPool per entry of
+    `filters`, Flatten, Dense+ReLU, Dense logits."""
+    from harness.compression.tensorflow.tf_import import import_tf
+
+    _, keras = import_tf()
+    side = round(input_dim**0.5)
+    if side * side != input_dim:
+        raise ValueError(f"the CNN needs a square image; {input_dim} inputs are not one")
+    L = keras.layers
+    layers: list[Any] = [
+        keras.Input(shape=(input_dim,), name="inputs"),
+        L.Reshape((side, side, 1), name="image"),
+    ]
+    for i, count in enumerate(filters, start=1):
+        layers.append(L.Conv2D(count, 3, padding="same", activation="relu", name=f"conv_{i}"))
+        layers.append(L.MaxPooling2D(2, name=f"pool_{i}"))
+    layers += [L.Flatten(name="flatten"), L.Dense(dense, activation="relu", name="hidden_1")]
+    layers.append(L.Dense(classes, name="logits"))
+    return keras.Sequential(layers, name="digits_cnn")
+
+
+def build_model(config: TfModelConfig, input_dim: int = 64, classes: int = 10) -> Any:
+    if config.kind == "mlp":
+        return build_mlp(config.hidden, input_dim, classes)
+    return build_cnn(config.hidden[:-1], config.hidden[-1], input_dim, classes)
+
+
+def cache_key(data: DigitsSplit, seed: int, config: TfModelConfig) -> str:
+    from harness.compression.tensorflow.tf_import import import_tf
+
+    tf, keras = import_tf()
+    spec = {
+        "format": CACHE_FORMAT,
+        "config": asdict(config),
+        "seed": seed,
+        "tensorflow": tf.__version__,
+        "tf_keras": keras.__version__,
+    }
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
+    digest.update(data.fingerprint().encode())
+    return digest.hexdigest()
+
+
+def get_reference_tf_model(
+    kind: str,
+    data: DigitsSplit,
+    seed: int = 0,
+    config: TfModelConfig | None = None,
+    cache_root: Path | None = None,
+) -> TrainedTfModel:
+    """The trained built-in `kind` ("mlp" | "cnn"), from the cache if present, else trained now and cached."""
+    if kind not in DEFAULT_CONFIGS:
+        raise ValueError(
+            f"unknown built-in TensorFlow model {kind!r}; expected one of {sorted(DEFAULT_CONFIGS)}"
+        )
+    config = config or DEFAULT_CONFIGS[kind]
+    key = cache_key(data, seed, config)
+    path = (cache_root or cache_dir()) / "models" / f"tf-{kind}-{key[:24]}.keras"
+    cached = _read_cache(path)
+    if cached is not None:
+        model, meta = cached
+        accuracy = logits_accuracy(model, data.x_test, data.y_test)
+        return TrainedTfModel(model, accuracy, float(meta["train_seconds"]), True, path, key, kind)
+
+    start = time.perf_counter()
+    model = train_tf_model(config, data, seed)
+    seconds = time.perf_counter() - start
+    _write_cache(path, model, {"train_seconds": seconds, "seed": seed, "config": asdict(config), "key": key})
+    return TrainedTfModel(
+        model, logits_accuracy(model, data.x_test, data.y_test), seconds, False, path, key, kind
+    )
+
+
+def train_tf_model(config: TfModelConfig, data: DigitsSplit, seed: int = 0) -> Any:
+    """Train from scratch, reproducibly for a given seed, data and TensorFlow build.
+
+    Op determinism is switched on for the whole process (TensorFlow cannot switch it off again);
+    it also makes the fine-tuning of later recipes reproducible. The Python and numpy global
+    random states that set_random_seed overwrites are restored afterwards.
+    """
+    from harness.compression.tensorflow.tf_import import import_tf
+
+    tf, keras = import_tf()
+    tf.config.experimental.enable_op_determinism()
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        keras.utils.set_random_seed(seed)
+        model = build_model(config, input_dim=data.x_train.shape[1], classes=data.num_classes)
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        model.fit(
+            data.x_train,
+            data.y_train,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            shuffle=True,
+            verbose=0,
+        )
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    return model
+
+
+def logits_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy of a Keras model's [n, classes] outputs (calling the model, not `predict`)."""
+    scores = np.asarray(model(np.asarray(x, dtype=np.float32), training=False))
+    return float(np.mean(scores.argmax(axis=1) == np.asarray(y)))
+
+
+def _read_cache(path: Path) -> tuple[Any, dict[str, Any]] | None:
+    from harness.compression.tensorflow.tf_import import import_tf
+
+    _, keras = import_tf()
+    meta_path = path.with_suffix(".json")
+    if not (path.is_file() and meta_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # a corrupt or foreign file is retrained over, never trusted
+        logger.warning("ignoring unreadable model cache %s (%s); retraining", path, exc)
+        return None
+    return model, meta
+
+
+def _write_cache(path: Path, model: Any, meta: dict[str, Any]) -> None:
+    # The model goes to a temporary name first (tf_keras wants the .keras suffix) and is renamed
+    # into place; the metadata is written last, so a reader never sees metadata without a model.
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(tmp)
+        os.replace(tmp, path)
+        atomic_write_json(path.with_suffix(".json"), meta)
+    except OSError as exc:  # a read-only cache must not fail the run: it only costs a retrain
+        logger.warning("could not write model cache %s: %s", path, exc)
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,324 @@
+"""TF Serving as a serving target: the real tensorflow_model_server, run from a binary, in docker,
+or already running elsewhere (`serving.options.mode`).
+
+The artifact is laid out as a numbered version folder with model, monitoring and batching config
+files (tfserving_launch); readiness is the model status API reporting AVAILABLE plus one known-good
+prediction; predict() goes over REST (default) or gRPC (tfserving_grpc). Load from Locust always
+uses the REST predict API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import requests
+
+from harness.artifacts import ServedArtifact
+from harness.errors import RunError, UserError
+from harness.scenario.schema import ServingSpec
+from harness.serving.base import HttpEndpoint, Target
+from harness.serving.tfserving_config import (
+    BIND_ADDRESS,
+    MODEL_VERSION,
+    PROMETHEUS_PATH,
+    SUPPORTED_FORMATS,
+    TfServingOptions,
+    labels_from_array,
+    labels_from_predictions,
+    model_state,
+    signature_keys,
+)
+from harness.serving.tfserving_launch import (
+    PORT_CLASH_MARKERS,
+    Runner,
+    TfServingProcess,
+    layout_model,
+    run_command,
+    unavailable_reason,
+)
+
+if TYPE_CHECKING:
+    from harness.serving.tfserving_grpc import TfServingGrpcClient
+
+
+class TfServingTarget(Target):
+    """The real TF Serving for one artifact; logs, configs and the model folder in the run folder."""
+
+    name: ClassVar[str] = "tfserving"
+
+    def __init__(self, spec: ServingSpec, run_dir: Path, *, runner: Runner | None = None) -> None:
+        super().__init__(spec, run_dir)
+        self.options = TfServingOptions.from_options(spec.options)
+        self._runner: Runner = runner or run_command
+        self.work_dir = self.run_dir.resolve() / "tfserving"
+        self.server: TfServingProcess | None = None
+        if self.options.mode != "remote":
+            self.server = TfServingProcess(self.options, spec, self.work_dir, self._runner)
+        self.signature: dict[str, list[str]] = {}
+        self.prometheus_answered: bool | None = None
+        self.startup_s: float | None = None
+        self.teardown_s: float | None = None
+        self._artifact: ServedArtifact | None = None
+        self._base_url: str | None = None
+        self._session: requests.Session | None = None
+        self._grpc: TfServingGrpcClient | None = None
+        self._last_status = "no answer yet"
+        self._deadline = 0.0
+
+    @classmethod
+    def unavailable_reason(cls, spec: ServingSpec, *, runner: Runner | None = None) -> str | None:
+        """None when the configured mode can run here, else one line saying what is missing."""
+        return unavailable_reason(TfServingOptions.from_options(spec.options), runner or run_command)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def start(self, artifact: ServedArtifact) -> None:
+        if self._base_url is not None:
+            raise RunError("tfserving target already started; stop() it first")
+        if artifact.format not in SUPPORTED_FORMATS:
+            raise UserError(
+                f"tfserving serves {' or '.join(SUPPORTED_FORMATS)} artifacts, not {artifact.format!r}"
+            )
+        if artifact.format == "tflite" and artifact.extra.get("input_dtype", "float32") != "float32":
+            raise UserError(
+                f"tfserving: {Path(artifact.path).name} takes {artifact.extra['input_dtype']} input but "
+                "REST clients send floats; export it with float input/output or serve it inprocess"
+            )
+        signature = artifact.extra.get("signature")
+        if signature not in (None, "serving_default"):
+            raise UserError(
+                f"tfserving: requests without a signature_name (Locust's) use serving_default, but "
+                f"{Path(artifact.path).name} serves {signature!r}"
+            )
+        reason = self.unavailable_reason(self.spec, runner=self._runner)
+        if reason:
+            raise UserError(reason)
+        started = time.monotonic()
+        self._deadline = started + self.spec.startup_timeout_s
+        self._artifact = artifact
+        try:
+            if self.server is None:
+                self._base_url = self.options.url
+                self._poll_remote()
+            else:
+                layout_model(artifact, self.server.models_root, self.options.model_name)
+                self._launch_with_port_retry(self.server)
+            self._check_served()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.monotonic() - started
+
+    def stop(self) -> None:
+        began = time.monotonic()
+        had_server = self.server is not None and (self.server.process or self.server.container) is not None
+        try:
+            if self._session is not None:
+                self._session.close()
+            if self._grpc is not None:
+                self._grpc.close()
+            if self.server is not None:
+                self.server.stop()
+        finally:
+            self._session = None
+            self._grpc = None
+            self._base_url = None
+        if had_server:
+            self.teardown_s = time.monotonic() - began
+
+    def _remaining_s(self) -> float:
+        """Seconds left of startup_timeout_s, which bounds the whole of start()."""
+        return max(1.0, self._deadline - time.monotonic())
+
+    def _launch_with_port_retry(self, server: TfServingProcess) -> None:
+        # free_port() can race with another process; one retry with fresh ports covers that
+        prefer_tflite = self._artifact is not None and self._artifact.format == "tflite"
+        for attempt in range(2):
+            server.launch(prefer_tflite=prefer_tflite, remaining_s=self._remaining_s)
+            self._base_url = server.base_url
+            assert server.process is not None
+            try:
+                server.process.wait_until(self._status_settled, timeout_s=self._remaining_s())
+                return
+            except RunError as exc:
+                if attempt == 0 and any(marker in str(exc) for marker in PORT_CLASH_MARKERS):
+                    server.stop()
+                    continue
+                raise RunError(f"{exc}\nlast model status: {self._last_status}") from exc
+
+    # ---- readiness -------------------------------------------------------------------------
+
+    def _status_settled(self) -> bool:
+        """The model status API reports AVAILABLE, or a failed load (END with an error)."""
+        resp = self._http().get(f"{self._base_url}/v1/models/{self.options.model_name}", timeout=2)
+        if resp.status_code == 404:  # "Could not find any versions of model ..." while loading
+            self._last_status = f"HTTP 404: {resp.text[:200]}"
+            return False
+        state, error = model_state(resp.json())
+        self._last_status = f"{state} {error}".strip()
+        return state == "AVAILABLE" or (state == "END" and bool(error))
+
+    def _poll_remote(self) -> None:
+        """No process to watch: poll the status API until it settles or the deadline passes."""
+        while True:
+            try:
+                if self._status_settled():
+                    return
+            except (requests.RequestException, ValueError) as exc:
+                self._last_status = f"{type(exc).__name__}: {exc}"[:200]
+            if time.monotonic() > self._deadline:
+                raise RunError(
+                    f"tfserving at {self._base_url} has no AVAILABLE version of model "
+                    f"{self.options.model_name!r} after {self.spec.startup_timeout_s:.0f}s; "
+                    f"last: {self._last_status}"
+                )
+            time.sleep(0.25)
+
+    def _check_served(self) -> None:
+        """A settled status must be AVAILABLE; then read the signature, predict zeros, probe metrics."""
+        assert self._artifact is not None
+        where = f"log {self.server.log_path}" if self.server is not None else f"server {self._base_url}"
+        if not self._last_status.startswith("AVAILABLE"):
+            name = self.options.model_name
+            raise RunError(f"tfserving could not load model {name!r}: {self._last_status}; {where}")
+        with contextlib.suppress(requests.RequestException, ValueError, KeyError, TypeError):
+            url = f"{self._base_url}/v1/models/{self.options.model_name}/metadata"
+            inputs, outputs = signature_keys(self._http().get(url, timeout=10).json())
+            self.signature = {"inputs": inputs, "outputs": outputs}
+        zeros = np.zeros((1, *self._artifact.input_shape), dtype=np.float32)
+        try:
+            self._predict_chunk(zeros.reshape(1, -1), timeout_s=self._remaining_s())
+        except RunError as exc:
+            raise RunError(f"tfserving is up but the known-good prediction failed: {exc}; {where}") from exc
+        metrics_url = self.server_metrics_url
+        if metrics_url is not None:
+            with contextlib.suppress(requests.RequestException):
+                self.prometheus_answered = self._http().get(metrics_url, timeout=5).status_code == 200
+
+    # ---- serving ---------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> HttpEndpoint | None:
+        if self._base_url is None:
+            return None
+        return HttpEndpoint(base_url=self._base_url, path=f"/v1/models/{self.options.model_name}:predict")
+
+    @property
+    def server_metrics_url(self) -> str | None:
+        """TF Serving's Prometheus page (enabled by our monitoring config); unknown for a remote server."""
+        if self._base_url is None or self.server is None:
+            return None
+        return f"{self._base_url}{PROMETHEUS_PATH}"
+
+    @property
+    def server_metrics_format(self) -> str:
+        return "tfserving"
+
+    @property
+    def server_pid(self) -> int | None:
+        return self.server.pid() if self.server is not None else None
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Labels for `batch`, sent in chunks over the configured protocol."""
+        if self._base_url is None or self._artifact is None:
+            raise RunError("tfserving target is not started")
+        rows = np.asarray(batch, dtype=np.float32)
+        if rows.size == 0:
+            return np.zeros((0,), dtype=np.int64)
+        if rows.ndim == len(self._artifact.input_shape):
+            rows = rows[np.newaxis]
+        rows = rows.reshape(rows.shape[0], -1)
+        step = self.options.rows_per_request
+        if self.spec.batch_size > 1 and self.server is not None:
+            # with batching on, TF Serving rejects a request of more rows than max_batch_size
+            step = min(step, self.spec.batch_size)
+        labels: list[int] = []
+        for begin in range(0, rows.shape[0], step):
+            chunk = rows[begin : begin + step]
+            labels.extend(self._predict_chunk(chunk, timeout_s=self.options.request_timeout_s + 10))
+        return np.asarray(labels, dtype=np.int64)
+
+    def _predict_chunk(self, rows: np.ndarray, *, timeout_s: float) -> list[int]:
+        assert self._artifact is not None
+        if self.options.protocol == "grpc":
+            return self._predict_grpc(rows, timeout_s=timeout_s)
+        url = f"{self._base_url}/v1/models/{self.options.model_name}:predict"
+        try:
+            resp = self._http().post(url, json={"instances": rows.tolist()}, timeout=timeout_s)
+        except requests.RequestException as exc:
+            raise RunError(f"tfserving request failed: {exc}") from exc
+        if resp.status_code != 200:
+            raise RunError(f"tfserving answered HTTP {resp.status_code}: {resp.text[:300]}")
+        try:
+            predictions = resp.json()["predictions"]
+            return labels_from_predictions(
+                predictions, rows=rows.shape[0], num_classes=self._artifact.num_classes
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RunError(f"tfserving answered an unexpected body ({exc}): {resp.text[:300]}") from exc
+
+    def _predict_grpc(self, rows: np.ndarray, *, timeout_s: float) -> list[int]:
+        from harness.serving.tfserving_grpc import TfServingGrpcClient
+
+        assert self._artifact is not None
+        if self._grpc is None:
+            target = self.server.grpc_target if self.server is not None else self.options.remote_grpc
+            self._grpc = TfServingGrpcClient(
+                target or "",
+                model_name=self.options.model_name,
+                input_name=(
+                    self.signature.get("inputs") or [self._artifact.extra.get("input_name") or "inputs"]
+                )[0],
+            )
+        scores = self._grpc.predict(rows, timeout_s=timeout_s)
+        try:
+            return labels_from_array(scores, rows=rows.shape[0], num_classes=self._artifact.num_classes)
+        except ValueError as exc:
+            raise RunError(f"tfserving gRPC answer: {exc}") from exc
+
+    def _http(self) -> requests.Session:
+        if self._session is None:
+            self._session = requests.Session()
+            self._session.trust_env = False  # never route loopback traffic through an HTTP(S)_PROXY
+        return self._session
+
+    def describe(self) -> dict[str, Any]:
+        mode, server = self.options.mode, self.server
+        tflite = self._artifact is not None and self._artifact.format == "tflite"
+        facts: dict[str, Any] = {
+            "target": self.name,
+            "mode": mode,
+            "model_name": self.options.model_name,
+            "artifact_format": self._artifact.format if self._artifact else None,
+            "bind_address": BIND_ADDRESS[mode],
+            "protocol": {
+                "predict": self.options.protocol,
+                "load": "rest (Locust posts to the REST predict API)",
+            },
+            "signature": dict(self.signature),
+            "prometheus_path": PROMETHEUS_PATH if server is not None else None,
+            "prometheus_answered": self.prometheus_answered,
+            "extra_flags": list(self.options.extra_flags),
+            "startup_s": self.startup_s,
+            "teardown_s": self.teardown_s,
+        }
+        if server is None:
+            facts.update(
+                rest_url=self.options.url,
+                grpc=self.options.remote_grpc,
+                model_layout="remote: the harness assumes the server at url serves this artifact",
+            )
+            return facts
+        version_dir = f"{server.models_root}/{self.options.model_name}/{MODEL_VERSION}/"
+        facts.update(server.facts())
+        facts.update(
+            rest_url=server.base_url,
+            model_layout=version_dir
+            + ("model.tflite (--prefer_tflite_model=true)" if tflite else "SavedModel"),
+            batching={"enabled": True, **server.batching_params()} if server.batching else {"enabled": False},
+        )
+        return facts
