@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.errors import UserError
 
@@ -60,8 +60,9 @@ class TfPruneParams(_FineTune):
     end_step: int | None = Field(
         default=None,
         ge=1,
-        description="Step where target_sparsity is reached; default: the last fine-tuning step. If it "
-        "lies beyond the fine-tuning, the sparsity reached stops short of the target (reported).",
+        description="Step where target_sparsity is reached; default: the last fine-tuning step at which "
+        "the masks are updated (a multiple of frequency after begin_step). If it lies beyond that, the "
+        "sparsity reached stops short of the target (reported).",
     )
     frequency: int = Field(default=10, ge=1, description="Steps between mask updates.")
 
@@ -71,7 +72,8 @@ class TfClusterParams(_FineTune):
 
     clusters: int = Field(default=16, ge=2, le=256, description="Distinct weight values per kernel.")
     centroid_init: Literal["kmeans_plus_plus", "linear", "random", "density_based"] = Field(
-        default="kmeans_plus_plus", description="How the cluster centroids start (tfmot CentroidInitialization)."
+        default="kmeans_plus_plus",
+        description="How the cluster centroids start (tfmot CentroidInitialization).",
     )
     learning_rate: float = Field(default=1e-4, gt=0, lt=1, description="Adam learning rate.")
     fine_tune_epochs: int = Field(default=2, ge=1, le=200, description="Epochs of fine-tuning.")
@@ -101,6 +103,12 @@ class TfPtqParams(RecipeParams):
         default=200, ge=1, description="mode int8: training examples used as the representative dataset."
     )
 
+    @model_validator(mode="after")
+    def _int8_io_needs_int8_mode(self) -> TfPtqParams:
+        if self.io == "int8" and self.mode != "int8":
+            raise ValueError("io 'int8' needs mode 'int8' (full integer quantization)")
+        return self
+
 
 class DistillParams(RecipeParams):
     """torch.distill / tf.distill: train a smaller MLP student on the teacher's softened outputs."""
@@ -110,7 +118,10 @@ class DistillParams(RecipeParams):
     )
     temperature: float = Field(default=4.0, gt=0, description="Softmax temperature of the soft targets.")
     alpha: float = Field(
-        default=0.7, ge=0, le=1, description="Weight of the soft (teacher) loss; 1 - alpha weights the labels."
+        default=0.7,
+        ge=0,
+        le=1,
+        description="Weight of the soft (teacher) loss; 1 - alpha weights the labels.",
     )
     epochs: int = Field(default=60, ge=1, le=1000, description="Training epochs of the student.")
     learning_rate: float = Field(default=1e-2, gt=0, lt=1, description="Adam learning rate.")

@@ -31,7 +31,8 @@ from harness.report.evidence import (
     run_status,
     validity_of,
 )
-from harness.report.load_view import search_views, server_views, sweep_view, validity_cards
+from harness.report.load_view import search_views, sweep_view, validity_cards
+from harness.report.server_view import server_views
 from harness.report.variant_view import compression_steps, confirmation_views
 from harness.results import RunResult, VariantResult, Verdict
 

@@ -134,6 +134,15 @@ def _check_semantics(scenario: Scenario, path: Path) -> None:
             f"{', '.join(TARGETS.names())}"
         )
 
+    serving, load = scenario.serving, scenario.load
+    batching = serving.target == "tfserving" and serving.batch_size > 1
+    if batching and load.request_batch_size > serving.batch_size:
+        # TF Serving's batching refuses a request with more rows than its max_batch_size
+        raise UserError(
+            f"{path}: load.request_batch_size: expected at most serving.batch_size ({serving.batch_size}) "
+            f"for tfserving with batching, got {load.request_batch_size}"
+        )
+
     options_model = TARGET_OPTIONS.get(scenario.serving.target)
     if options_model:
         module_name, _, attr = options_model.partition(":")
