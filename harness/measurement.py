@@ -8,6 +8,7 @@ The last load point of a sweep is the one the gates see; every point is kept in 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -247,8 +248,13 @@ def _search(target: Target, scenario: Scenario, data: DigitsSplit, out_dir: Path
         "percentile": spec.percentile,
         "over": spec.over,
         "max_rps_at_slo": found.max_rps_at_slo,
-        "probes": list(found.probes),
+        "probes": [_finite(probe) for probe in found.probes],
     }
+
+
+def _finite(record: dict[str, Any]) -> dict[str, Any]:
+    """results.json is strict JSON: a probe with no successful request has no percentile (None)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
 
 
 @contextmanager

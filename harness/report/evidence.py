@@ -27,6 +27,10 @@ TEST_NAMES = {
 _EFFECT_KEYS = ("ratio", "percentile_ratio", "effect", "delta", "accuracy_delta", "delta_accuracy")
 
 
+# the metric of the failing verdict harness.gates.judge gives an INVALID measurement
+VALIDITY_METRIC = "validity"
+
+
 @dataclass(frozen=True)
 class MeasurementValidity:
     """Whether a variant's gated measurement counts as a result, and why not."""
@@ -65,16 +69,27 @@ def invalid_variants(result: RunResult) -> list[tuple[str, list[str]]]:
     return out
 
 
+def gate_failures(result: RunResult) -> list[Verdict]:
+    """Failed verdicts, less the `validity` ones that only restate an INVALID measurement (the
+    reports list those apart, with their reasons)."""
+    invalid = {name for name, _ in invalid_variants(result)}
+    return [
+        v
+        for v in result.verdicts
+        if not v.passed and not (v.metric == VALIDITY_METRIC and v.variant in invalid)
+    ]
+
+
 def run_status(result: RunResult) -> str:
     """'error' (did not finish), 'fail' (a gate failed), 'invalid' (a measurement does not count),
     or 'pass'. An invalid measurement is never a pass, even when every gate on it passed."""
     if result.error:
         return "error"
-    if any(not v.passed for v in result.verdicts):
+    if gate_failures(result):
         return "fail"
     if invalid_variants(result):
         return "invalid"
-    return "pass"
+    return "fail" if not result.passed else "pass"
 
 
 def verdict_fields(verdict: Verdict | Mapping[str, Any]) -> dict[str, Any]:

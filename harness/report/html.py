@@ -26,8 +26,9 @@ from harness.report.evidence import (
     evidence_of,
     evidence_text,
     evidence_tooltip,
+    gate_failures,
     invalid_variants,
-    is_confirmation,
+    measurement_number,
     run_status,
     validity_of,
 )
@@ -134,10 +135,10 @@ def build_view(result: RunResult) -> dict[str, Any]:
     """Everything the template shows, already formatted."""
     variants = result.variants
     reference = next((v for v in variants if v.name == REFERENCE), variants[0] if variants else None)
-    # the table shows the reported measurement, so a cell takes its first measurement's verdict;
-    # re-measurements have their own rows in the gates table and the confirmation section
-    verdict_map = {(v.variant, v.metric): v for v in reversed(result.verdicts) if not is_confirmation(v)}
-    failed = [v for v in result.verdicts if not v.passed]
+    # a re-measured variant reports its latest measurement, so a cell takes the verdict of the
+    # highest-numbered measurement; the others are in the gates table and the confirmation section
+    verdict_map = {(v.variant, v.metric): v for v in sorted(result.verdicts, key=measurement_number)}
+    failed = gate_failures(result)  # INVALID measurements get their own banner
     latency_series = {v.name: v.latencies_ms for v in variants}
     colors = [charts.color(i) for i in range(len(variants))]
     by_name = {v.name: c for v, c in zip(variants, colors, strict=True)}
@@ -151,6 +152,7 @@ def build_view(result: RunResult) -> dict[str, Any]:
         "version": __version__,
         "status": run_status(result),
         "failed": failed,
+        "gate_counts": (sum(v.passed for v in result.verdicts), sum(not v.passed for v in result.verdicts)),
         "invalid": invalid_variants(result),
         "validity_counts": (
             sum(1 for x in validities if x is not None and x.valid),

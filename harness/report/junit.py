@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.atomic import atomic_write_text
 from harness.metrics.catalog import format_value
-from harness.report.evidence import confirmation_tag, validity_of
+from harness.report.evidence import VALIDITY_METRIC, confirmation_tag, validity_of
 from harness.results import RunResult, Verdict
 
 # characters XML 1.0 cannot carry even escaped (server logs sometimes contain them)
@@ -76,7 +76,9 @@ def junit_xml(result: RunResult) -> str:
             summary = f"measurement INVALID: {reasons[0]}" + ("; ..." if len(reasons) > 1 else "")
             attrs = {"message": _clean(summary), "type": "InvalidMeasurement"}
             failure = ET.SubElement(case, "failure", attrs)
-            lines = [f"measurement INVALID: {r}" for r in reasons] + [_failure_line(v) for v in failed]
+            # the failing `validity` verdict only restates the reasons listed first
+            rest = [v for v in failed if v.metric != VALIDITY_METRIC]
+            lines = [f"measurement INVALID: {r}" for r in reasons] + [_failure_line(v) for v in rest]
             failure.text = _clean("\n".join(lines))
         elif failed:
             summary = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from harness.metrics.catalog import format_value
-from harness.report.evidence import confirmation_tag, invalid_variants, run_status, validity_of
+from harness.report.evidence import confirmation_tag, gate_failures, invalid_variants, run_status, validity_of
 from harness.results import RunResult, VariantResult, Verdict
 
 # (header, metric) columns of the summary table: the numbers a reviewer decides on
@@ -36,7 +36,7 @@ def _md(text: str) -> str:
 def render_markdown(result: RunResult) -> str:
     """Status line, baseline status, one table row per variant, then invalid measurements and every
     failing gate with its statistical evidence."""
-    failed = [v for v in result.verdicts if not v.passed]
+    failed = gate_failures(result)  # INVALID measurements are listed apart, with their reasons
     invalid = invalid_variants(result)
     lines = [f"### {STATUS[run_status(result)]} · {_md(result.scenario_name)}", ""]
     if result.error:

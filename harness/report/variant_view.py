@@ -117,36 +117,47 @@ def _compact(value: Any) -> str:
 def confirmation_views(result: RunResult) -> list[dict[str, Any]]:
     """Per variant that was re-measured: every measurement side by side, with its gate verdicts.
 
-    Read from `details["confirmations"]` (re-measurements after the reported one) or
-    `details["superseded_measurement"]` (a first measurement the reported one replaced); failing
-    both, from the verdicts themselves, which carry their measurement number in their evidence.
+    `harness.api` keeps the latest measurement as the variant's result, the first one in
+    `details["superseded_measurement"]` (metrics, validity) and each re-measurement in
+    `details["confirmations"]` (metrics, verdicts, passed); the first measurement's verdicts are
+    the run's verdicts numbered 1 (`evidence["measurement"]`). Without those details, the rows are
+    rebuilt from the numbered verdicts alone.
     """
     views = []
     gated = list(result.scenario.get("gates") or {})
     for variant in result.variants:
         details = variant.details or {}
         confirmations = [c for c in details.get("confirmations") or [] if isinstance(c, Mapping)]
-        superseded = details.get("superseded_measurement")
-        mine = [v for v in result.verdicts if v.variant == variant.name]
+        superseded = as_mapping(details.get("superseded_measurement"))
         by_number: dict[int, list[Verdict]] = {}
-        for verdict in mine:
-            by_number.setdefault(measurement_number(verdict), []).append(verdict)
-        measurements: list[tuple[str, Mapping[str, Any]]] = []
-        reported = {"metrics": variant.metrics, "verdicts": by_number.get(1, [])}
-        if isinstance(superseded, Mapping):
-            measurements.append(("first measurement (superseded)", superseded))
-            measurements.append(("re-measure (reported)", reported))
-        elif confirmations:
-            measurements.append(("first measurement (reported)", reported))
-        elif len(by_number) > 1:
-            for number, verdicts in sorted(by_number.items()):
-                label = "first measurement" if number == 1 else f"re-measure {number - 1}"
-                values = {v.metric: v.current for v in verdicts}
-                measurements.append((label, {"metrics": values, "verdicts": verdicts}))
-        else:
+        for verdict in result.verdicts:
+            if verdict.variant == variant.name:
+                by_number.setdefault(measurement_number(verdict), []).append(verdict)
+        if not confirmations and not superseded and len(by_number) < 2:
             continue
-        measurements += [(f"re-measure {i}", c) for i, c in enumerate(confirmations, 1)]
-        views.append(_confirmation_view(variant.name, measurements, gated))
+        if not confirmations and not superseded:
+            # only the numbered verdicts: each measurement's values are its verdicts' current values
+            rows: list[tuple[str, Mapping[str, Any]]] = [
+                (
+                    "first measurement" if n == 1 else f"re-measure {n - 1}",
+                    {"metrics": {v.metric: v.current for v in vs}, "verdicts": vs},
+                )
+                for n, vs in sorted(by_number.items())
+            ]
+            views.append(_confirmation_view(variant.name, rows, gated))
+            continue
+        first: dict[str, Any] = {
+            "metrics": superseded.get("metrics") if superseded else variant.metrics,
+            "verdicts": superseded.get("verdicts") or by_number.get(1, []),
+            "validity": superseded.get("validity") if superseded else details.get("validity"),
+        }
+        rows = [("first measurement (superseded)" if superseded else "first measurement", first)]
+        rows += [(f"re-measure {i}", c) for i, c in enumerate(confirmations, 1)]
+        # the variant's own result is the latest measurement once a first one was superseded
+        reported = len(rows) - 1 if superseded else 0
+        label, data = rows[reported]
+        rows[reported] = (f"{label} (reported)", {**data, "validity": details.get("validity")})
+        views.append(_confirmation_view(variant.name, rows, gated))
     return views
 
 
@@ -178,11 +189,20 @@ def _confirmation_view(
                     "evidence": evidence_text(metric, evidence),
                 }
             )
-        passed = raw.get("passed")
-        if not isinstance(passed, bool):
-            passed = not any(failed_on_its_own(v) for v in verdicts) if verdicts else None
+        # this measurement's own outcome, before confirmation merged the verdicts
+        passed = not any(failed_on_its_own(v) for v in verdicts) if verdicts else raw.get("passed")
+        passed = passed if isinstance(passed, bool) else None
         failed_runs += passed is False
-        rows.append({"label": label, "cells": cells, "passed": passed})
+        validity = as_mapping(raw.get("validity"))
+        rows.append(
+            {
+                "label": label,
+                "cells": cells,
+                "passed": passed,
+                "valid": validity.get("valid") if isinstance(validity.get("valid"), bool) else None,
+                "reasons": "; ".join(str(r) for r in validity.get("reasons") or []),
+            }
+        )
     return {
         "name": name,
         "columns": [METRICS[c].title if c in METRICS else c for c in columns],

@@ -261,3 +261,38 @@ def test_cluster_refuses_model_whose_kernels_are_smaller_than_cluster_count(cont
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(2), keras.layers.Dense(10)])
     with pytest.raises(UserError, match="at least clusters=256"):
         TfClusterRecipe({"clusters": 256, "fine_tune_epochs": 1}).apply(model, context)
+
+
+# --- composing with tf.prune ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pruned_mlp(reference, context) -> Any:
+    pruned, _ = TfPruneRecipe({"target_sparsity": 0.6, "fine_tune_epochs": 2}).apply(
+        reference["mlp"].model, context
+    )
+    return pruned
+
+
+def test_cluster_after_prune_keeps_the_zeros(pruned_mlp, data, context) -> None:
+    clustered, report = TfClusterRecipe({"clusters": 8, "fine_tune_epochs": 1}).apply(pruned_mlp, context)
+
+    assert report.details["preserve_sparsity"]
+    for name, kernel in kernels(clustered).items():
+        before = kernels(pruned_mlp)[name]
+        assert np.all(kernel[before == 0] == 0), name
+        assert np.unique(kernel).size <= 8, name
+    assert keras_accuracy(clustered, data) >= keras_accuracy(pruned_mlp, data) - ACCURACY_TOLERANCE
+
+
+def test_qat_after_prune_keeps_the_zeros_in_the_int8_kernels(pruned_mlp, context) -> None:
+    from harness.compression.tensorflow.stats import read_tflite
+
+    result, report = TfQatRecipe({"fine_tune_epochs": 1}).apply(pruned_mlp, context)
+
+    assert report.details["preserve_sparsity"]
+    weights = [t.values for t in read_tflite(result.content).parameters if t.values.ndim == 2]
+    assert len(weights) == len(kernels(pruned_mlp))
+    assert all(w.dtype == np.int8 for w in weights)
+    zeros = sum(int(np.count_nonzero(w == 0)) for w in weights) / sum(w.size for w in weights)
+    assert zeros == pytest.approx(0.6, abs=0.01)

@@ -16,6 +16,7 @@ from markupsafe import escape
 import harness
 from harness.gates.evaluate import evaluate
 from harness.report.charts import latency_cdf_svg, percentile_bars_svg
+from harness.report.evidence import gate_failures
 from harness.report.html import render_html, render_report
 from harness.report.junit import junit_xml, write_junit
 from harness.report.markdown import render_markdown
@@ -403,7 +404,22 @@ def make_measured_result() -> RunResult:
             },
         },
     )
-    pruned_first = _point("users-4", 4, [610, 600, 615], [8.1, 8.3, 8.2])
+    # re-measured the way harness.api does it: the variant is the latest measurement, the first one
+    # is kept in details["superseded_measurement"], each re-measurement in details["confirmations"]
+    first_metrics = {"latency_p50_ms": 5.0, "latency_p95_ms": 8.3, "latency_p99_ms": 10.0, "accuracy": 0.9622}
+    remeasure_verdicts = [
+        {
+            "variant": "pruned-int8",
+            "metric": "latency_p95_ms",
+            "threshold": "+10%",
+            "current": 7.4,
+            "baseline": 7.0,
+            "limit": 7.7,
+            "passed": True,
+            "message": "latency_p95_ms 7.40 <= limit 7.70 (baseline 7.00 +10%)",
+            "evidence": _evidence_mw(0.2, 1.06),
+        },
+    ]
     pruned = VariantResult(
         name="pruned-int8",
         steps=[{"recipe": "torch.prune", "params": {"amount": 0.5}}],
@@ -411,11 +427,11 @@ def make_measured_result() -> RunResult:
             "model_size_bytes": 19122.0,
             "accuracy": 0.9622,
             "accuracy_drop_vs_reference": 0.0089,
-            "latency_p50_ms": 5.0,
-            "latency_p95_ms": 8.3,
-            "latency_p99_ms": 10.0,
-            "latency_mean_ms": 5.4,
-            "throughput_rps": 608.0,
+            "latency_p50_ms": 4.6,
+            "latency_p95_ms": 7.4,
+            "latency_p99_ms": 9.0,
+            "latency_mean_ms": 5.0,
+            "throughput_rps": 650.0,
             "error_rate": 0.0,
         },
         compression=[
@@ -432,26 +448,11 @@ def make_measured_result() -> RunResult:
             },
         ],
         details={
-            "load_points": [pruned_first],
+            "load_points": [_point("users-4", 4, [650, 645, 655], [7.3, 7.4, 7.35])],
             "validity": {"valid": True, "reasons": []},
+            "superseded_measurement": {"metrics": first_metrics, "validity": {"valid": True, "reasons": []}},
             "confirmations": [
-                {
-                    "metrics": {"latency_p95_ms": 7.4, "accuracy": 0.9622},
-                    "verdicts": [
-                        {
-                            "variant": "pruned-int8",
-                            "metric": "latency_p95_ms",
-                            "threshold": "+10%",
-                            "current": 7.4,
-                            "baseline": 7.0,
-                            "limit": 7.7,
-                            "passed": True,
-                            "message": "latency_p95_ms 7.40 <= limit 7.70 (baseline 7.00 +10%)",
-                            "evidence": {**_evidence_mw(0.2, 1.06), "confirmation": True, "measurement": 2},
-                        },
-                    ],
-                    "passed": True,
-                }
+                {"metrics": {"latency_p95_ms": 7.4}, "verdicts": remeasure_verdicts, "passed": True}
             ],
         },
     )
@@ -534,6 +535,17 @@ def make_measured_result() -> RunResult:
         ],
     )
     verdicts = [
+        Verdict(  # as harness.gates.judge gives an INVALID measurement
+            "distilled",
+            "validity",
+            "a VALID measurement",
+            None,
+            None,
+            None,
+            False,
+            "measurement INVALID, not compared with the baseline: not stable after 3 windows: throughput "
+            f"spread 36.5% (limit 10.0%); too few requests for p99: {MARKUP}",
+        ),
         Verdict(
             "reference",
             "latency_p95_ms",
@@ -626,8 +638,8 @@ def _text(html: str) -> str:
 def test_invalid_measurement_is_flagged_in_the_header_and_lists_its_reasons():
     result = make_measured_result()
     html = render_html(result)
-    assert result.passed  # every gate passed ...
-    assert 'class="status invalid"' in html  # ... yet the run does not say PASS
+    assert not gate_failures(result)  # no gate failed but the validity one ...
+    assert 'class="status invalid"' in html  # ... so the run says INVALID, not FAIL or PASS
     assert "<title>INVALID" in html
     text = _text(html)
     assert "Invalid measurements" in text
@@ -639,6 +651,7 @@ def test_invalid_measurement_is_flagged_in_the_header_and_lists_its_reasons():
 def test_valid_run_shows_no_invalid_banner():
     result = make_measured_result()
     result.variants = [v for v in result.variants if v.name != "distilled"]
+    result.verdicts = [v for v in result.verdicts if v.variant != "distilled"]
     html = render_html(result)
     assert 'class="status pass"' in html
     assert "Invalid measurements" not in html
@@ -729,51 +742,62 @@ def test_gates_table_has_an_evidence_column_with_test_effect_and_interval():
 
 
 def test_evidence_column_is_absent_when_no_verdict_carries_evidence():
-    html = render_html(make_result())
-    for verdict in make_result().verdicts:
-        verdict.evidence = {}
     result = make_result()
+    assert result.verdicts
     for verdict in result.verdicts:
         verdict.evidence = {}
-    assert "<th>evidence</th>" not in render_html(result)
-    assert html  # the default run renders either way
+    html = render_html(result)
+    assert "<th>evidence</th>" not in html
+    assert "<th>limit</th>" in html  # the gates table itself is still there
 
 
-def test_confirmation_shows_both_measurements_and_marks_the_remeasure():
+def _confirmation_section(html: str) -> str:
+    section = html[html.index("<h2>Confirmation") :]
+    return _text(section[: section.index("</section>")])
+
+
+def test_confirmation_shows_the_first_measurement_and_the_remeasure():
     html = render_html(make_measured_result())
+    section = _confirmation_section(html)
+    assert section.index("first measurement (superseded)") < section.index("re-measure 1 (reported)")
+    # the first measurement's own outcome (8.30 ms, over the 7.70 ms limit and significant) is a
+    # FAIL here, even though merging with the passing re-measure turned its verdict into a pass
+    first = section[section.index("first measurement") : section.index("re-measure 1")]
+    assert "8.30 ms FAIL" in first
+    assert "7.40 ms PASS" in section
+    assert "2 measurements, 1 with a failing gate." in section
     text = _text(html)
     assert "RE-MEASURE 1" in text  # the re-measurement's row in the gates table
-    section = html[html.index("<h2>Confirmation") :]
-    section = _text(section[: section.index("</section>")])
-    assert "first measurement (reported)" in section
-    assert "re-measure 1" in section
-    assert "8.30 ms" in section
-    assert "7.40 ms" in section
-    assert "2 measurements, 1 with a failing gate." in section
     assert "NOT CONFIRMED" in text  # the first measurement's failure did not hold
 
 
-def test_confirmation_is_read_from_verdicts_when_details_have_none():
+def test_variants_table_takes_the_verdict_of_the_reported_measurement():
+    html = render_html(make_measured_result())
+    table = html[html.index('<table class="metrics">') :]
+    table = table[: table.index("</table>")]
+    # the reported p95 of pruned-int8 is the re-measure's 7.40 ms, with that measurement's rule
+    assert re.search(r'title="latency_p95_ms 7\.40 &lt;= limit 7\.70[^"]*">\s*7\.40 ms', table)
+
+
+def test_confirmation_is_read_from_numbered_verdicts_when_details_have_none():
     result = make_measured_result()
     del result.variants[1].details["confirmations"]
-    section = render_html(result)
-    section = _text(section[section.index("<h2>Confirmation") :])
-    assert "first measurement" in section
-    assert "re-measure 1" in section
+    del result.variants[1].details["superseded_measurement"]
+    section = _confirmation_section(render_html(result))
+    assert section.index("first measurement") < section.index("re-measure 1")
+    assert "8.30 ms" in section  # each row shows its verdicts' current values
+    assert "7.40 ms" in section
 
 
-def test_superseded_measurement_is_shown_before_the_reported_one():
+def test_an_invalid_first_measurement_is_marked_in_the_confirmation_table():
     result = make_measured_result()
-    pruned = result.variants[1]
-    del pruned.details["confirmations"]
-    pruned.details["superseded_measurement"] = {
-        "metrics": {"latency_p95_ms": 9.9},
-        "verdicts": [],
-        "passed": False,
-    }
-    text = _text(render_html(result))
-    assert text.index("first measurement (superseded)") < text.index("re-measure (reported)")
-    assert "9.90 ms" in text
+    superseded = result.variants[1].details["superseded_measurement"]
+    superseded["validity"] = {"valid": False, "reasons": ["server restarted during the measurement"]}
+    html = render_html(result)
+    section = html[html.index("<h2>Confirmation") :]
+    section = section[: section.index("</section>")]
+    assert 'title="server restarted during the measurement"' in section
+    assert section.count("INVALID") == 1
 
 
 def test_distillation_step_is_summarised_against_the_student_trained_alone():
@@ -890,3 +914,58 @@ def test_junit_fails_an_invalid_measurement_with_its_reasons():
     ]
     assert all(cases[n].find("failure") is None for n in ("reference", "pruned-int8", "tf-ptq-int8"))
     assert root.find("testsuite").get("failures") == "1"
+
+
+@pytest.mark.parametrize(
+    ("metric", "evidence", "expected"),
+    [
+        (
+            "latency_p99_ms",
+            {
+                "test": "bootstrap",
+                "p_value": None,
+                "ratio": 1.234,
+                "ci_low": 1.2,
+                "ci_high": 1.27,
+                "significant": True,
+                "n_current": 900,
+                "n_baseline": 1000,
+            },
+            "bootstrap (significant), ratio 1.23 [1.20, 1.27], n 900 vs 1,000",
+        ),
+        ("latency_p95_ms", {"test": "mannwhitney", "p_value": 0.00001}, "Mann-Whitney p<0.001"),
+        ("accuracy", {"test": "none", "compared": False}, "not compared"),
+        ("throughput_rps", {}, ""),
+    ],
+)
+def test_evidence_text_reads_each_kind_of_test(metric, evidence, expected):
+    from harness.report.evidence import evidence_text
+
+    assert evidence_text(metric, evidence) == expected
+
+
+def test_a_plain_comparison_breach_counts_as_failed_on_its_own_even_after_merging():
+    from harness.report.evidence import failed_on_its_own
+
+    merged = {"metric": "throughput_rps", "current": 90.0, "limit": 95.0, "passed": True, "evidence": {}}
+    assert failed_on_its_own(merged)
+    assert not failed_on_its_own({**merged, "current": 99.0})
+
+
+def test_the_validity_verdict_is_in_the_gates_table_but_not_repeated_as_a_failed_gate():
+    result = make_measured_result()
+    html = render_html(result)
+    assert "Failed gates" not in html  # the INVALID banner already carries its reasons
+    assert "<code>validity</code>" in html  # the verdict itself stays in the gates table
+    assert "5 passed, 1 failed" in _text(html)
+    assert "**Failed gates**" not in render_markdown(result)
+
+
+def test_a_regression_next_to_an_invalid_measurement_makes_the_run_fail():
+    result = make_measured_result()
+    result.verdicts[1].passed = False  # reference latency gate
+    html = render_html(result)
+    assert 'class="status fail"' in html
+    assert "Failed gates" in html
+    assert "Invalid measurements" in html
+    assert render_markdown(result).startswith("### ❌ FAIL")

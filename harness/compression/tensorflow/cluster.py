@@ -5,6 +5,9 @@ the nearest of `clusters` centroids; fine-tuning then trains the centroids, and
 `strip_clustering` leaves plain layers whose kernels hold at most `clusters` distinct values
 (what makes the file compress well). `cluster_weights` rewrites the weights of the layers it is
 given, hence the clone: the caller's model is never touched. Biases are not clustered.
+
+After a tf.prune step (kernels with many exact zeros) the sparsity-preserving variant of
+`cluster_weights` is used, so the zeros survive and the two steps compose.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import numpy as np
 from harness.compression.base import Recipe, RecipeContext, StepReport
 from harness.compression.params import TfClusterParams
 from harness.compression.tensorflow.finetune import (
+    SPARSE_INPUT,
     clone_with_weights,
     fine_tune,
     keras_accuracy,
     kernel_layer_types,
     kernel_layers,
+    kernel_zero_fraction,
     require_context,
     seeded,
     wrap_layers,
@@ -57,12 +62,18 @@ class TfClusterRecipe(Recipe):
                 f"{self.name} needs a Dense or convolution kernel with at least clusters={p.clusters} "
                 "weights; the model has none"
             )
+        sparsity_before = kernel_zero_fraction([layer for layer in candidates if layer.name in targets])
+        preserve = sparsity_before >= SPARSE_INPUT
+        cluster_weights = (
+            _sparsity_preserving_cluster_weights() if preserve else tfmot.clustering.keras.cluster_weights
+        )
+        options = {"preserve_sparsity": True} if preserve else {}
         init = tfmot.clustering.keras.CentroidInitialization[p.centroid_init.upper()]
         with seeded(context.seed):  # k-means++ and random centroid initialisation draw from TF's RNG
             clustered = wrap_layers(
                 work,
-                lambda layer: tfmot.clustering.keras.cluster_weights(
-                    layer, number_of_clusters=p.clusters, cluster_centroids_init=init
+                lambda layer: cluster_weights(
+                    layer, number_of_clusters=p.clusters, cluster_centroids_init=init, **options
                 ),
                 lambda layer: layer.name in targets,
             )
@@ -70,11 +81,9 @@ class TfClusterRecipe(Recipe):
         result = tfmot.clustering.keras.strip_clustering(clustered)
         seconds = time.perf_counter() - start
 
-        unique = {
-            layer.name: int(np.unique(layer.kernel.numpy()).size)
-            for layer in kernel_layers(result)
-            if layer.name in targets
-        }
+        result_layers = [layer for layer in kernel_layers(result) if layer.name in targets]
+        unique = {layer.name: int(np.unique(layer.kernel.numpy()).size) for layer in result_layers}
+        sparsity = kernel_zero_fraction(result_layers)
         accuracy_after = keras_accuracy(result, data)
         left_alone = [layer.name for layer in result.layers if layer.weights and layer.name not in targets]
         note = (
@@ -83,16 +92,35 @@ class TfClusterRecipe(Recipe):
             f"kernel: {min(unique.values())}..{max(unique.values())}; test accuracy "
             f"{accuracy_before:.4f} -> {accuracy_after:.4f}"
         )
+        if preserve:
+            note += (
+                f"; sparsity-preserving clustering kept the input's zeros ({sparsity:.4f} of kernel weights)"
+            )
         return result, StepReport(
             recipe=self.name,
             params=p.model_dump(),
             seconds=seconds,
+            sparsity=sparsity,
             notes=[note],
             details={
                 "unique_values": unique,
+                "preserve_sparsity": preserve,
+                "sparsity_before": sparsity_before,
                 "left_alone": left_alone,
                 "accuracy_before": accuracy_before,
                 "accuracy_after": accuracy_after,
                 "fine_tune_seconds": round(fit_seconds, 3),
             },
         )
+
+
+def _sparsity_preserving_cluster_weights() -> Any:
+    """tfmot's sparsity-preserving `cluster_weights` (it keeps zero weights at zero).
+
+    tfmot 0.8.1 does not export it under tfmot.clustering.keras; its own sparsity-preserving
+    clustering example imports it from this module.
+    """
+    import_tfmot()
+    from tensorflow_model_optimization.python.core.clustering.keras.experimental import cluster
+
+    return cluster.cluster_weights

@@ -155,6 +155,18 @@ def keras_accuracy(model: Any, data: DigitsSplit) -> float:
     return float(np.mean(labels == data.y_test))
 
 
+# Trained dense weights are never exactly zero; a larger zero fraction in the kernels means an
+# earlier tf.prune step, whose zeros tf.cluster and tf.qat then keep instead of training them away.
+SPARSE_INPUT = 0.05
+
+
+def kernel_zero_fraction(layers: Sequence[Any]) -> float:
+    """Fraction of exact zeros over the kernels of `layers` (Dense/convolution layers)."""
+    kernels = [np.asarray(layer.kernel) for layer in layers]
+    total = sum(k.size for k in kernels)
+    return sum(int(np.count_nonzero(k == 0)) for k in kernels) / total if total else 0.0
+
+
 def kernel_layers(model: Any) -> list[Any]:
     """The Dense/convolution layers of a (stripped) model, in order."""
     types = kernel_layer_types()

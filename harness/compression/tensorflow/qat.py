@@ -5,6 +5,9 @@ learns weights (and activation ranges) that survive int8 rounding; the TFLite co
 turns the fake-quantized model into real int8 kernels. The result is a `TFLiteModel` (bytes), so
 tf.qat must be the last step of a variant. With io "int8" the model's input and output tensors are
 int8 as well (a server or client quantizes with the input tensor's scale and zero point).
+
+After a tf.prune step (kernels with many exact zeros) the model is quantized with tfmot's
+pruning-preserving scheme, so fine-tuning does not regrow the pruned weights.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ import numpy as np
 from harness.compression.base import Recipe, RecipeContext, StepReport
 from harness.compression.params import TfQatParams
 from harness.compression.tensorflow.finetune import (
+    SPARSE_INPUT,
     clone_with_weights,
     fine_tune,
     first_line,
     keras_accuracy,
+    kernel_layers,
+    kernel_zero_fraction,
     require_context,
     seeded,
 )
@@ -57,17 +63,23 @@ class TfQatRecipe(Recipe):
         accuracy_before = keras_accuracy(model, data)
 
         work = clone_with_weights(model, self.name)
+        sparsity_before = kernel_zero_fraction(kernel_layers(work))
+        preserve = sparsity_before >= SPARSE_INPUT
         try:
             with seeded(context.seed):
-                quantized = tfmot.quantization.keras.quantize_model(work)
+                if preserve:  # pruning-preserving QAT: fine-tuning keeps the zeros of a tf.prune step
+                    annotated = tfmot.quantization.keras.quantize_annotate_model(work)
+                    scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+                    quantized = tfmot.quantization.keras.quantize_apply(annotated, scheme)
+                else:
+                    quantized = tfmot.quantization.keras.quantize_model(work)
         except (RuntimeError, ValueError) as err:  # tfmot's words for unsupported layers or models
             raise UserError(
                 f"{self.name} cannot quantize this model: {first_line(err)}; tf.qat handles Dense, "
                 "convolution, pooling, Reshape and Flatten layers (use tf.ptq for other models)"
             ) from None
-        wrapped = [
-            layer.name for layer in quantized.layers if type(layer).__name__.startswith("QuantizeWrapper")
-        ]
+        wrapper = tfmot.quantization.keras.QuantizeWrapper
+        wrapped = [layer.name for layer in quantized.layers if isinstance(layer, wrapper)]
         fit_seconds = fine_tune(quantized, data, p, context.seed)
         accuracy_qat = keras_accuracy(quantized, data)
 
@@ -102,6 +114,8 @@ class TfQatRecipe(Recipe):
             f"{accuracy_before:.4f} -> {accuracy_qat:.4f} (Keras, fake-quant) -> "
             f"{accuracy_tflite:.4f} (TFLite)"
         )
+        if preserve:
+            note += f"; pruning-preserving QAT kept the input's zeros ({stats['sparsity']:.4f} of kernels)"
         return result, StepReport(
             recipe=self.name,
             params=p.model_dump(),
@@ -112,6 +126,8 @@ class TfQatRecipe(Recipe):
             details={
                 **tflite_details,
                 "quantized_layers": wrapped,
+                "preserve_sparsity": preserve,
+                "sparsity_before": sparsity_before,
                 "accuracy_before": accuracy_before,
                 "accuracy_after": accuracy_qat,
                 "accuracy_tflite": accuracy_tflite,
