@@ -281,10 +281,10 @@ class _RunWatch:
             elif self.reason is None:
                 self._follow(time.time() - start_epoch)
                 if self.reason is not None:
-                    self.files.stop.touch()
-                    stop_deadline = (
-                        time.monotonic() + self.load.timeout_s + 10.0 + self.driver.startup_slack_s
-                    )
+                    # requests due before the measured end are still sent (the open loop drains them)
+                    _write_json(self.files.stop, {"stop_due_s": self.plan.end_of(self.windows)})
+                    drain_s = 4 * self.load.timeout_s + 20.0
+                    stop_deadline = time.monotonic() + drain_s + self.driver.startup_slack_s
             elif time.monotonic() > stop_deadline:
                 raise RunError(
                     f"locust did not stop when asked; log {self.files.log}:\n{self.main.log_tail()}"
@@ -308,6 +308,9 @@ class _RunWatch:
     def _check_workers(self) -> None:
         for worker in self.workers:
             if not worker.is_alive():
+                _wait_exit(self.main, 3.0)  # a master that gave up makes its workers quit: report the master
+                if not self.main.is_alive():
+                    return
                 raise RunError(
                     f"{worker.name} exited with code {worker.returncode} during the run; "
                     f"log {worker.log_path}:\n{worker.log_tail()}"
@@ -319,6 +322,12 @@ def _read_start(path: Path) -> float | None:
         return float(json.loads(path.read_text())["test_start_epoch_s"])
     except (OSError, ValueError, KeyError):
         return None  # not written yet (or mid-rename)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)  # the Locust process never sees a half-written file
 
 
 def _wait_exit(proc: ManagedProcess, timeout_s: float) -> None:
@@ -404,6 +413,13 @@ def _warnings(
             warnings.append(
                 f"Locust worker {index} did not report its last requests before the master stopped"
             )
+    undrained = int(meta.get("undrained", 0)) + sum(
+        int(w.get("undrained", 0)) for w in (meta.get("workers") or {}).values()
+    )
+    if undrained:
+        warnings.append(
+            f"{undrained} request(s) due in the measured windows were still unsent when Locust stopped"
+        )
     if float(meta["stop_s"]) < planned_end_s:
         warnings.append(
             f"locust stopped {meta['stop_s']:.1f}s into the run, before the measurement's planned end "

@@ -67,7 +67,8 @@ class ThreadPoolDriver:
                 reason = plan.decide(windows, pool.samples(), stop_when)
         finally:
             pool.stop(plan.end_of(windows))
-        hung = pool.join(load.timeout_s + JOIN_SLACK_S)
+        join_s = 2 * load.timeout_s + JOIN_SLACK_S  # open loop: the drain, then the last call
+        hung = pool.join(join_s)
 
         result = summarize(
             pool.samples(),
@@ -86,9 +87,7 @@ class ThreadPoolDriver:
         # No client CPU: this process is the client and the model at once, so its CPU says
         # nothing about whether the load generator is saturated.
         if hung:
-            result.warnings.append(
-                f"{hung} predict call(s) had not returned {load.timeout_s:g}s after the run ended"
-            )
+            result.warnings.append(f"{hung} predict call(s) had not returned {join_s:g}s after the run ended")
         if point.mode == "open" and result.late_fraction > load.validity.max_late_fraction:
             result.warnings.append(
                 f"the load threads called {result.late_count} of {result.request_count} times more than "
@@ -168,11 +167,17 @@ class _Pool:
             else:
                 free = time.perf_counter() - t0
                 due = self.schedule.next()
-                while (wait := t0 + due - time.perf_counter()) > 0:
-                    if self.stopped.wait(wait):
-                        return  # the wait ends early when the run stops
-                if self.stopped.is_set():
-                    return
+                # calls due before the measured end are still made after the run stops (drained):
+                # dropping the queued ones would hide the overload the open loop is there to show
+                while due < self.stop_at and (wait := t0 + due - time.perf_counter()) > 0:
+                    self.stopped.wait(wait)  # a stop wakes the wait at once (stop_at has changed)
+                waited_ms = (time.perf_counter() - t0 - due) * 1000.0
+                if due < self.stop_at and waited_ms > limit_ms:
+                    message = (
+                        f"not called: waited {waited_ms:.0f} ms for a free thread (limit {limit_ms:g} ms)"
+                    )
+                    samples.append(Sample(due, waited_ms, "timeout", message, 0.0, 0.0))
+                    continue
                 sent = time.perf_counter()
             if due >= self.stop_at:
                 return

@@ -241,8 +241,22 @@ def is_stable(
     if count < need:
         return False
     recent = _window_stats(cols, measure_start_s, window_s, percentile, count - need, need)
-    spreads = window_spreads(recent, need)
-    return all(v <= spec.max_spread for v in spreads.values())
+    return not unstable_spreads(recent, spec)
+
+
+def unstable_spreads(windows: Sequence[WindowStats], spec: ValiditySpec) -> dict[str, float]:
+    """The spreads of the last `spec.stable_windows` windows that break the limit. A latency
+    range within `spec.latency_floor_ms` passes whatever its relative spread: at sub-millisecond
+    latencies a few scheduler ticks are tens of percent and say nothing about the model."""
+    recent = list(windows)[-spec.stable_windows :]
+    spreads = window_spreads(recent, spec.stable_windows)
+    bad = {k: v for k, v in spreads.items() if v > spec.max_spread}
+    latencies = [w.latency_ms for w in recent]
+    if "latency_ms" in bad and all(v is not None and math.isfinite(v) for v in latencies):
+        values = [float(v) for v in latencies if v is not None]
+        if max(values) - min(values) <= spec.latency_floor_ms:
+            del bad["latency_ms"]
+    return bad
 
 
 # ---- verdict ---------------------------------------------------------------------------------
@@ -258,8 +272,7 @@ def _stability_reason(
     need = spec.stable_windows
     if len(windows) < need:
         return f"not stable: only {len(windows)} complete window(s), {need} needed to judge stability"
-    bad = {k: v for k, v in spreads.items() if v > spec.max_spread}
-    if not bad:
+    if not unstable_spreads(windows, spec):
         return None
     label = {"throughput_rps": "throughput", "latency_ms": f"p{percentile:g} latency"}
     figures = ", ".join(
@@ -268,7 +281,7 @@ def _stability_reason(
     )
     return (
         f"not stable after {len(windows)} windows: {figures} across the last {need} "
-        f"(limit {_pct(spec.max_spread)})"
+        f"(limit {_pct(spec.max_spread)}, or a latency range within {spec.latency_floor_ms:g} ms)"
     )
 
 

@@ -71,6 +71,12 @@ class ValiditySpec(StrictModel):
         description="Largest allowed (max - min) / median across those windows, for throughput and the "
         "gated latency percentile.",
     )
+    latency_floor_ms: float = Field(
+        default=0.5,
+        ge=0,
+        description="A latency range across those windows within this many ms counts as stable, "
+        "whatever its relative spread (scheduler jitter at sub-millisecond latencies).",
+    )
     max_windows: int = Field(
         default=8, ge=2, description="Stop after this many windows even if not yet stable (then INVALID)."
     )

@@ -263,3 +263,49 @@ def test_a_satisfied_stop_rule_ends_the_run_once_measure_s_is_covered(
     assert last < 1.5  # only requests due in the measured windows
     meta = json.loads((tmp_path / "locust_meta.json").read_text())
     assert meta["stop_s"] < load.warmup_s + load.validity.max_windows * 0.5
+
+
+def test_a_remote_worker_started_with_the_documented_command_line_joins_the_run(
+    http_server: Callable[..., CountingServer], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    server = http_server()
+    port = free_port()
+    # what README tells an operator to run elsewhere: only Locust is needed, the locustfile and the
+    # settings come from the master
+    remote = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", "-", "--worker", "--master-host", "127.0.0.1",
+         "--master-port", str(port)],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        load = LoadSpec(
+            mode="open", rate_rps=100.0, users=4, arrival="constant", remote_workers=1, master_bind_port=port,
+            warmup_s=0.5, measure_s=1.5,
+        )  # fmt: skip
+        result = LocustDriver().run(server.endpoint, load, INSTANCES, tmp_path / "run")
+        assert remote.wait(timeout=15) == 0  # the master's quit ends it
+    finally:
+        remote.kill()
+        remote.wait()
+
+    assert server.bad_requests == []
+    assert result.workers == 1
+    assert result.failure_count == 0, result.failure_examples
+    assert result.offered_rps == pytest.approx(100.0, rel=0.10)
+    assert (tmp_path / "run" / "locust_samples_w0.csv").exists()
+    assert len(result.generator_cpu_percent) == 2  # the master, and the worker's own report
+
+
+def test_a_master_whose_workers_never_connect_fails_with_its_log_and_leaves_nothing_running(
+    http_server: Callable[..., CountingServer], tmp_path: Path
+) -> None:
+    server = http_server()
+    load = LoadSpec(users=2, workers=1, remote_workers=1, warmup_s=0.5, measure_s=0.5)
+    with pytest.raises(RunError, match="Gave up waiting for workers"):
+        LocustDriver(worker_wait_s=2.0).run(server.endpoint, load, INSTANCES, tmp_path)
+
+    assert locust_processes_in(tmp_path) == []
+    assert server.arrivals == []

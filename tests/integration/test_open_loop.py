@@ -33,7 +33,9 @@ class StallingServer:
     """Answers at once, except that once, `stall_at_s` after its first request, it freezes for
     `stall_s`: every request arriving or in progress then completes only when the stall ends."""
 
-    def __init__(self, stall_at_s: float | None = None, stall_s: float = STALL_S) -> None:
+    def __init__(
+        self, stall_at_s: float | None = None, stall_s: float = STALL_S, delay_s: float = 0.0
+    ) -> None:
         self.first: float | None = None
         self.arrivals = 0
         lock = threading.Lock()
@@ -53,6 +55,7 @@ class StallingServer:
                     first = owner.first
                 if stall_at_s is not None and first + stall_at_s <= now < first + stall_at_s + stall_s:
                     time.sleep(first + stall_at_s + stall_s - now)
+                time.sleep(delay_s)
                 n = len(json.loads(body)["instances"])
                 payload = json.dumps({"predictions": [0] * n}).encode()
                 self.send_response(200)
@@ -157,3 +160,22 @@ def test_open_loop_reaches_the_target_rate_against_a_fast_server(
     assert len(result.generator_cpu_percent) == 1
     assert result.stopped_reason == "measure_s"
     assert result.windows_measured == 3  # 2 s in the default windows of measure_s / 3
+
+
+def test_requests_queued_when_the_run_ends_are_still_sent_and_counted(
+    stalling_server: Callable[..., StallingServer], tmp_path: Path
+) -> None:
+    # two slots at 20 ms per request carry at most 100 req/s of the 250 scheduled: a client queue
+    # builds up, and the requests still in it when the measured windows end must not be dropped
+    server = stalling_server(delay_s=0.02)
+    load = LoadSpec(
+        mode="open", rate_rps=250.0, users=2, arrival="constant", warmup_s=0.5, measure_s=1.5, timeout_s=1.0,
+        spawn_rate=100.0,
+    )  # fmt: skip
+    result = LocustDriver().run(server.endpoint, load, INSTANCES, tmp_path)
+
+    assert result.request_count == pytest.approx(250 * 1.5, abs=2)  # every request due in the window
+    assert result.failures["timeout"] > 0  # those that waited more than 1 s for a slot
+    assert any("waited" in e for e in result.failure_examples)
+    assert result.queued_count > 100
+    assert result.throughput_rps < 150.0

@@ -226,3 +226,17 @@ def test_a_swept_load_runs_the_point_it_is_given() -> None:
     result = ThreadPoolDriver().run(SleepyPredict(), load, ROWS, point=plan_points(load)[1])
     assert result.users == 3
     assert result.stopped_reason == "measure_s"
+
+
+def test_open_loop_calls_still_queued_at_the_end_are_drained_not_dropped() -> None:
+    # one thread at 20 ms per call serves 50 calls/s of the 100 scheduled: a queue builds up
+    load = short_load(
+        mode="open", rate_rps=100.0, arrival="constant", users=1, warmup_s=0.1, measure_s=0.6, timeout_s=0.25
+    )
+    result = ThreadPoolDriver().run(SleepyPredict(0.02), load, ROWS)
+
+    assert result.request_count == pytest.approx(100 * 0.6, abs=1)  # every call due in the window
+    assert result.ok_count > 0
+    assert result.failures["timeout"] > 0  # the ones that waited longer than the timeout
+    assert any("not called: waited" in e for e in result.failure_examples)
+    assert result.queued_count > 0

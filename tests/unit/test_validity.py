@@ -300,3 +300,14 @@ def test_is_stable_is_cheap_on_20k_samples():
     per_call_ms = (time.perf_counter() - began) / 10 * 1000
     print(f"is_stable on {len(samples)} samples: {per_call_ms:.2f} ms per call")
     assert stable
+
+
+def test_sub_millisecond_jitter_within_the_latency_floor_counts_as_stable():
+    # p95 moves 40% between windows, but at ~0.05 ms that is 0.02 ms of scheduler jitter
+    tiny = _run([100, 100, 100], latency_scale=[0.01, 0.014, 0.01])
+    assert is_stable(tiny, 2.0, window_s=1.0, spec=SPEC, percentile=95)
+    # the same 40% at ~10 ms is 4 ms: a real change, so not stable
+    large = _run([100, 100, 100], latency_scale=[1.0, 1.4, 1.0])
+    assert not is_stable(large, 2.0, window_s=1.0, spec=SPEC, percentile=95)
+    strict = ValiditySpec(latency_floor_ms=0)
+    assert not is_stable(tiny, 2.0, window_s=1.0, spec=strict, percentile=95)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import random
 import socket
@@ -81,6 +82,10 @@ class _Run:
     spawned: float | None = None
     stop: float | None = None
     stopping = False
+    stop_due = math.inf  # set when the driver stops the test: requests due from then on are not sent
+    stop_event = Event()
+    held: ClassVar[dict[int, float]] = {}  # open loop: the due time each busy user is serving
+    undrained = 0
     cursor = 0
     pending: ClassVar[list[tuple]] = []  # finished requests not yet flushed
     requests = 0
@@ -170,18 +175,48 @@ class PredictUser(FastHttpUser):
         if _Run.stopping:
             gevent.sleep(CONTROL_POLL_S)  # the runner is about to stop this user
             return
-        due = None
-        if _Config.values["mode"] == "open":
-            # this slot is free from now: a due time already past waited for a slot (queue), the
-            # rest of the delay is the generator's own slip (late)
-            free = time.perf_counter() - _Run.start
-            due = _schedule().next()
+        if _Config.values["mode"] != "open":
+            sent = time.perf_counter()
+            outcome, message, service_ms = self._post(sent)
+            _Run.pending.append((sent - _Run.start, service_ms, outcome, 0.0, None, message))
+        else:
+            self._open_loop_request()
+
+    def _open_loop_request(self) -> None:
+        # this slot is free from now: a due time already past waited for a slot (queue), the
+        # rest of the delay is the generator's own slip (late)
+        free = time.perf_counter() - _Run.start
+        due = _schedule().next()
+        if due >= _Run.stop_due:
+            gevent.sleep(CONTROL_POLL_S)  # after the measured end nothing more is sent
+            return
+        _Run.held[id(self)] = due
+        try:
+            # the loop's timers can fire a little early; a stop wakes the wait at once
             while (wait := due - (time.perf_counter() - _Run.start)) > 0:
-                gevent.sleep(wait)  # the loop's timers can fire a little early
-            if _Run.stopping:
+                if _Run.stop_event.wait(wait) and due >= _Run.stop_due:
+                    return
+            now = time.perf_counter() - _Run.start
+            timeout_s = float(_Config.values["timeout_s"])
+            if now - due > timeout_s:
+                # waited longer than the timeout for a free slot: a timeout whatever the server does
+                waited_ms = (now - due) * 1000.0
+                message = (
+                    f"not sent: waited {waited_ms:.0f} ms for a free in-flight slot (limit {timeout_s:g}s)"
+                )
+                _Run.pending.append((due, waited_ms, "timeout", 0.0, 0.0, message))
                 return
+            sent = time.perf_counter()
+            outcome, message, service_ms = self._post(sent)
+            delay_ms = max(0.0, (sent - _Run.start - due) * 1000.0)
+            late_ms = max(0.0, (sent - _Run.start - max(due, free)) * 1000.0)
+            _Run.pending.append((due, delay_ms + service_ms, outcome, late_ms, service_ms, message))
+        finally:
+            _Run.held.pop(id(self), None)
+
+    def _post(self, sent: float) -> tuple[str, str, float]:
+        """Send the next batch; (outcome, one-line message, service time in ms)."""
         body = _next_body()
-        sent = time.perf_counter()
         path = _Config.values["path"]
         with self.client.post(
             path, data=body, headers=_Config.headers, name=path, catch_response=True
@@ -194,16 +229,10 @@ class PredictUser(FastHttpUser):
                 resp.success()
             else:
                 resp.failure(message)  # keeps Locust's own (human-facing) stats consistent with ours
-        message = " ".join(message[:MAX_MESSAGE_CHARS].splitlines())
-        if due is None:
-            _Run.pending.append((sent - _Run.start, service_ms, outcome, 0.0, None, message))
-        else:
-            delay_ms = max(0.0, (sent - _Run.start - due) * 1000.0)
-            late_ms = max(0.0, (sent - _Run.start - max(due, free)) * 1000.0)
-            _Run.pending.append((due, delay_ms + service_ms, outcome, late_ms, service_ms, message))
         _Run.requests += 1
         if outcome == "connection":
             gevent.sleep(CONNECTION_BACKOFF_S)
+        return outcome, " ".join(message[:MAX_MESSAGE_CHARS].splitlines()), service_ms
 
 
 def _csv_text(rows: list[tuple]) -> str:
@@ -238,6 +267,7 @@ def _flush(environment, final: bool = False) -> None:
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         data = {
+            "undrained": _Run.undrained if final else 0,
             "index": _Config.index,
             "csv": _csv_text(rows),
             "rows": len(rows),
@@ -264,7 +294,8 @@ def _on_worker_rows(environment, msg, *, done: bool) -> None:
         path = f"{_Config.values['samples_prefix']}_w{index}.csv"
         out = open(path, "w", newline="")  # noqa: SIM115 - closed at the end of the test
         out.write(_header_text())
-        worker = _Run.workers[index] = {"requests": 0, "cpu": [], "done": False, "file": out}
+        worker = {"requests": 0, "cpu": [], "done": False, "undrained": 0, "file": out}
+        _Run.workers[index] = worker
     if worker["file"] is None:
         return  # arrived after the master closed the files: due long after the measured windows
     worker["file"].write(data["csv"])
@@ -272,6 +303,7 @@ def _on_worker_rows(environment, msg, *, done: bool) -> None:
     worker["requests"] += int(data["rows"])
     worker["cpu"].append(list(data["cpu"]))
     worker["done"] = worker["done"] or done
+    worker["undrained"] += int(data.get("undrained", 0))
 
 
 def _send_config(environment, msg) -> None:
@@ -282,7 +314,27 @@ def _send_config(environment, msg) -> None:
     environment.runner.send_message("harness_config", {"values": data, "index": index}, client_id=msg.node_id)
 
 
+def _drain(stop_due: float) -> None:
+    """Open loop: send every request due before `stop_due` (the measured end) before stopping.
+
+    Requests queued for a slot are part of the measured windows; dropping them at the stop would
+    hide exactly the overload the open loop is there to show. Those that waited longer than the
+    timeout are recorded as timeouts without being sent, which bounds the drain.
+    """
+    _Run.stop_due = stop_due
+    _Run.stop_event.set()
+    if _Config.values.get("mode") != "open" or _Run.schedule is None:
+        return
+    deadline = time.perf_counter() + 2 * float(_Config.values["timeout_s"]) + 5.0
+    while time.perf_counter() < deadline:
+        if _Run.schedule._due >= stop_due and not any(d < stop_due for d in _Run.held.values()):
+            return
+        gevent.sleep(0.02)
+    _Run.undrained = sum(d < stop_due for d in _Run.held.values())
+
+
 def _on_worker_stop(environment, msg) -> None:
+    _drain(float(msg.data["stop_due_s"]))
     _Run.stopping = True
     environment.runner.stop()  # stops the users; test_stop then sends the last rows
 
@@ -295,10 +347,17 @@ def _control(environment) -> None:
         gevent.sleep(CONTROL_POLL_S)
         if _Run.start_epoch is None:
             continue
-        if os.path.exists(v["stop_path"]) or time.perf_counter() - _Run.start > float(v["max_run_s"]):
+        now = time.perf_counter() - _Run.start
+        if now > float(v["max_run_s"]):
+            stop_due = now  # the driver is gone: stop on our own
             break
+        try:
+            with open(v["stop_path"]) as fh:
+                stop_due = float(json.load(fh)["stop_due_s"])
+            break
+        except FileNotFoundError:
+            continue
     _Run.stop = time.perf_counter() - _Run.start
-    _Run.stopping = True
     meta: dict[str, Any] = {
         "test_start_epoch_s": _Run.start_epoch,
         "spawning_complete_s": _Run.spawned,
@@ -306,8 +365,8 @@ def _control(environment) -> None:
         "locust_pid": os.getpid(),
     }
     if isinstance(runner, MasterRunner):
-        runner.send_message("harness_stop", {})
-        deadline = time.perf_counter() + float(v["timeout_s"]) + 10.0
+        runner.send_message("harness_stop", {"stop_due_s": stop_due})
+        deadline = time.perf_counter() + 3 * float(v["timeout_s"]) + 15.0
         while time.perf_counter() < deadline and not all(
             _Run.workers.get(i, {}).get("done") for i in _Run.configured
         ):
@@ -317,14 +376,22 @@ def _control(environment) -> None:
                 worker["file"].close()
                 worker["file"] = None
         meta["workers"] = {
-            str(i): {"requests": w["requests"], "cpu": w["cpu"], "done": w["done"]}
+            str(i): {
+                "requests": w["requests"],
+                "cpu": w["cpu"],
+                "done": w["done"],
+                "undrained": w["undrained"],
+            }
             for i, w in sorted(_Run.workers.items())
         }
         meta["configured_workers"] = sorted(_Run.configured)
         meta["requests"] = sum(w["requests"] for w in _Run.workers.values())
     else:
+        _drain(stop_due)
+        _Run.stopping = True
         runner.stop()  # users finish the request in flight (stop timeout); test_stop flushes
         meta["requests"] = _Run.requests
+        meta["undrained"] = _Run.undrained
     _write_json(v["meta_path"], meta)
     runner.quit()
 
