@@ -1,1 +1,5 @@
-"""Load generation: Locust in a subprocess for HTTP targets, a thread pool for in-process ones."""
+"""Load generation: Locust processes for HTTP targets, a thread pool for in-process ones.
+
+plan.py (load points, measured windows), arrivals.py (open-loop schedules), the two drivers,
+samples.py / result.py (what was measured), search.py (max_rps_at_slo), validity.py (verdicts).
+"""

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import sys
-import time
 from contextlib import ExitStack
 from importlib.resources import as_file, files
 from pathlib import Path
@@ -27,9 +26,10 @@ import numpy as np
 
 from harness.errors import RunError, UserError
 from harness.load.cpu import CpuSampler, cpu_percent
+from harness.load.locust_watch import FLUSH_S, LocustRunFiles, LocustRunWatch, wait_exit
 from harness.load.plan import LoadPoint, StopWhen, WindowPlan, single_point
 from harness.load.result import LoadResult, Sample
-from harness.load.samples import SampleTail, read_samples, summarize
+from harness.load.samples import read_samples, summarize
 from harness.scenario.schema import LoadSpec
 from harness.serving.base import HttpEndpoint
 from harness.serving.process import ManagedProcess, free_port
@@ -40,7 +40,6 @@ LOCUSTFILE_NAME = "predict.py"
 LOCUST_FATAL_MARKERS = ("Traceback (most recent call last)",)
 # Locust's default master port: remote workers must know it in advance, local ones get a free one
 DEFAULT_MASTER_PORT = 5557
-FLUSH_S = 0.5  # how often Locust processes hand their finished requests on
 SAFETY_MARGIN_S = 30.0  # a Locust process stops by itself this long after the longest run
 
 
@@ -87,7 +86,7 @@ class LocustDriver:
                 f"load.users: an open loop over {processes} Locust workers needs at least one user "
                 f"(in-flight slot) per worker, got {point.users}"
             )
-        files_ = _RunFiles(Path(run_dir))
+        files_ = LocustRunFiles(Path(run_dir))
         files_.clean()
         port = None
         if processes:
@@ -105,22 +104,25 @@ class LocustDriver:
             )
             stack.enter_context(main)
             workers = []
+            master = ["--master-host", _local_address(load.master_bind_host), "--master-port", str(port)]
             for index in range(load.workers):
-                assert port is not None
                 worker = ManagedProcess(
-                    [*self._locust(locustfile), "--worker", "--master-host", "127.0.0.1", "--master-port",
-                     str(port)],
+                    [*self._locust(locustfile), "--worker", *master],
                     files_.dir / f"locust_worker{index}.log",
                     name=f"locust worker {index}",
                     env=_locust_env(None),
                     cwd=files_.dir,
                     fatal_markers=LOCUST_FATAL_MARKERS,
-                )  # fmt: skip
+                )
                 workers.append(stack.enter_context(worker))
-            watch = _RunWatch(self, load, plan, files_, main, workers, stop_when)
+            start_wait_s = self.startup_slack_s + (self.worker_wait_s if processes else 0.0)
+            watch = LocustRunWatch(
+                load, plan, files_, main, workers, stop_when,
+                poll_s=self.poll_s, start_wait_s=start_wait_s, stop_slack_s=self.startup_slack_s,
+            )  # fmt: skip
             watch.until_stopped()
             for worker in workers:  # they got the master's quit; give them a moment to exit cleanly
-                _wait_exit(worker, 5.0)
+                wait_exit(worker, 5.0)
             problems = [p for p in [main, *workers] if p.fatal_line()]
         code = main.returncode
         if code != 0 or problems:
@@ -146,7 +148,7 @@ class LocustDriver:
         load: LoadSpec,
         point: LoadPoint,
         endpoint: HttpEndpoint,
-        files_: _RunFiles,
+        files_: LocustRunFiles,
         processes: int,
         port: int | None,
     ) -> list[str]:
@@ -180,7 +182,7 @@ class LocustDriver:
         windows: int,
         reason: str,
         meta: dict[str, Any],
-        files_: _RunFiles,
+        files_: LocustRunFiles,
         main_cpu: CpuSampler,
         processes: int,
     ) -> LoadResult:
@@ -219,129 +221,12 @@ class LocustDriver:
         return result
 
 
-class _RunFiles:
-    """Where one Locust run keeps its files, inside `dir`."""
-
-    def __init__(self, run_dir: Path) -> None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.dir = run_dir
-        self.config = run_dir / "locust_config.json"
-        self.samples = run_dir / "locust_samples.csv"  # a single process's; workers' get _w<index>
-        self.started = run_dir / "locust_started.json"
-        self.meta = run_dir / "locust_meta.json"
-        self.stop = run_dir / "locust_stop"
-        self.log = run_dir / "locust.log"
-
-    def sample_files(self) -> list[Path]:
-        return sorted(self.dir.glob("locust_samples*.csv"))
-
-    def clean(self) -> None:
-        for stale in [*self.sample_files(), self.started, self.meta, self.stop]:
-            stale.unlink(missing_ok=True)
-
-
-class _RunWatch:
-    """Follows a running test: its samples, its windows and its processes, and stops it when done."""
-
-    def __init__(
-        self,
-        driver: LocustDriver,
-        load: LoadSpec,
-        plan: WindowPlan,
-        files_: _RunFiles,
-        main: ManagedProcess,
-        workers: list[ManagedProcess],
-        stop_when: StopWhen | None,
-    ) -> None:
-        self.driver, self.load, self.plan, self.files = driver, load, plan, files_
-        self.main, self.workers, self.stop_when = main, workers, stop_when
-        self.main_cpu = CpuSampler(main.pid)
-        self.samples: list[Sample] = []
-        self.tails: dict[Path, SampleTail] = {}
-        self.windows = 0
-        self.reason: str | None = None
-        # a stop rule judges complete windows: wait for the rows of the window's last requests
-        self.grace_s = 0.0 if stop_when is None else FLUSH_S + 2 * driver.poll_s
-
-    def until_stopped(self) -> None:
-        wait_s = self.driver.startup_slack_s + (self.driver.worker_wait_s if self.workers or
-                                                self.load.remote_workers else 0.0)  # fmt: skip
-        start_deadline = time.monotonic() + wait_s
-        stop_deadline = math.inf
-        start_epoch: float | None = None
-        while self.main.is_alive():
-            self.main_cpu.sample()
-            if self.reason is None:
-                self._check_workers()
-            if start_epoch is None:
-                start_epoch = _read_start(self.files.started)
-                if start_epoch is None and time.monotonic() > start_deadline:
-                    raise RunError(f"locust did not start the test within {wait_s:.0f}s; log "
-                                   f"{self.files.log}:\n{self.main.log_tail()}")  # fmt: skip
-            elif self.reason is None:
-                self._follow(time.time() - start_epoch)
-                if self.reason is not None:
-                    # requests due before the measured end are still sent (the open loop drains them)
-                    _write_json(self.files.stop, {"stop_due_s": self.plan.end_of(self.windows)})
-                    drain_s = 4 * self.load.timeout_s + 20.0
-                    stop_deadline = time.monotonic() + drain_s + self.driver.startup_slack_s
-            elif time.monotonic() > stop_deadline:
-                raise RunError(
-                    f"locust did not stop when asked; log {self.files.log}:\n{self.main.log_tail()}"
-                )
-            time.sleep(self.driver.poll_s)
-        if self.reason is None and self.main.returncode == 0:
-            raise RunError(
-                f"locust ended by itself before the measurement was complete; log {self.files.log}:\n"
-                f"{self.main.log_tail()}"
-            )
-
-    def _follow(self, now_s: float) -> None:
-        for path in self.files.sample_files():
-            self.tails.setdefault(path, SampleTail(path))
-        for tail in self.tails.values():
-            self.samples.extend(tail.read_new())
-        while self.reason is None and now_s >= self.plan.end_of(self.windows + 1) + self.grace_s:
-            self.windows += 1
-            self.reason = self.plan.decide(self.windows, self.samples, self.stop_when)
-
-    def _check_workers(self) -> None:
-        for worker in self.workers:
-            if not worker.is_alive():
-                _wait_exit(self.main, 3.0)  # a master that gave up makes its workers quit: report the master
-                if not self.main.is_alive():
-                    return
-                raise RunError(
-                    f"{worker.name} exited with code {worker.returncode} during the run; "
-                    f"log {worker.log_path}:\n{worker.log_tail()}"
-                )
-
-
-def _read_start(path: Path) -> float | None:
-    try:
-        return float(json.loads(path.read_text())["test_start_epoch_s"])
-    except (OSError, ValueError, KeyError):
-        return None  # not written yet (or mid-rename)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)  # the Locust process never sees a half-written file
-
-
-def _wait_exit(proc: ManagedProcess, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while proc.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
 def _config(
     endpoint: HttpEndpoint,
     load: LoadSpec,
     point: LoadPoint,
     instances: np.ndarray,
-    files_: _RunFiles,
+    files_: LocustRunFiles,
     plan: WindowPlan,
     processes: int,
     seed: int,
@@ -366,6 +251,11 @@ def _config(
         "stop_path": str(files_.stop),
         "max_run_s": plan.longest_s + SAFETY_MARGIN_S,
     }
+
+
+def _local_address(bind_host: str) -> str:
+    """Where a local worker reaches a master bound to `bind_host` (a wildcard means any address)."""
+    return "127.0.0.1" if bind_host in ("", "*", "0.0.0.0", "::") else bind_host
 
 
 def _instances_to_rows(instances: np.ndarray) -> list[list[float]]:

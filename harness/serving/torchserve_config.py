@@ -50,7 +50,7 @@ class TorchServeOptions(BaseModel):
         default=0.0,
         ge=0,
         le=10_000,
-        description="Test aid: the handler sleeps this long per batch, a known regression for checking "
+        description="Test aid: the handler spins this long per batch, a known regression for checking "
         "that gates detect one (benchmarks/gate_validity.py). Leave at 0 in real scenarios.",
     )
 

@@ -147,7 +147,11 @@ class FeatureVectorHandler:
             # one line per server-side batch: shows in model_log.log how well batching fills up
             logger.info("harness batch: %d requests, %d rows", len(data), batch.shape[0])
             if self.inject_delay_s:
-                time.sleep(self.inject_delay_s)  # a known, deliberate regression (gate-validity runs)
+                # a known, deliberate regression (gate-validity runs), spent on the CPU like a heavier
+                # model: a sleep this short costs the VM's ~1 ms wake-up latency on top
+                until = time.perf_counter() + self.inject_delay_s
+                while time.perf_counter() < until:
+                    pass
             try:
                 labels = self._labels(batch)
             except Exception as exc:  # answer every request of the batch instead of failing the worker

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from harness.load.cpu import CpuSampler, cpu_percent
-from harness.load.locust_driver import LocustDriver, _RunFiles
+from harness.load.locust_driver import LocustDriver
+from harness.load.locust_watch import LocustRunFiles
 from harness.load.plan import WindowPlan, single_point
 from harness.load.result import LoadResult
 from harness.load.samples import SAMPLES_HEADER, Sample, SampleTail, read_samples, summarize, write_samples
@@ -185,7 +186,7 @@ class FixedCpu(CpuSampler):
 def locust_result(
     tmp_path: Path, samples: list[Sample], meta: dict, cpu: float, load: LoadSpec, windows: int | None = None
 ) -> LoadResult:
-    files = _RunFiles(tmp_path)
+    files = LocustRunFiles(tmp_path)
     write_samples(files.samples, samples)
     meta = {"test_start_epoch_s": 1000.0, "spawning_complete_s": 0.01, "requests": len(samples), **meta}
     plan = WindowPlan.for_load(load, has_stop_rule=False)
@@ -249,7 +250,7 @@ def test_locust_result_takes_worker_cpu_from_their_own_reports(tmp_path: Path) -
         "0": {"requests": 1, "done": True, "cpu": [[0.5, 0.0], [1.0, 0.2], [2.0, 0.6]]},
         "1": {"requests": 0, "done": False, "cpu": [[1.0, 0.0], [2.0, 0.95]]},
     }
-    files = _RunFiles(tmp_path)
+    files = LocustRunFiles(tmp_path)
     write_samples(files.dir / "locust_samples_w0.csv", [Sample(1.5, 2.0, "ok")])
     meta = {"test_start_epoch_s": 1000.0, "spawning_complete_s": 0.01, "stop_s": 3.0, "workers": workers}
     plan = WindowPlan.for_load(load, has_stop_rule=False)

@@ -12,13 +12,17 @@ Closed loop: each user posts back to back. Open loop: one seeded schedule per pr
 rate/processes (constant or exponential gaps, mirroring harness/load/arrivals.py); a free user
 takes the next due time, waits for it and sends. When every user (in-flight slot) is busy the
 schedule keeps running, so requests wait in the client and their latency, counted from the due
-time, shows the queue a stalled server causes (no coordinated omission).
+time, shows the queue a stalled server causes (no coordinated omission). Each row keeps the
+service time (send to response) and the generator's own slip (`late_ms`: sent after the due
+time although a slot was free); the rest of the delay is the wait for a slot.
 
 Samples (CSV, format of harness/load/samples.py) are flushed every `flush_s` so that the driver
 can judge each window while the test runs: a single process appends to its own file; a worker
 sends its rows to the master, which appends them to one file per worker. The driver stops the
-test by creating the `stop_path` file; the process then stops its users, writes its last rows and
-the meta file (whose presence says the samples are complete), and quits.
+test by writing the `stop_path` file with the measured end (`stop_due_s`); an open loop first
+sends every request due before it (those that waited longer than the timeout become timeouts
+unsent), then the process stops its users, writes its last rows and the meta file (whose
+presence says the samples are complete), and quits.
 """
 
 from __future__ import annotations
