@@ -242,7 +242,9 @@ def _search(target: Target, scenario: Scenario, data: DigitsSplit, out_dir: Path
         lat = result.latencies_ms
         return float(np.percentile(lat, q)) if lat else float("inf")
 
-    found = search_max_rps_at_slo(measure, spec, percentile_of)
+    found = search_max_rps_at_slo(
+        measure, spec, percentile_of, error_budget=scenario.load.validity.error_budget
+    )
     return {
         "slo_ms": spec.slo_ms,
         "percentile": spec.percentile,

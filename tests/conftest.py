@@ -26,7 +26,9 @@ def scenario_dict(**overrides: Any) -> dict[str, Any]:
             },
         ],
         "serving": {"target": "inprocess", "workers": 1},
-        "load": {"users": 2, "warmup_s": 0.5, "measure_s": 1.5},
+        # validity is judged (and reported) but its stability limit is loose: these scenarios test
+        # the pipeline, and 0.5 s windows on a shared 2-core machine are rarely within 10%
+        "load": {"users": 2, "warmup_s": 0.5, "measure_s": 1.5, "validity": {"max_spread": 5.0}},
         "gates": {"latency_p95_ms": "+200%", "accuracy": "-0.01 abs", "error_rate": 0},
     }
     data.update(overrides)

@@ -66,7 +66,8 @@ class ThreadPoolDriver:
                 _sleep_until(pool.t0 + plan.end_of(windows) + grace)
                 reason = plan.decide(windows, pool.samples(), stop_when)
         finally:
-            pool.stop(plan.end_of(windows))
+            # never in the future (an interrupted wait): the threads then have nothing left to wait for
+            pool.stop(min(plan.end_of(windows), time.perf_counter() - pool.t0))
         join_s = 2 * load.timeout_s + JOIN_SLACK_S  # open loop: the drain, then the last call
         hung = pool.join(join_s)
 

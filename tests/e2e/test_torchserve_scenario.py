@@ -34,7 +34,7 @@ def test_torchserve_scenario_measures_every_variant_and_leaves_no_process(write_
     data = scenario_dict(
         name="ts-e2e",
         serving={"target": "torchserve", "workers": 1, "batch_size": 4, "max_batch_delay_ms": 2},
-        load={"users": 2, "warmup_s": 1, "measure_s": 3},
+        load={"users": 2, "warmup_s": 1, "measure_s": 3, "validity": {"max_spread": 5.0}},
     )
     scenario = write_scenario(data)
     result = run_scenario(scenario, reports_dir=tmp_path / "reports", baselines_dir=tmp_path / "baselines")
@@ -68,7 +68,7 @@ def test_torchserve_gate_fails_against_a_much_faster_baseline(write_scenario, tm
         name="ts-gate",
         variants=[],
         serving={"target": "torchserve"},
-        load={"users": 2, "warmup_s": 1, "measure_s": 2},
+        load={"users": 2, "warmup_s": 1, "measure_s": 2, "validity": {"max_spread": 5.0}},
     )
     scenario = write_scenario(data)
     assert run_cli(scenario, tmp_path).returncode == 0
