@@ -91,7 +91,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     _print_summary(progress.console, result)
     if not result.passed:
-        failed = [v for v in result.verdicts if not v.passed]
+        # a gate re-measured for confirmation fails in every measurement: name it once, as last seen
+        latest: dict[tuple[str, str], Any] = {}
+        for v in result.verdicts:
+            if not v.passed:
+                latest[(v.variant, v.metric)] = v
+        failed = list(latest.values())
         raise RegressionFound(
             f"{len(failed)} gate(s) failed: " + "; ".join(f"{v.variant}: {v.message}" for v in failed)
         )

@@ -44,3 +44,24 @@ def test_update_baselines_rewrites_a_faster_baseline_deliberately(write_scenario
     assert updated.returncode == 0, updated.stderr
     assert "baseline rewritten" in updated.stderr
     assert run_cli(scenario, tmp_path).returncode == 0
+
+
+def test_an_invalid_measurement_fails_with_its_reason_and_is_not_compared(write_scenario, tmp_path):
+    data = scenario_dict(name="gate-invalid", variants=[])
+    data["load"]["validity"] = {"max_spread": 5.0, "min_requests": 10_000_000}
+    data["gate_policy"] = {"confirm_runs": 1}
+    result = run_cli(write_scenario(data), tmp_path)
+
+    assert result.returncode == 1, result.stderr
+    assert "measurement INVALID" in result.stderr
+    assert "too few requests for p95" in result.stderr
+    assert "Traceback" not in result.stderr
+    results = json.loads((report_path(result.stdout).parent / "results.json").read_text())
+    reference = results["variants"][0]
+    assert reference["details"]["validity"]["valid"] is False
+    # the failure was re-measured once before it counted, and both measurements are kept
+    assert reference["details"]["superseded_measurement"]["validity"]["valid"] is False
+    metrics = {v["metric"] for v in results["verdicts"]}
+    assert "validity" in metrics
+    assert "latency_p95_ms" not in metrics, "an INVALID window is never compared with the baseline"
+    assert not (tmp_path / "baselines" / "gate-invalid.json").exists()
