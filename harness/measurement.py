@@ -21,7 +21,7 @@ from harness.results import VariantResult
 
 if TYPE_CHECKING:
     from harness.compression.pipeline import PreparedVariant
-    from harness.load.plan import LoadPoint
+    from harness.load.plan import LoadPoint, MeasureHooks
     from harness.load.result import LoadResult
     from harness.load.validity import ValidityVerdict
     from harness.models.digits import DigitsSplit
@@ -60,10 +60,9 @@ class PointMeasurement:
         for key in ("server_inference_ms", "server_queue_ms", "server_request_ms"):
             if key in self.server:
                 out[key] = self.server[key]
-        if "server_cpu_percent" in self.host:
-            out["server_cpu_percent"] = float(self.host["server_cpu_percent"])
-        if "server_rss_mb_max" in self.host:
-            out["server_rss_mb"] = float(self.host["server_rss_mb_max"])
+        for key, metric in (("server_cpu_percent", "server_cpu_percent"), ("server_rss_mb_max", "server_rss_mb")):
+            if self.host.get(key) is not None:
+                out[metric] = float(self.host[key])
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -172,6 +171,7 @@ def measure_point(
     target: Target, scenario: Scenario, data: DigitsSplit, point: LoadPoint, load_dir: Path
 ) -> PointMeasurement:
     """Drive one load point until stable, with server metrics and the server's CPU/RSS alongside."""
+    from harness.load.plan import MeasureHooks
     from harness.load.validity import assess, is_stable
 
     load = scenario.load
@@ -183,9 +183,16 @@ def measure_point(
             samples, measure_start_s, window_s=window_s, spec=load.validity, percentile=percentile
         )
 
+    server, host = _server_window(target), _host_sampler(target)
+    hooks = None
+    if server is not None or host is not None:
+        hooks = MeasureHooks(start=lambda: _start(server, host), end=lambda: _stop(server, host))
+    try:
+        result = _drive(target, scenario, data, point, load_dir, stop_when, hooks)
+    finally:
+        if host is not None:
+            host.stop()  # also when the run failed: the sampler thread must not outlive it
     notes: list[str] = []
-    with _server_metrics(target, notes) as server, _host_sampler(target, notes) as host:
-        result = _drive(target, scenario, data, point, load_dir, stop_when)
     host_summary = host.summary() if host is not None else {}
     server_summary = server.summary(None) if server is not None else {}
     if server is not None:
@@ -207,8 +214,18 @@ def measure_point(
 
 
 def _drive(
-    target: Target, scenario: Scenario, data: DigitsSplit, point: LoadPoint, load_dir: Path, stop_when: Any
+    target: Target,
+    scenario: Scenario,
+    data: DigitsSplit,
+    point: LoadPoint,
+    load_dir: Path,
+    stop_when: Any,
+    hooks: MeasureHooks | None = None,
 ) -> LoadResult:
+    """Load from threads in this process for a target without a server, else from Locust.
+
+    `hooks` mark the measured part for server-side figures; the thread-pool driver has no server
+    to scrape, so they are only passed to Locust."""
     endpoint = target.endpoint
     if endpoint is None:
         from harness.load.threadpool_driver import ThreadPoolDriver
@@ -259,32 +276,36 @@ def _finite(record: dict[str, Any]) -> dict[str, Any]:
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
 
 
-@contextmanager
-def _server_metrics(target: Target, notes: list[str]) -> Iterator[Any]:
+def _server_window(target: Target) -> Any:
     url, fmt = target.server_metrics_url, target.server_metrics_format
     if not url or not fmt:
-        yield None
-        return
+        return None
     from harness.metrics.server_metrics import ServerMetricsWindow
 
-    # scrapes never raise: a failure becomes a note and the figures are left out
-    window = ServerMetricsWindow(url, fmt).start()
-    try:
-        yield window
-    finally:
-        window.stop()
+    return ServerMetricsWindow(url, fmt)  # scrapes never raise: a failure becomes a note
 
 
-@contextmanager
-def _host_sampler(target: Target, notes: list[str]) -> Iterator[Any]:
+def _host_sampler(target: Target) -> Any:
     pid = target.server_pid
     if not pid:
-        yield None
-        return
+        return None
     from harness.metrics.host import ProcessTreeSampler
 
-    with ProcessTreeSampler(pid) as sampler:
-        yield sampler
+    return ProcessTreeSampler(pid)
+
+
+def _start(server: Any, host: Any) -> None:
+    if server is not None:
+        server.start()
+    if host is not None:
+        host.start()
+
+
+def _stop(server: Any, host: Any) -> None:
+    if host is not None:
+        host.stop()
+    if server is not None:
+        server.stop()
 
 
 @contextmanager

@@ -27,7 +27,7 @@ import numpy as np
 from harness.errors import RunError, UserError
 from harness.load.cpu import CpuSampler, cpu_percent
 from harness.load.locust_watch import FLUSH_S, LocustRunFiles, LocustRunWatch, wait_exit
-from harness.load.plan import LoadPoint, StopWhen, WindowPlan, single_point
+from harness.load.plan import LoadPoint, MeasureHooks, StopWhen, WindowPlan, single_point
 from harness.load.result import LoadResult, Sample
 from harness.load.samples import read_samples, summarize
 from harness.scenario.schema import LoadSpec
@@ -71,12 +71,14 @@ class LocustDriver:
         point: LoadPoint | None = None,
         stop_when: StopWhen | None = None,
         seed: int = 0,
+        hooks: MeasureHooks | None = None,
     ) -> LoadResult:
         """Drive `point` of `load` at `endpoint` with rows of `instances`; files go to `run_dir`.
 
         `point` may be omitted when `load` sweeps nothing. `stop_when(samples, measure_start_s)`
         is asked after each window once `measure_s` is covered; True ends the run as "stable".
-        `seed` seeds the open-loop arrival schedule (each worker derives its own).
+        `seed` seeds the open-loop arrival schedule (each worker derives its own). `hooks` are
+        called as the measured windows begin and once they are decided (within one poll).
         """
         point = single_point(load, point)
         plan = WindowPlan.for_load(load, has_stop_rule=stop_when is not None)
@@ -119,6 +121,7 @@ class LocustDriver:
             watch = LocustRunWatch(
                 load, plan, files_, main, workers, stop_when,
                 poll_s=self.poll_s, start_wait_s=start_wait_s, stop_slack_s=self.startup_slack_s,
+                hooks=hooks,
             )  # fmt: skip
             watch.until_stopped()
             for worker in workers:  # they got the master's quit; give them a moment to exit cleanly

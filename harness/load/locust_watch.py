@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.errors import RunError
 from harness.load.cpu import CpuSampler
-from harness.load.plan import StopWhen, WindowPlan
+from harness.load.plan import MeasureHooks, StopWhen, WindowPlan
 from harness.load.result import Sample
 from harness.load.samples import SampleTail
 from harness.scenario.schema import LoadSpec
@@ -61,6 +61,7 @@ class LocustRunWatch:
         poll_s: float,
         start_wait_s: float,
         stop_slack_s: float,
+        hooks: MeasureHooks | None = None,
     ) -> None:
         self.load, self.plan, self.files = load, plan, files_
         self.main, self.workers, self.stop_when = main, workers, stop_when
@@ -72,6 +73,8 @@ class LocustRunWatch:
         self.tails: dict[Path, SampleTail] = {}
         self.windows = 0
         self.reason: str | None = None
+        self.hooks = hooks
+        self.measuring = False
         # a stop rule judges complete windows: wait for the rows of the window's last requests
         self.grace_s = 0.0 if stop_when is None else FLUSH_S + 2 * poll_s
 
@@ -113,9 +116,15 @@ class LocustRunWatch:
             self.tails.setdefault(path, SampleTail(path))
         for tail in self.tails.values():
             self.samples.extend(tail.read_new())
+        if self.hooks is not None and not self.measuring and now_s >= self.plan.measure_start_s:
+            self.measuring = True
+            self.hooks.start()
         while self.reason is None and now_s >= self.plan.end_of(self.windows + 1) + self.grace_s:
             self.windows += 1
             self.reason = self.plan.decide(self.windows, self.samples, self.stop_when)
+        if self.reason is not None and self.hooks is not None and self.measuring:
+            self.measuring = False
+            self.hooks.end()
 
     def _check_workers(self) -> None:
         for worker in self.workers:

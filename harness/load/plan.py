@@ -60,6 +60,15 @@ def single_point(load: LoadSpec, point: LoadPoint | None) -> LoadPoint:
 
 
 @dataclass(frozen=True)
+class MeasureHooks:
+    """Called when the measured windows begin (warm-up over) and when the measurement is decided,
+    so server-side counters and samplers cover the measured part, not the warm-up."""
+
+    start: Callable[[], None]
+    end: Callable[[], None]
+
+
+@dataclass(frozen=True)
 class WindowPlan:
     """Measured windows: [measure_start_s + k * window_s, + window_s) for k = 0, 1, ..."""
 
