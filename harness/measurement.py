@@ -60,7 +60,8 @@ class PointMeasurement:
         for key in ("server_inference_ms", "server_queue_ms", "server_request_ms"):
             if key in self.server:
                 out[key] = self.server[key]
-        for key, metric in (("server_cpu_percent", "server_cpu_percent"), ("server_rss_mb_max", "server_rss_mb")):
+        host_keys = (("server_cpu_percent", "server_cpu_percent"), ("server_rss_mb_max", "server_rss_mb"))
+        for key, metric in host_keys:
             if self.host.get(key) is not None:
                 out[metric] = float(self.host[key])
         return out
