@@ -50,6 +50,12 @@ def test_torchserve_scenario_measures_every_variant_and_leaves_no_process(write_
         assert variant.failures.get("connection", 0) == 0
         assert m["latency_p50_ms"] <= m["latency_p95_ms"] <= m["latency_max_ms"]
         assert m["throughput_rps"] > 0
+        # TorchServe's own figures (metrics API, measured windows only) sit next to the client's
+        assert 0 < m["server_request_ms"] <= m["latency_mean_ms"] * 1.5, variant.name
+        assert m["server_inference_ms"] > 0
+        assert m["server_cpu_percent"] > 0
+        assert m["server_rss_mb"] > 50
+        assert variant.details["validity"]["valid"] in (True, False)
     pruned = result.variants[1].metrics
     assert pruned["sparsity"] >= 0.45
     assert pruned["model_size_gzip_bytes"] < result.variants[0].metrics["model_size_gzip_bytes"]
