@@ -209,6 +209,9 @@ def measure_point(
         late_count=result.late_count if load.mode == "open" else None,
         server_restarted=host_summary.get("restarted") if host_summary else None,
         stopped_reason=result.stopped_reason,
+        # the driver measured exactly these windows; the last requests' completions may not reach
+        # the end of the last one, which would otherwise leave it looking incomplete
+        end_s=result.measure_start_s + result.windows_measured * result.window_s,
     )
     numeric_server = {k: float(v) for k, v in server_summary.items() if isinstance(v, int | float)}
     return PointMeasurement(point, result, verdict, numeric_server, host_summary, notes)
