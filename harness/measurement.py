@@ -235,12 +235,19 @@ def _drive(
         from harness.load.threadpool_driver import ThreadPoolDriver
 
         return ThreadPoolDriver().run(
-            target.predict, scenario.load, data.x_test, point=point, stop_when=stop_when
+            target.predict, scenario.load, data.x_test, point=point, stop_when=stop_when, seed=data.seed
         )
     from harness.load.locust_driver import LocustDriver
 
     return LocustDriver().run(
-        endpoint, scenario.load, data.x_test, load_dir, point=point, stop_when=stop_when
+        endpoint,
+        scenario.load,
+        data.x_test,
+        load_dir,
+        point=point,
+        stop_when=stop_when,
+        seed=data.seed,
+        hooks=hooks,
     )
 
 
