@@ -22,7 +22,7 @@ from harness.compression.base import Recipe, RecipeContext, StepReport
 from harness.compression.params import TfPtqParams
 from harness.compression.tensorflow.tf_import import import_tf
 from harness.compression.tensorflow.tflite_model import TFLiteModel
-from harness.errors import RunError, UserError
+from harness.errors import RunError
 
 
 class TfPtqRecipe(Recipe):
@@ -38,9 +38,7 @@ class TfPtqRecipe(Recipe):
 
         if context is None:
             raise RunError(f"{self.name} needs a RecipeContext (training data for calibration)")
-        mode, io = self.params.mode, self.params.io
-        if io == "int8" and mode != "int8":
-            raise UserError(f"{self.name}: params.io: int8 input/output needs mode int8, not {mode!r}")
+        mode, io = self.params.mode, self.params.io  # io int8 with another mode: refused by TfPtqParams
 
         tf, _ = import_tf()
         start = time.perf_counter()
