@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT, scenario_dict
@@ -64,3 +66,18 @@ def test_repository_scenarios_are_collected_without_running_them():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "scenarios/quickstart.yaml::quickstart" in result.stdout
+
+
+def test_a_scenario_whose_target_cannot_run_here_is_skipped_with_the_reason(tmp_path):
+    if shutil.which("tensorflow_model_server"):
+        pytest.skip("tensorflow_model_server is installed here: the scenario would run, not skip")
+    scenarios = tmp_path / "scenarios"
+    scenarios.mkdir()
+    data = scenario_dict(name="tfs", variants=[], serving={"target": "tfserving"})
+    data["model"] = {"framework": "tensorflow", "source": "builtin:mlp"}
+    (scenarios / "tfs.yaml").write_text(yaml.safe_dump(data))
+    result = _pytest(scenarios, tmp_path, "-rs")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 skipped" in result.stdout
+    assert "tensorflow_model_server not found" in result.stdout
+    assert not (tmp_path / "reports").exists(), "nothing ran, so no run folder"
