@@ -38,6 +38,7 @@ from harness.models.digits import load_digits_split
 from harness.scenario import load_scenario
 from harness.scenario.schema import GatePolicySpec, Scenario, VariantSpec
 from harness.serving.registry import TARGETS
+from harness.signals import interrupts_unwind
 
 ROOT = Path(__file__).resolve().parents[1]
 GATE_METRIC = "latency_p95_ms"
@@ -235,4 +236,10 @@ def _parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # SIGTERM (a cancelled job, `kill`) unwinds like Ctrl-C, so both TorchServe instances are torn down
+    with interrupts_unwind():
+        try:
+            sys.exit(main())
+        except KeyboardInterrupt as exc:  # servers are torn down by now; say why and stop
+            print(f"interrupted ({exc or 'Ctrl-C'})", file=sys.stderr)
+            sys.exit(130)

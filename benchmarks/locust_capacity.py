@@ -23,6 +23,7 @@ from harness.load.locust_driver import LocustDriver
 from harness.scenario.schema import LoadSpec
 from harness.serving.base import HttpEndpoint
 from harness.serving.process import ManagedProcess, free_port
+from harness.signals import interrupts_unwind
 
 RESPONSE = b'{"predictions": [0]}'
 DEFAULT_RATES = "250,500,1000,1500,2000,2500,3000"
@@ -105,4 +106,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with interrupts_unwind():  # SIGTERM stops the server and Locust like Ctrl-C
+        raise SystemExit(main())

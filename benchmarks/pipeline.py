@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from harness.api import run_scenario
+from harness.signals import interrupts_unwind
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,4 +52,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with interrupts_unwind():  # SIGTERM tears the servers down like Ctrl-C
+        try:
+            sys.exit(main())
+        except KeyboardInterrupt as exc:  # servers are torn down by now; say why and stop
+            print(f"interrupted ({exc or 'Ctrl-C'})", file=sys.stderr)
+            sys.exit(130)
