@@ -6,7 +6,6 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from harness.load.samples import Sample, read_samples
 from harness.scenario.schema import LoadSpec
 from harness.serving.base import HttpEndpoint
 from harness.serving.process import free_port
+from tests.integration.json_http_server import JsonHttpServer
 
 PATH = "/predictions/tiny"
 TOKEN = "Bearer test-token"
@@ -32,60 +32,30 @@ def predictions_for(instances: list[list[float]]) -> bytes:
     return json.dumps({"predictions": [int(row[0]) for row in instances]}).encode()
 
 
-class CountingServer:
-    """A ThreadingHTTPServer whose answers come from `behaviour`; it logs every arrival time."""
+class CountingServer(JsonHttpServer):
+    """Answers come from `behaviour`; it logs every arrival time, row and malformed request."""
 
     def __init__(self, behaviour: Behaviour, delay_s: float) -> None:
         self.arrivals: list[float] = []  # time.time() of each request
         self.rows_seen: set[tuple[float, ...]] = set()
         self.bad_requests: list[str] = []
         lock = threading.Lock()
-        owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as model servers do
-            disable_nagle_algorithm = True  # else delayed ACKs add 40 ms to each response
+        def respond(path: str, headers: dict[str, str], instances: list[list[float]]) -> tuple[int, bytes]:
+            with lock:
+                number = len(self.arrivals)
+                self.arrivals.append(time.time())
+                self.rows_seen.update(tuple(r) for r in instances)
+                if path != PATH or headers.get("Authorization") != TOKEN:
+                    self.bad_requests.append(f"{path} {headers.get('Authorization')}")
+            time.sleep(delay_s)
+            return behaviour(number, instances)
 
-            def do_POST(self) -> None:
-                with lock:
-                    number = len(owner.arrivals)
-                    owner.arrivals.append(time.time())
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                instances = json.loads(body)["instances"]
-                with lock:
-                    owner.rows_seen.update(tuple(r) for r in instances)
-                    if self.path != PATH or self.headers.get("Authorization") != TOKEN:
-                        owner.bad_requests.append(f"{self.path} {self.headers.get('Authorization')}")
-                time.sleep(delay_s)
-                status, payload = behaviour(number, instances)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        class QuietServer(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: object, client_address: object) -> None:
-                pass  # clients that time out close their socket under a sleeping handler
-
-        self.port = free_port()
-        self.server = QuietServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(respond)
 
     @property
     def endpoint(self) -> HttpEndpoint:
-        return HttpEndpoint(f"http://127.0.0.1:{self.port}", PATH, {"Authorization": TOKEN})
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        return HttpEndpoint(self.base_url, PATH, {"Authorization": TOKEN})
 
 
 @pytest.fixture

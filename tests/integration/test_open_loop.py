@@ -11,7 +11,6 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from harness.load.locust_driver import LocustDriver
 from harness.load.result import LoadResult
 from harness.scenario.schema import LoadSpec
 from harness.serving.base import HttpEndpoint
-from harness.serving.process import free_port
+from tests.integration.json_http_server import JsonHttpServer
 
 PATH = "/predictions/tiny"
 INSTANCES = np.arange(28, dtype=np.float32).reshape(7, 4)
@@ -29,7 +28,7 @@ STALL_S = 1.0
 SLOW_MS = 300.0  # far above the fast server's latency, far below the stall
 
 
-class StallingServer:
+class StallingServer(JsonHttpServer):
     """Answers at once, except that once, `stall_at_s` after its first request, it freezes for
     `stall_s`: every request arriving or in progress then completes only when the stall ends."""
 
@@ -39,53 +38,24 @@ class StallingServer:
         self.first: float | None = None
         self.arrivals = 0
         lock = threading.Lock()
-        owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as model servers do
-            disable_nagle_algorithm = True
+        def respond(_path: str, _headers: dict[str, str], instances: list[list[float]]) -> tuple[int, bytes]:
+            now = time.monotonic()
+            with lock:
+                self.arrivals += 1
+                if self.first is None:
+                    self.first = now
+                first = self.first
+            if stall_at_s is not None and first + stall_at_s <= now < first + stall_at_s + stall_s:
+                time.sleep(first + stall_at_s + stall_s - now)
+            time.sleep(delay_s)
+            return 200, json.dumps({"predictions": [0] * len(instances)}).encode()
 
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                now = time.monotonic()
-                with lock:
-                    owner.arrivals += 1
-                    if owner.first is None:
-                        owner.first = now
-                    first = owner.first
-                if stall_at_s is not None and first + stall_at_s <= now < first + stall_at_s + stall_s:
-                    time.sleep(first + stall_at_s + stall_s - now)
-                time.sleep(delay_s)
-                n = len(json.loads(body)["instances"])
-                payload = json.dumps({"predictions": [0] * n}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        class QuietServer(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: object, client_address: object) -> None:
-                pass
-
-        self.port = free_port()
-        self.server = QuietServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(respond)
 
     @property
     def endpoint(self) -> HttpEndpoint:
-        return HttpEndpoint(f"http://127.0.0.1:{self.port}", PATH)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        return HttpEndpoint(self.base_url, PATH)
 
 
 @pytest.fixture
