@@ -232,7 +232,12 @@ def compare(
             f"first run on environment {fp}: recorded as the baseline in {where}; nothing compared"
         )
     distributions = {
-        v.name: {"latencies_ms": v.latencies_ms, "predictions": v.predictions, "labels": labels}
+        v.name: {
+            "latencies_ms": v.latencies_ms,
+            "window_latencies": v.window_latencies,
+            "predictions": v.predictions,
+            "labels": labels,
+        }
         for v in result.variants
     }
     return lambda: store.record(

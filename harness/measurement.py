@@ -66,6 +66,13 @@ class PointMeasurement:
                 out[metric] = float(self.host[key])
         return out
 
+    def window_latencies(self) -> dict[str, list[float]]:
+        """Each latency percentile in each measured window (harness.load.validity.window_percentiles)."""
+        from harness.load.validity import window_percentiles
+
+        load = self.load
+        return window_percentiles(load.samples, load.measure_start_s, load.window_s, load.windows_measured)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "label": self.point.label,
@@ -160,6 +167,7 @@ def measure_variant(
         failures=dict(gated.load.failures),
         failure_examples=list(gated.load.failure_examples),
         latencies_ms=list(gated.load.latencies_ms),
+        window_latencies=gated.window_latencies(),
         predictions=[int(p) for p in predictions],
         artifact=str(prepared.artifact.path.relative_to(run_dir)),
         warnings=warnings,

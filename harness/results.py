@@ -25,6 +25,8 @@ class VariantResult:
     failures: dict[str, int] = field(default_factory=dict)
     failure_examples: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)  # measured window, for charts
+    # {"latency_p95_ms": [p95 of window 1, ...]}: one value per measured window, for the window test
+    window_latencies: dict[str, list[float]] = field(default_factory=dict)
     predictions: list[int] = field(default_factory=list)  # served per-example labels on the test set
     artifact: str = ""  # path of the served file, relative to the run folder
     warnings: list[str] = field(default_factory=list)

@@ -7,11 +7,13 @@
 with one entry per variant:
     {"metrics": {"latency_p95_ms": 2.1, ...}, "config": "<config id>",
      "latency_histogram": "HISTFAAA...",            # optional: HdrHistogram, ns, 3 digits
+     "latency_windows": {"latency_p95_ms": [0.91, 0.88, ...]},  # optional: per-window percentiles
      "predictions": {"labels_fingerprint": "<16 hex>", "encoding": "digits", "values": "0317..."}}
 The histogram and predictions keep enough of the distribution for the statistical gates (rank
 test or bootstrap on latency, McNemar on accuracy): 1.3-6 KB per variant, measured from 1,000 to
-100,000 requests. Format 1 had only metrics and config; it reads as format 2 without
-distributions, so its gates fall back to plain comparisons until the next recording.
+100,000 requests; the per-window percentiles for the window test add about 30 bytes per window.
+Format 1 had only metrics and config; it reads as format 2 without distributions, so its gates
+fall back to plain comparisons until the next recording.
 
 Baselines from different machines live side by side: a laptop and a CI runner each compare with
 their own numbers. Files are written atomically and a file this harness cannot read is an error,
@@ -41,7 +43,10 @@ Document = dict[str, Any]
 
 
 def _update_to_2(doc: Document) -> Document:
-    """Format 2 adds optional per-variant `latency_histogram` and `predictions`: v1 entries stay valid."""
+    """Format 2 adds optional per-variant `latency_histogram`, `latency_windows` and `predictions`.
+
+    v1 entries stay valid; `latency_windows` came later within format 2 and is optional too.
+    """
     return doc
 
 
@@ -187,7 +192,16 @@ def _read_samples(stored: Mapping[str, Any]) -> VariantSamples:
     if stored.get("predictions"):
         predictions = _decode_predictions(stored["predictions"])
         fingerprint = str(stored["predictions"].get("labels_fingerprint") or "") or None
-    return VariantSamples(latencies_ms=latencies, predictions=predictions, labels_fingerprint=fingerprint)
+    windows = {
+        metric: np.asarray(values, dtype=np.float64)
+        for metric, values in (stored.get("latency_windows") or {}).items()
+    }
+    return VariantSamples(
+        latencies_ms=latencies,
+        window_latencies=windows or None,
+        predictions=predictions,
+        labels_fingerprint=fingerprint,
+    )
 
 
 def _variant_entry(
@@ -200,6 +214,10 @@ def _variant_entry(
     latencies = distribution.get("latencies_ms")
     if latencies is not None and len(latencies) > 0:
         entry["latency_histogram"] = histogram.encode(latencies)
+    stored_windows = distribution.get("window_latencies") or {}
+    windows = {k: [float(x) for x in w] for k, w in stored_windows.items() if len(w)}
+    if windows:
+        entry["latency_windows"] = windows
     predictions = distribution.get("predictions")
     if predictions is not None and len(predictions) > 0:
         entry["predictions"] = _encode_predictions(
@@ -273,6 +291,15 @@ def _validate(doc: Document, path: Path) -> Document:
             shape = "{name: {'metrics': {...}}}"
             raise UserError(f"baseline file {path}: environment {fid!r} needs 'variants': {shape}")
         for name, v in variants.items():
+            windows = v.get("latency_windows", {})
+            windows_ok = isinstance(windows, dict) and all(
+                isinstance(w, list) and all(isinstance(x, int | float) for x in w) for w in windows.values()
+            )
+            if not windows_ok:
+                raise UserError(
+                    f"baseline file {path}: variant {name!r} of environment {fid!r} needs "
+                    "'latency_windows' as an object of number lists"
+                )
             if not isinstance(v.get("latency_histogram", ""), str) or not isinstance(
                 v.get("predictions", {}), dict
             ):

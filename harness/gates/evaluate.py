@@ -4,7 +4,9 @@ Every gate compares the current value with a limit (a bare number, or the baseli
 threshold). Where both runs kept their distributions, two gates also ask whether the change is
 real, and fail only if it is significant AND beyond the threshold (the threshold is the minimum
 effect size; see `harness.gates.statistics`):
-- latency percentile gates against a baseline: Mann-Whitney or bootstrap, per `GatePolicySpec`;
+- latency percentile gates against a baseline: the window test (lower quartile of the per-window
+  percentiles, which also decides the threshold) or, with fewer than 8 windows a side or when
+  chosen, Mann-Whitney or a bootstrap over requests, per `GatePolicySpec`;
 - the `accuracy` gate against a baseline: McNemar's exact test on the per-example predictions.
 Without distributions (a format-1 baseline, or a run that kept none) the plain comparison decides
 and the message says so. Throughput and the other one-number-per-run metrics are always plain
@@ -25,7 +27,7 @@ from harness.metrics.latency import PERCENTILES
 from harness.results import Verdict
 
 if TYPE_CHECKING:
-    from harness.gates.statistics import VariantSamples
+    from harness.gates.statistics import LatencyMethod, VariantSamples
     from harness.scenario.schema import GatePolicySpec
 
 Metrics = Mapping[str, float]
@@ -125,6 +127,15 @@ def _latency_test(
 ) -> Verdict:
     if policy.latency_test == "none":
         return replace(verdict, evidence={"test": "none", "reason": "gate_policy.latency_test is none"})
+    method: LatencyMethod = "mannwhitney"
+    fallback = ""
+    if policy.latency_test == "windows":
+        windowed = _window_test(verdict, gate, policy, cur, base)
+        if isinstance(windowed, Verdict):
+            return windowed
+        fallback = f" (window test not possible: {windowed})"
+    else:
+        method = policy.latency_test
     if cur is None or cur.latencies_ms is None or len(cur.latencies_ms) == 0:
         return _plain(verdict, "this run kept no latency samples")
     if base is None or base.latencies_ms is None or len(base.latencies_ms) == 0:
@@ -141,14 +152,14 @@ def _latency_test(
         percentile=PERCENTILES[gate.metric],
         min_ratio=verdict.limit / verdict.baseline,
         alpha=policy.alpha,
-        method=policy.latency_test,
+        method=method,
         resamples=policy.bootstrap_resamples,
     )
     # The threshold is judged on the reported metrics (the numbers in the message), significance
     # on the samples; the histogram's percentiles differ from the exact ones by < 0.05%.
     beyond = not verdict.passed
     if result.method == "mannwhitney":
-        test = f"Mann-Whitney one-sided p={result.p_value:.3g} vs alpha {policy.alpha:g}"
+        test = f"Mann-Whitney one-sided p={result.p_value:.3g} vs alpha {policy.alpha:g}{fallback}"
     else:
         test = (
             f"bootstrap {result.confidence_level:.0%} CI of the p{result.percentile:g} ratio "
@@ -169,7 +180,66 @@ def _latency_test(
         "n_current": result.n_current,
         "n_baseline": result.n_baseline,
     }
+    if fallback:
+        evidence["fallback"] = fallback.strip(" ()")
     return _decided(verdict, beyond, result.significant, test, evidence)
+
+
+def _window_test(
+    verdict: Verdict,
+    gate: Threshold,
+    policy: GatePolicySpec,
+    cur: VariantSamples | None,
+    base: VariantSamples | None,
+) -> Verdict | str:
+    """The window test's verdict, or why it cannot run (too few windows on a side).
+
+    Unlike the request-level tests, the threshold is judged here on the windows' lower quartile,
+    not on the pooled percentile: the pooled value is exactly what a burst of interference moves.
+    """
+    from harness.gates.statistics import MIN_WINDOWS, window_regression
+
+    cur_w = (cur.window_latencies or {}).get(gate.metric) if cur is not None else None
+    base_w = (base.window_latencies or {}).get(gate.metric) if base is not None else None
+    n_cur = 0 if cur_w is None else len(cur_w)
+    n_base = 0 if base_w is None else len(base_w)
+    if base_w is None:
+        return "the baseline stores no per-window latencies"
+    if cur_w is None:
+        return "this run kept no per-window latencies"
+    if min(n_cur, n_base) < MIN_WINDOWS:
+        return f"it needs {MIN_WINDOWS} windows per side, this run has {n_cur} and the baseline {n_base}"
+    if verdict.baseline is None or verdict.limit is None or verdict.baseline <= 0:
+        return "a baseline of 0 ms gives no ratio to test"
+    min_ratio = verdict.limit / verdict.baseline
+    result = window_regression(
+        cur_w,
+        base_w,
+        percentile=PERCENTILES[gate.metric],
+        min_ratio=min_ratio,
+        alpha=policy.alpha,
+        quantile=policy.window_quantile,
+        resamples=policy.bootstrap_resamples,
+    )
+    test = f"window test: {result.message}"
+    evidence = {
+        "test": "windows",
+        "alpha": policy.alpha,
+        "percentile": result.percentile,
+        "window_quantile": policy.window_quantile,
+        "current_windows_value": result.current_value,
+        "baseline_windows_value": result.baseline_value,
+        "ci_low": result.ci_low,
+        "ci_high": result.ci_high,
+        "confidence_level": result.confidence_level,
+        "ratio": result.ratio,
+        "min_ratio": min_ratio,
+        "significant": result.significant,
+        "exceeds_threshold": result.exceeds_threshold,
+        "n_current": result.n_current,
+        "n_baseline": result.n_baseline,
+    }
+    return _decided(verdict, result.exceeds_threshold, result.significant, test, evidence)
 
 
 def _accuracy_test(
@@ -220,7 +290,7 @@ def _decided(
     elif significant:
         outcome = "significant but within the threshold"
     else:
-        outcome = "not significant"
+        outcome = "within the threshold, not significant"
     return replace(
         verdict,
         passed=not (beyond and significant),

@@ -38,6 +38,7 @@ def judge_variants(
     current_dist = {
         v.name: VariantSamples(
             latencies_ms=np.asarray(v.latencies_ms) if v.latencies_ms else None,
+            window_latencies={k: np.asarray(w) for k, w in v.window_latencies.items()} or None,
             predictions=np.asarray(v.predictions) if v.predictions else None,
             labels=labels if v.predictions else None,
         )

@@ -4,18 +4,24 @@ A threshold alone cries wolf on a noisy machine; a significance test alone flags
 measured over 100,000 requests. So a regression is a change that is significant at `alpha` AND
 beyond the gate's threshold, which acts as the minimum effect size.
 
-- Latency (many samples per run): a one-sided Mann-Whitney U test (current stochastically
-  greater) or a bootstrap confidence interval of the percentile ratio current / baseline.
+- Latency, by default: the window test. Each measurement window (e.g. 1 s) gives one value of
+  the gated percentile; the compared value is the lower quartile of those window values and
+  significance comes from a bootstrap over windows. On a shared machine interference comes in
+  bursts of seconds and only ever adds latency; the quartile ignores bursts that cover up to
+  three quarters of the windows, while a slower model or server moves every window.
+- Latency, request level (fewer than 8 windows, or chosen): a one-sided Mann-Whitney U test
+  (current stochastically greater) or a bootstrap confidence interval of the percentile ratio.
 - Accuracy (one prediction per test example, the same examples in both runs): McNemar's exact
   test on the discordant pairs, with Newcombe's interval for the paired accuracy delta.
 - Throughput is one number per run, so no test applies to it within a run: its gates stay plain
   comparisons, and the confirmation re-measurement (`merge_confirmation` in `gates.evaluate`)
   is what protects them from a one-off slow run.
 
-Caveat, stated once here: both latency tests treat requests as independent draws. Requests of
-one run are correlated (a noisy neighbour slows a whole second of them) and runs differ from
-each other, so p-values are optimistic; the effect-size threshold and the confirmation run carry
-the rest, and `benchmarks/gate_validity.py` measures the false-alarm rate this leaves.
+Caveat, stated once here: the request-level tests treat requests as independent draws. Requests
+of one run are correlated (a noisy neighbour slows a whole second of them), so their p-values are
+optimistic and, over thousands of requests, any burst is "significant"; windows are the unit
+that is close to independent. `benchmarks/gate_validity.py` measures the false-alarm and
+detection rates of each test on this machine.
 scipy is imported inside the functions: importing this module costs only numpy.
 """
 
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +39,10 @@ import numpy.typing as npt
 from harness.metrics.latency import PERCENTILE_METHOD  # ratios use the report's percentiles
 
 LatencyMethod = Literal["mannwhitney", "bootstrap"]
+
+# Fewest windows per side for the window test; below it the gate falls back to the request-level
+# test. Eight is where the lower quartile is still an order statistic between the extremes.
+MIN_WINDOWS = 8
 ArrayLike = Sequence[float] | Sequence[int] | np.ndarray
 
 # The bootstrap costs O(resamples * n); 20,000 evenly spaced order statistics per side keep it
@@ -46,9 +56,12 @@ class VariantSamples:
 
     The current run passes `labels` (the test-set labels the predictions are for); a baseline
     read back from disk carries only their `labels_fingerprint`, which must match.
+    `window_latencies` maps a percentile metric ("latency_p95_ms") to its value in each
+    measurement window, for the window test.
     """
 
     latencies_ms: np.ndarray | None = None
+    window_latencies: Mapping[str, np.ndarray] | None = None
     predictions: np.ndarray | None = None
     labels: np.ndarray | None = None
     labels_fingerprint: str | None = None
@@ -171,6 +184,70 @@ def latency_regression(
         ci_high=ci_high,
         confidence_level=confidence,
         p_value=p_value,
+        significant=significant,
+        exceeds_threshold=exceeds,
+        regression=regression,
+        n_current=int(current.size),
+        n_baseline=int(baseline.size),
+        message=message,
+    )
+
+
+def window_regression(
+    current_windows: ArrayLike,
+    baseline_windows: ArrayLike,
+    *,
+    percentile: float,
+    min_ratio: float,
+    alpha: float,
+    quantile: float = 25.0,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> LatencyTestResult:
+    """Window test: is the `percentile` worse in the quiet windows of the current run?
+
+    Each argument holds one value per measurement window (e.g. each window's p95). A neighbour on
+    a shared machine only ever adds latency, and it does so in bursts of seconds, so the compared
+    value is the `quantile`-th percentile of the window values (default: the lower quartile,
+    "the p95 of the quieter windows"): a burst covering up to three quarters of the windows
+    cannot move it, while a regression in the model or server moves every window. Windows, not
+    requests, are the independent units: requests of one window share its interference.
+    Significance: the one-sided (1 - alpha) lower bound of a bootstrap over windows (each side
+    resampled on its own, percentile method, seeded) must be above 1.
+    """
+    current = _latencies(current_windows, "current window")
+    baseline = _latencies(baseline_windows, "baseline window")
+    if min(current.size, baseline.size) < MIN_WINDOWS:
+        raise ValueError(
+            f"the window test needs at least {MIN_WINDOWS} windows per side, got "
+            f"{current.size} current and {baseline.size} baseline"
+        )
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+    if not 0 < quantile < 100:
+        raise ValueError(f"quantile must be in (0, 100), got {quantile}")
+    cur_value = float(np.percentile(current, quantile, method=PERCENTILE_METHOD))
+    base_value = float(np.percentile(baseline, quantile, method=PERCENTILE_METHOD))
+    ratio = cur_value / base_value if base_value > 0 else math.inf
+    ci_low, ci_high, confidence = _bootstrap_ratio_ci(current, baseline, quantile, alpha, resamples, seed)
+    significant = ci_low > 1.0
+    exceeds = ratio > min_ratio
+    regression = significant and exceeds
+    message = (
+        f"q{quantile:g} of {current.size} vs {baseline.size} window p{percentile:g}s "
+        f"{cur_value:.4g} vs {base_value:.4g} ms (ratio {ratio:.3f}, threshold {min_ratio:.3f}); "
+        f"bootstrap {confidence:.0%} CI [{ci_low:.3f}, {ci_high:.3f}]"
+    )
+    return LatencyTestResult(
+        method="windows",
+        percentile=float(percentile),
+        current_value=cur_value,
+        baseline_value=base_value,
+        ratio=ratio,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        confidence_level=confidence,
+        p_value=None,
         significant=significant,
         exceeds_threshold=exceeds,
         regression=regression,

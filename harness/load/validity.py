@@ -202,6 +202,34 @@ def split_windows(
     return _window_stats(cols, measure_start_s, window_s, percentile, 0, count)
 
 
+def window_percentiles(
+    samples: Sequence[Sample], measure_start_s: float, window_s: float, windows: int
+) -> dict[str, list[float]]:
+    """Each latency percentile metric's value in each of the `windows` measured windows, for the window test.
+
+    A window enters a percentile's list only with enough successful requests to bound it
+    (`min_requests_for`: 130 for p95), so a quiet window's "p99" is never its maximum.
+    """
+    from harness.metrics.latency import PERCENTILES
+
+    if window_s <= 0 or windows <= 0:
+        return {}
+    cols = _Columns(samples)
+    index = np.floor((cols.start_s - measure_start_s) / window_s).astype(np.int64)
+    keep = cols.ok & (index >= 0) & (index < windows)
+    index, latency = index[keep], cols.latency_ms[keep]
+    per_window = [latency[index == i] for i in range(windows)]
+    out: dict[str, list[float]] = {}
+    for metric, percentile in PERCENTILES.items():
+        need = min_requests_for(percentile)
+        out[metric] = [
+            round(float(np.percentile(w, percentile, method=PERCENTILE_METHOD)), 4)
+            for w in per_window
+            if w.size >= need
+        ]
+    return out
+
+
 def spread(values: Sequence[float | None]) -> float:
     """(max - min) / median; infinite when a value is missing or the median is not positive."""
     if not values or any(v is None or not math.isfinite(v) for v in values):

@@ -21,6 +21,7 @@ TEST_NAMES = {
     "mannwhitneyu": "Mann-Whitney",
     "bootstrap": "bootstrap",
     "mcnemar": "McNemar",
+    "windows": "window test",
     "none": "no test",
 }
 # keys an effect size may come under, most specific first
@@ -175,6 +176,8 @@ def evidence_text(metric: str, evidence: Mapping[str, Any]) -> str:
     if b is not None and c is not None:
         of = f" of {n:,.0f}" if n is not None else ""
         parts.append(f"{b:,.0f} right→wrong / {c:,.0f} wrong→right{of}")
+    elif n_cur is not None and n_base is not None and str(test) == "windows":
+        parts.append(f"{n_cur:,.0f} vs {n_base:,.0f} windows")
     elif n_cur is not None and n_base is not None:
         parts.append(f"n {n_cur:,.0f} vs {n_base:,.0f}")
     elif n_cur is not None or n is not None:

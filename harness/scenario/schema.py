@@ -220,10 +220,21 @@ class GatePolicySpec(StrictModel):
     alpha: float = Field(
         default=0.01, gt=0, lt=0.5, description="Significance level of the latency and accuracy tests."
     )
-    latency_test: Literal["mannwhitney", "bootstrap", "none"] = Field(
-        default="mannwhitney",
-        description="Test on the stored latency samples; 'none' compares the percentiles alone. A "
-        "latency regression needs both significance and a change beyond the gate's threshold.",
+    latency_test: Literal["windows", "mannwhitney", "bootstrap", "none"] = Field(
+        default="windows",
+        description="Test on the stored latency samples. 'windows' compares the lower quartile "
+        "(window_quantile) of the per-window percentiles with a bootstrap over windows, robust to "
+        "bursts of interference; with fewer than 8 windows on a side it falls back to "
+        "'mannwhitney' (a rank test over requests). 'bootstrap' resamples requests for the "
+        "percentile ratio; 'none' compares the percentiles alone. A latency regression needs "
+        "both significance and a change beyond the gate's threshold.",
+    )
+    window_quantile: float = Field(
+        default=25.0,
+        gt=0,
+        lt=100,
+        description="Which percentile of the per-window values the window test compares (25: "
+        "the quieter windows).",
     )
     bootstrap_resamples: int = Field(default=2000, ge=100, description="Resamples of the bootstrap test.")
     confirm_runs: int = Field(

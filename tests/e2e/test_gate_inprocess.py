@@ -9,7 +9,9 @@ from tests.e2e.helpers import make_baseline_faster, report_path, run_cli
 
 
 def test_gate_records_then_passes_then_fails_against_a_much_faster_baseline(write_scenario, tmp_path):
-    scenario = write_scenario(scenario_dict(name="gate-inprocess"))
+    data = scenario_dict(name="gate-inprocess")
+    data["load"]["window_s"] = 0.15  # ten windows: enough for the window test (eight per side)
+    scenario = write_scenario(data)
     baseline_file = tmp_path / "baselines" / "gate-inprocess.json"
 
     first = run_cli(scenario, tmp_path)
@@ -23,12 +25,20 @@ def test_gate_records_then_passes_then_fails_against_a_much_faster_baseline(writ
     results = json.loads((report_path(second.stdout).parent / "results.json").read_text())
     assert results["baseline_status"] == "compared"
     assert {v["metric"] for v in results["verdicts"]} >= {"latency_p95_ms", "accuracy", "error_rate"}
+    stored = json.loads(baseline_file.read_text())["environments"]
+    windows = next(iter(stored.values()))["variants"]["reference"]["latency_windows"]["latency_p95_ms"]
+    assert len(windows) == 10
+    latency = [v for v in results["verdicts"] if v["metric"] == "latency_p95_ms"]
+    assert {v["evidence"]["test"] for v in latency} == {"windows"}
+    assert all(v["evidence"]["n_current"] == v["evidence"]["n_baseline"] == 10 for v in latency)
 
     make_baseline_faster(baseline_file)
     tampered = baseline_file.read_bytes()
     third = run_cli(scenario, tmp_path)
     assert third.returncode == 1, third.stderr
     assert "latency_p95_ms" in third.stderr
+    failed = json.loads((report_path(third.stdout).parent / "results.json").read_text())["verdicts"]
+    assert any(v["evidence"].get("test") == "windows" and not v["passed"] for v in failed)
     assert "Traceback" not in third.stderr
     assert baseline_file.read_bytes() == tampered, "a failing run must not touch the stored baseline"
     assert report_path(third.stdout).is_file(), "the report is written even when gates fail"

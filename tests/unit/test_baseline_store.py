@@ -342,3 +342,32 @@ def test_histogram_that_is_not_text_is_refused_on_read(baselines):
     (baselines.directory / "x.json").write_text(json.dumps(doc))
     with pytest.raises(UserError, match=r"x\.json: variant 'a'.*'latency_histogram' as text"):
         baselines.load("x", "fp")
+
+
+def test_per_window_percentiles_round_trip_for_the_window_test(baselines):
+    import numpy as np
+
+    from harness.baselines.store import variant_distributions
+
+    windows = {"latency_p95_ms": [0.91, 0.88, 0.9, 1.4], "latency_p99_ms": []}
+    dist = {**_distribution(), "window_latencies": windows}
+    path = baselines.record("d", "fp", ENV, "r", {"int8": METRICS["int8"]}, distributions={"int8": dist})
+    stored = json.loads(path.read_text())["environments"]["fp"]["variants"]["int8"]
+    assert stored["latency_windows"] == {"latency_p95_ms": [0.91, 0.88, 0.9, 1.4]}, (
+        "empty lists are not stored"
+    )
+    samples = variant_distributions(baselines.load("d", "fp"))["int8"]
+    assert list(samples.window_latencies) == ["latency_p95_ms"]
+    np.testing.assert_array_equal(samples.window_latencies["latency_p95_ms"], [0.91, 0.88, 0.9, 1.4])
+
+
+@pytest.mark.parametrize("windows", [[0.9, 1.0], {"latency_p95_ms": "0.9"}, {"latency_p95_ms": [0.9, "x"]}])
+def test_malformed_window_percentiles_are_refused_naming_file_and_variant(baselines, windows):
+    path = baselines.record("d", "fp", ENV, "r", {"int8": METRICS["int8"]})
+    doc = json.loads(path.read_text())
+    doc["environments"]["fp"]["variants"]["int8"]["latency_windows"] = windows
+    path.write_text(json.dumps(doc))
+    with pytest.raises(
+        UserError, match=r"d\.json: variant 'int8' .*'latency_windows' as an object of number lists"
+    ):
+        baselines.load("d", "fp")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness.baselines import histogram
-from harness.gates.statistics import labels_fingerprint, latency_regression, mcnemar
+from harness.gates.statistics import labels_fingerprint, latency_regression, mcnemar, window_regression
 
 ALPHA = 0.01
 
@@ -260,3 +260,50 @@ def test_comparing_raw_samples_with_a_stored_histogram_adds_no_false_alarms():
             method="mannwhitney",
         ).significant
     assert alarms <= 4  # about 1 expected; P(more than 4) is about 0.3%
+
+
+# --- the window test ----------------------------------------------------------------------------
+
+
+def _windows(n: int = 20, level: float = 0.88, seed: int = 0) -> np.ndarray:
+    """Per-window p95s of a quiet machine: about 2% apart, as measured on the 2-core VM."""
+    return level * np.random.default_rng(seed).lognormal(0.0, 0.02, n)
+
+
+def test_window_test_ignores_a_burst_of_interference_in_most_windows():
+    baseline = _windows(seed=1)
+    current = _windows(seed=2)
+    current[3:15] *= 1.5  # a neighbour slowed 12 of 20 windows by half: pooled p95 moves, code did not
+    assert np.median(current) / np.median(baseline) > 1.3, "precondition: the median is fooled"
+    result = window_regression(current, baseline, percentile=95, min_ratio=1.075, alpha=0.01)
+    assert result.method == "windows"
+    assert result.ratio == pytest.approx(1.0, abs=0.04)
+    assert not result.regression
+
+
+def test_window_test_flags_a_shift_of_every_window_beyond_the_threshold():
+    baseline = _windows(seed=3)
+    current = _windows(seed=4) * 1.15
+    result = window_regression(current, baseline, percentile=95, min_ratio=1.075, alpha=0.01)
+    assert result.ratio == pytest.approx(1.15, abs=0.03)
+    assert result.ci_low > 1.0
+    assert (result.significant, result.exceeds_threshold, result.regression) == (True, True, True)
+    assert "q25 of 20 vs 20 window p95s" in result.message
+
+
+def test_window_test_needs_significance_as_well_as_the_threshold():
+    baseline = _windows(n=8, seed=5)
+    current = baseline.copy()
+    current[[0, 1, 2, 3, 4, 5, 6]] *= 1.2  # 7 of 8 windows slower: the quartile moves, one window did not
+    current[7] *= 0.5
+    result = window_regression(current, baseline, percentile=95, min_ratio=1.075, alpha=0.01)
+    assert result.exceeds_threshold
+    assert result.ci_low <= 1.0, "the lowest window drags the bootstrap below 1"
+    assert not result.regression
+
+
+def test_window_test_refuses_too_few_windows_and_bad_quantiles():
+    with pytest.raises(ValueError, match="at least 8 windows per side, got 7 current and 20 baseline"):
+        window_regression(_windows(n=7), _windows(), percentile=95, min_ratio=1.1, alpha=0.01)
+    with pytest.raises(ValueError, match="quantile"):
+        window_regression(_windows(), _windows(), percentile=95, min_ratio=1.1, alpha=0.01, quantile=0)

@@ -353,3 +353,61 @@ def test_every_confirmation_must_fail_for_the_gate_to_fail():
     )
     assert all(v.passed for v in merged)
     assert [v.evidence["measurement"] for v in merged] == [1, 2, 3]
+
+
+def _window_case(current_windows: np.ndarray, baseline_windows: np.ndarray):
+    """Pooled metrics and samples built from per-window p95s (the pooled p95 is their mean)."""
+    current = {"a": {"latency_p95_ms": float(np.mean(current_windows))}}
+    baseline = {"a": {"latency_p95_ms": float(np.mean(baseline_windows))}}
+    rng = np.random.default_rng(0)
+    cur = VariantSamples(
+        latencies_ms=rng.lognormal(np.log(0.8), 0.1, 4000)
+        * np.mean(current_windows)
+        / np.mean(baseline_windows),
+        window_latencies={"latency_p95_ms": current_windows},
+    )
+    base = VariantSamples(
+        latencies_ms=rng.lognormal(np.log(0.8), 0.1, 4000),
+        window_latencies={"latency_p95_ms": baseline_windows},
+    )
+    return current, baseline, {"a": cur}, {"a": base}
+
+
+def test_default_window_test_passes_a_pooled_breach_caused_by_a_burst_in_some_windows():
+    rng = np.random.default_rng(7)
+    base_w = 0.88 * rng.lognormal(0, 0.02, 20)
+    cur_w = 0.88 * rng.lognormal(0, 0.02, 20)
+    cur_w[:10] *= 1.6  # half the windows hit by a neighbour
+    current, baseline, cur, base = _window_case(cur_w, base_w)
+    plain = one(evaluate({"latency_p95_ms": "+7.5%"}, current, baseline))
+    assert not plain.passed, "precondition: the pooled value alone would fail"
+    v = one(evaluate({"latency_p95_ms": "+7.5%"}, current, baseline, current_dist=cur, baseline_dist=base))
+    assert v.passed
+    assert v.evidence["test"] == "windows"
+    assert v.evidence["exceeds_threshold"] is False
+    assert (v.evidence["n_current"], v.evidence["n_baseline"]) == (20, 20)
+    assert "window test: q25 of 20 vs 20 window p95s" in v.message
+    json.dumps(v.evidence, allow_nan=False)
+
+
+def test_default_window_test_fails_a_slowdown_of_every_window():
+    rng = np.random.default_rng(8)
+    base_w = 0.88 * rng.lognormal(0, 0.02, 20)
+    cur_w = 0.88 * 1.15 * rng.lognormal(0, 0.02, 20)
+    current, baseline, cur, base = _window_case(cur_w, base_w)
+    v = one(evaluate({"latency_p95_ms": "+7.5%"}, current, baseline, current_dist=cur, baseline_dist=base))
+    assert not v.passed
+    assert v.message.endswith("significant: regression")
+    assert v.evidence["ratio"] == pytest.approx(1.15, abs=0.03)
+
+
+def test_window_test_falls_back_to_the_rank_test_with_too_few_windows_and_says_why():
+    current, baseline, cur, base = _window_case(np.full(5, 1.2), np.full(20, 0.9))
+    v = one(evaluate({"latency_p95_ms": "+10%"}, current, baseline, current_dist=cur, baseline_dist=base))
+    assert v.evidence["test"] == "mannwhitney"
+    assert (
+        v.evidence["fallback"]
+        == "window test not possible: it needs 8 windows per side, this run has 5 and the baseline 20"
+    )
+    assert "(window test not possible: " in v.message
+    assert not v.passed

@@ -311,3 +311,30 @@ def test_sub_millisecond_jitter_within_the_latency_floor_counts_as_stable():
     assert not is_stable(large, 2.0, window_s=1.0, spec=SPEC, percentile=95)
     strict = ValiditySpec(latency_floor_ms=0)
     assert not is_stable(tiny, 2.0, window_s=1.0, spec=strict, percentile=95)
+
+
+def test_window_percentiles_give_one_value_per_window_with_enough_requests():
+    import numpy as np
+
+    from harness.load.validity import window_percentiles
+    from harness.metrics.latency import PERCENTILE_METHOD
+
+    # three windows of 200, 200 and 100 requests (p95 needs 130, p99 needs 662, p50 needs 5)
+    samples = _run([200, 200, 100], latency_scale=[1.0, 2.0, 1.0])
+    values = window_percentiles(samples, 2.0, 1.0, 3)
+    expected = float(np.percentile(np.array(_PATTERN_MS * 20) * 2.0, 95, method=PERCENTILE_METHOD))
+    assert len(values["latency_p95_ms"]) == 2
+    assert values["latency_p95_ms"][1] == pytest.approx(expected, abs=1e-4)
+    assert values["latency_p95_ms"][1] == pytest.approx(2 * values["latency_p95_ms"][0], abs=1e-3)
+    assert len(values["latency_p50_ms"]) == 3
+    assert values["latency_p99_ms"] == []
+    assert window_percentiles(samples, 2.0, 0.0, 3) == {}
+
+
+def test_window_percentiles_leave_out_failures_and_the_warm_up():
+    from harness.load.validity import window_percentiles
+
+    samples = _run([200, 200], fail_every=2)  # every other request fails: 100 successes per window
+    values = window_percentiles(samples, 2.0, 1.0, 2)
+    assert values["latency_p95_ms"] == [], "100 successes cannot bound a p95"
+    assert max(values["latency_p50_ms"]) < 50.0, "the slow warm-up never counts"
