@@ -27,7 +27,7 @@ from harness.metrics.latency import PERCENTILES
 from harness.results import Verdict
 
 if TYPE_CHECKING:
-    from harness.gates.statistics import LatencyMethod, VariantSamples
+    from harness.gates.statistics import LatencyMethod, LatencyTestResult, VariantSamples
     from harness.scenario.schema import GatePolicySpec
 
 Metrics = Mapping[str, float]
@@ -165,21 +165,7 @@ def _latency_test(
             f"bootstrap {result.confidence_level:.0%} CI of the p{result.percentile:g} ratio "
             f"[{result.ci_low:.3f}, {result.ci_high:.3f}]"
         )
-    evidence = {
-        "test": result.method,
-        "alpha": policy.alpha,
-        "percentile": result.percentile,
-        "p_value": result.p_value,
-        "ci_low": result.ci_low,
-        "ci_high": result.ci_high,
-        "confidence_level": result.confidence_level,
-        "ratio": result.ratio,
-        "min_ratio": verdict.limit / verdict.baseline,
-        "significant": result.significant,
-        "exceeds_threshold": beyond,
-        "n_current": result.n_current,
-        "n_baseline": result.n_baseline,
-    }
+    evidence = _latency_evidence(result, policy.alpha, verdict.limit / verdict.baseline, beyond)
     if fallback:
         evidence["fallback"] = fallback.strip(" ()")
     return _decided(verdict, beyond, result.significant, test, evidence)
@@ -222,24 +208,33 @@ def _window_test(
         resamples=policy.bootstrap_resamples,
     )
     test = f"window test: {result.message}"
-    evidence = {
-        "test": "windows",
-        "alpha": policy.alpha,
+    evidence = _latency_evidence(result, policy.alpha, min_ratio, result.exceeds_threshold)
+    del evidence["p_value"]  # the window test has an interval, not a p-value
+    evidence["window_quantile"] = policy.window_quantile
+    evidence["current_windows_value"] = result.current_value
+    evidence["baseline_windows_value"] = result.baseline_value
+    return _decided(verdict, result.exceeds_threshold, result.significant, test, evidence)
+
+
+def _latency_evidence(
+    result: LatencyTestResult, alpha: float, min_ratio: float, beyond: bool
+) -> dict[str, Any]:
+    """A latency test's figures for Verdict.evidence (results.json, the report's evidence column)."""
+    return {
+        "test": result.method,
+        "alpha": alpha,
         "percentile": result.percentile,
-        "window_quantile": policy.window_quantile,
-        "current_windows_value": result.current_value,
-        "baseline_windows_value": result.baseline_value,
+        "p_value": result.p_value,
         "ci_low": result.ci_low,
         "ci_high": result.ci_high,
         "confidence_level": result.confidence_level,
         "ratio": result.ratio,
         "min_ratio": min_ratio,
         "significant": result.significant,
-        "exceeds_threshold": result.exceeds_threshold,
+        "exceeds_threshold": beyond,
         "n_current": result.n_current,
         "n_baseline": result.n_baseline,
     }
-    return _decided(verdict, result.exceeds_threshold, result.significant, test, evidence)
 
 
 def _accuracy_test(

@@ -88,10 +88,14 @@ class LatencyTestResult:
     p_value: float | None  # Mann-Whitney only
     significant: bool
     exceeds_threshold: bool
-    regression: bool  # significant and exceeds_threshold
     n_current: int
     n_baseline: int
     message: str
+
+    @property
+    def regression(self) -> bool:
+        """Both significant and beyond the threshold."""
+        return self.significant and self.exceeds_threshold
 
 
 @dataclass(frozen=True)
@@ -161,8 +165,7 @@ def latency_regression(
         evidence = f"bootstrap {confidence:.0%} CI of the ratio [{ci_low:.3f}, {ci_high:.3f}] {where} 1"
     else:
         raise ValueError(f"unknown latency test {method!r}; expected 'mannwhitney' or 'bootstrap'")
-    regression = significant and exceeds
-    if regression:
+    if significant and exceeds:
         verdict = "regression"
     elif significant:
         verdict = "significant but within the threshold"
@@ -186,7 +189,6 @@ def latency_regression(
         p_value=p_value,
         significant=significant,
         exceeds_threshold=exceeds,
-        regression=regression,
         n_current=int(current.size),
         n_baseline=int(baseline.size),
         message=message,
@@ -232,7 +234,6 @@ def window_regression(
     ci_low, ci_high, confidence = _bootstrap_ratio_ci(current, baseline, quantile, alpha, resamples, seed)
     significant = ci_low > 1.0
     exceeds = ratio > min_ratio
-    regression = significant and exceeds
     message = (
         f"q{quantile:g} of {current.size} vs {baseline.size} window p{percentile:g}s "
         f"{cur_value:.4g} vs {base_value:.4g} ms (ratio {ratio:.3f}, threshold {min_ratio:.3f}); "
@@ -250,7 +251,6 @@ def window_regression(
         p_value=None,
         significant=significant,
         exceeds_threshold=exceeds,
-        regression=regression,
         n_current=int(current.size),
         n_baseline=int(baseline.size),
         message=message,
