@@ -35,10 +35,10 @@ import numpy as np
 
 from harness.compression.pipeline import prepare_variant
 from harness.gates.evaluate import evaluate
-from harness.gates.statistics import VariantSamples
 from harness.load.plan import plan_points
-from harness.measurement import PointMeasurement, measure_point
 from harness.models.digits import load_digits_split
+from harness.run.measure import PointMeasurement, measure_point
+from harness.samples import VariantSamples
 from harness.scenario import load_scenario
 from harness.scenario.schema import GatePolicySpec, Scenario, VariantSpec
 from harness.serving.registry import TARGETS

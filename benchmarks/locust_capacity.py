@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from harness.load.locust_driver import LocustDriver
+from harness.processes import ManagedProcess, free_port
 from harness.scenario.schema import LoadSpec
 from harness.serving.base import HttpEndpoint
-from harness.serving.process import ManagedProcess, free_port
 from harness.signals import interrupts_unwind
 
 RESPONSE = b'{"predictions": [0]}'

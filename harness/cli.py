@@ -1,6 +1,7 @@
 """Command line: parses arguments, calls harness.api, maps errors to exit codes.
 
-Exit codes: 0 every gate passed, 1 a regression was found, 2 bad input or a failed run.
+Exit codes (harness.results.Outcome): 0 every gate passed, 1 a regression was found, 2 bad input
+or a broken run, 3 inconclusive (measurements still INVALID after re-measuring), 130 interrupted.
 Kept light: no torch, TensorFlow or locust import happens before a command needs it.
 """
 
@@ -14,8 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.errors import HarnessError, RegressionFound, UserError
-from harness.signals import install_interrupt_handlers
+from harness.errors import HarnessError, UserError, first_line
+from harness.metrics.catalog import format_value
+from harness.results import Outcome, RunResult
+from harness.signals import ignore_interrupts, install_interrupt_handlers
+
+_SUMMARY_METRICS = (
+    "accuracy",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "throughput_rps",
+    "error_rate",
+    "model_size_gzip_bytes",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,12 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except HarnessError as exc:
-        print(
-            f"harness: {'regression' if isinstance(exc, RegressionFound) else 'error'}: {exc}",
-            file=sys.stderr,
-        )
+        print(f"harness: error: {first_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        # teardown is done: a further signal must not turn exit code 130 into death by signal
+        ignore_interrupts()
         print("harness: interrupted; servers were stopped", file=sys.stderr)
         return 130
     except Exception as exc:
@@ -63,7 +74,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--baselines-dir", type=Path, default=Path("baselines"), help="baseline store (baselines/)"
     )
+    run.add_argument(
+        "--keep-samples",
+        action="store_true",
+        help="also write every request's latency to a JSON file per load point (results.json keeps "
+        "histograms and window percentiles only)",
+    )
     run.set_defaults(func=_cmd_run)
+
+    report = sub.add_parser(
+        "report", help="re-render a run folder's index.html, junit.xml and summary.md from its results.json"
+    )
+    report.add_argument("run_dir", type=Path, help="a run folder under reports/")
+    report.set_defaults(func=_cmd_report)
 
     validate = sub.add_parser("validate", help="check scenario files without running them")
     validate.add_argument("scenarios", type=Path, nargs="+", help="scenario YAML files")
@@ -87,57 +110,51 @@ def _cmd_run(args: argparse.Namespace) -> int:
         reports_dir=args.reports_dir,
         baselines_dir=args.baselines_dir,
         update_baselines=args.update_baselines,
+        keep_samples=args.keep_samples,
         progress=progress,
     )
     _print_summary(progress.console, result)
-    if not result.passed:
-        # a gate re-measured for confirmation fails in every measurement: name it once, as last seen
-        latest: dict[tuple[str, str], Any] = {}
-        for v in result.verdicts:
-            if not v.passed:
-                latest[(v.variant, v.metric)] = v
-        failed = list(latest.values())
-        raise RegressionFound(
-            f"{len(failed)} gate(s) failed: " + "; ".join(f"{v.variant}: {v.message}" for v in failed)
-        )
-    return 0
+    for line in result.causes():
+        print(f"harness: {line}", file=sys.stderr)
+    # the one line meant for scripts goes to stdout
+    print(f"report: {Path(result.run_dir) / 'index.html'}")
+    return result.outcome.exit_code
 
 
-def _print_summary(console: Any, result: Any) -> None:
+def _print_summary(console: Any, result: RunResult) -> None:
     from rich.table import Table
 
     table = Table(title=f"{result.scenario_name} ({result.run_id})")
-    for column in ("variant", "accuracy", "p50 ms", "p95 ms", "req/s", "errors", "size (gzip)", "gates"):
+    for column in ("variant", "accuracy", "p50", "p95", "throughput", "errors", "size (gzip)", "outcome"):
         table.add_column(column, justify="left" if column == "variant" else "right", no_wrap=True)
+    styles = {
+        Outcome.PASS: "green",
+        Outcome.REGRESSION: "red",
+        Outcome.ERROR: "red",
+        Outcome.INCONCLUSIVE: "yellow",
+    }
     for variant in result.variants:
         m = variant.metrics
-        verdicts = [v for v in result.verdicts if v.variant == variant.name]
-        gates = (
-            "-"
-            if not verdicts
-            else ("[red]FAIL[/]" if any(not v.passed for v in verdicts) else "[green]pass[/]")
-        )
+        outcome = variant.outcome
+        shown = "not decided" if outcome is None else f"[{styles[outcome]}]{outcome.value}[/]"
         table.add_row(
             variant.name,
-            _fmt(m.get("accuracy"), "{:.4f}"),
-            _fmt(m.get("latency_p50_ms"), "{:.2f}"),
-            _fmt(m.get("latency_p95_ms"), "{:.2f}"),
-            _fmt(m.get("throughput_rps"), "{:.0f}"),
-            _fmt(m.get("error_rate"), "{:.2%}"),
-            _fmt(m.get("model_size_gzip_bytes"), "{:,.0f} B"),
-            gates,
+            *(format_value(metric, m.get(metric)) for metric in _SUMMARY_METRICS),
+            shown,
         )
     console.print(table)
-    console.print(result.baseline_message)
-    # the one line meant for scripts goes to stdout
-    print(f"report: {Path(result.run_dir) / 'index.html'}")
+    console.print(result.baseline.message)
 
 
-def _fmt(value: float | None, pattern: str) -> str:
-    return "-" if value is None else pattern.format(value)
+def _cmd_report(args: argparse.Namespace) -> int:
+    from harness.api import render_run
+
+    print(f"report: {render_run(args.run_dir)}")
+    return 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    # harness.scenario is light (no torch/TF); imported here like every command's dependencies
     from harness.scenario import load_scenario
 
     failures = 0
@@ -148,6 +165,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             failures += 1
             print(f"harness: error: {exc}", file=sys.stderr)
             continue
+        except Exception as exc:  # one bad file must not hide the verdict on the others
+            if os.environ.get("HARNESS_DEBUG"):
+                raise
+            failures += 1
+            print(f"harness: error: {path}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            continue
         print(
             f"ok: {path} ({scenario.name}: {len(scenario.all_variants())} variants"
             f" on {scenario.serving.target})"
@@ -157,14 +180,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from harness.compression import RECIPES
-    from harness.serving.registry import TARGETS
+    from harness.compression.params import PARAMS, describe_params, describe_recipe
+    from harness.serving.registry import TARGET_DESCRIPTIONS, TARGETS
 
-    print("recipes:")
+    print("recipes (params: default, description; as in `harness schema`):")
     for name in RECIPES.names():
-        print(f"  {name:<16} {RECIPES.target(name)}")
+        print(f"  {name:<16} {describe_recipe(name)}")
+        model = PARAMS.get(name)
+        for field, default, description in describe_params(model) if model else []:
+            print(f"      {field} = {default}: {description}")
     print("serving targets:")
     for name in TARGETS.names():
-        print(f"  {name:<16} {TARGETS.target(name)}")
+        description = TARGET_DESCRIPTIONS.get(name, f"plugin target ({TARGETS.target(name)})")
+        print(f"  {name:<16} {description}")
     return 0
 
 

@@ -53,11 +53,13 @@ class ScenarioFile(pytest.File):
 
 
 class ScenarioFailed(Exception):
-    """A scenario whose gates failed; carries the one-line verdicts and the report path."""
+    """A scenario that did not pass: its outcome (regression, error, inconclusive), the one-line
+    causes and the report path. pytest has no "inconclusive", so that fails too, saying so."""
 
 
 class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
+        # local: this plugin loads in every pytest session of the venv, the run machinery only here
         from harness.api import run_scenario, target_unavailable_reason
         from harness.scenario import load_scenario
 
@@ -80,9 +82,10 @@ class ScenarioItem(pytest.Item):
             )
         report = Path(result.run_dir) / "index.html"
         self.user_properties.append(("report", str(report)))
+        self.user_properties.append(("outcome", result.outcome.value))
         if not result.passed:
-            lines = [f"{v.variant}: {v.message}" for v in result.verdicts if not v.passed]
-            raise ScenarioFailed("\n".join([*lines, f"report: {report}"]))
+            head = f"outcome: {result.outcome.value} (harness run would exit {result.outcome.exit_code})"
+            raise ScenarioFailed("\n".join([head, *result.causes(), f"report: {report}"]))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
         if isinstance(excinfo.value, ScenarioFailed | HarnessError):

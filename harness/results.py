@@ -1,42 +1,127 @@
-"""The results of one run, as written to `reports/<run-id>/results.json` and read by the report."""
+"""The typed record of one run: what `reports/<run-id>/results.json` holds and every consumer reads.
+
+A run holds variants; a variant holds its measurements (the first, then any re-measures); a
+measurement holds its load points (windows, validity, server figures) and the verdicts its gates
+gave; the run's final verdicts carry typed evidence. The record writes itself (`to_json`) with a
+`format_version` and reads itself back (`RunResult.load`), migrating older files, so the report
+can be re-rendered from disk (`harness report RUN_DIR`) and no consumer guesses at keys.
+
+Per-request latencies are not kept here: each load point stores the HdrHistogram of its
+successful requests (harness.baselines.histogram, as baselines do) and the per-window percentiles.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
 
-RESULTS_FORMAT_VERSION = 1
+import numpy as np
+
+from harness.atomic import atomic_write_json
+from harness.baselines import histogram
+from harness.errors import UserError
+
+RESULTS_FORMAT_VERSION = 2
+RESULTS_FILE = "results.json"
 
 
-@dataclass
-class VariantResult:
-    """Everything measured for one variant.
+class Outcome(StrEnum):
+    """What a run, a variant or a verdict concluded; `exit_code` is the CLI contract."""
 
-    `metrics` uses the names of `harness.metrics.catalog` (units in the name): latency_p50_ms,
-    latency_p90_ms, latency_p95_ms, latency_p99_ms, latency_max_ms, throughput_rps, error_rate,
-    accuracy (through the serving path), accuracy_inprocess, model_size_bytes,
-    model_size_gzip_bytes, sparsity, param_count, client_cpu_percent.
-    """
+    PASS = "pass"
+    REGRESSION = "regression"  # a gate failed and the failure held
+    ERROR = "error"  # bad input or a broken run: nothing can be concluded
+    INCONCLUSIVE = "inconclusive"  # still INVALID after re-measuring: too noisy to decide
 
-    name: str
-    steps: list[dict[str, Any]]  # [{"recipe": ..., "params": {...}}] as declared
-    metrics: dict[str, float]
-    compression: list[dict[str, Any]] = field(default_factory=list)  # one report per applied step
-    failures: dict[str, int] = field(default_factory=dict)
-    failure_examples: list[str] = field(default_factory=list)
-    latencies_ms: list[float] = field(default_factory=list)  # measured window, for charts
-    # {"latency_p95_ms": [p95 of window 1, ...]}: one value per measured window, for the window test
-    window_latencies: dict[str, list[float]] = field(default_factory=dict)
-    predictions: list[int] = field(default_factory=list)  # served per-example labels on the test set
-    artifact: str = ""  # path of the served file, relative to the run folder
-    warnings: list[str] = field(default_factory=list)
-    serving: dict[str, Any] = field(default_factory=dict)  # the target's describe() after teardown
-    details: dict[str, Any] = field(default_factory=dict)  # base model, per-stage seconds, archive
+    @property
+    def exit_code(self) -> int:
+        return _EXIT_CODES[self]
+
+
+_EXIT_CODES = {Outcome.PASS: 0, Outcome.REGRESSION: 1, Outcome.ERROR: 2, Outcome.INCONCLUSIVE: 3}
+# when variants disagree, the run reports the most serious: a broken run says nothing reliable,
+# a confirmed regression is known even if another variant could not be decided
+_SEVERITY = [Outcome.ERROR, Outcome.REGRESSION, Outcome.INCONCLUSIVE, Outcome.PASS]
+
+
+def worst(outcomes: list[Outcome]) -> Outcome:
+    """The most serious of `outcomes` (PASS for none)."""
+    return min(outcomes, key=_SEVERITY.index, default=Outcome.PASS)
+
+
+# ---- evidence: why a verdict came out as it did ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThresholdEvidence:
+    """A plain comparison of one number with a limit; `reason` says why no test ran."""
+
+    kind: Literal["threshold"] = "threshold"
+    reason: str = ""
+    compared: bool = True  # False: the baseline had no value for this metric
+
+
+@dataclass(frozen=True)
+class LatencyEvidence:
+    """A latency percentile gate decided by a statistical test (harness.gates.statistics)."""
+
+    test: Literal["windows", "mannwhitney", "bootstrap"]
+    alpha: float
+    percentile: float
+    ratio: float | None  # current / baseline of the compared statistic
+    min_ratio: float  # the threshold as a ratio: the smallest change that counts
+    ci_low: float | None
+    ci_high: float | None
+    confidence_level: float | None
+    significant: bool
+    exceeds_threshold: bool
+    n_current: int
+    n_baseline: int
+    p_value: float | None = None  # rank test only; the window test has an interval instead
+    window_quantile: float | None = None  # window test: which quantile of the windows is compared
+    current_windows_value: float | None = None
+    baseline_windows_value: float | None = None
+    fallback: str = ""  # why the window test could not run, when another test decided
+    kind: Literal["latency"] = "latency"
+
+
+@dataclass(frozen=True)
+class AccuracyEvidence:
+    """The accuracy gate decided by McNemar's exact test on per-example predictions."""
+
+    alpha: float
+    p_value: float  # one-sided: the variant is worse
+    p_value_two_sided: float
+    b: int  # right in the baseline, wrong now
+    c: int  # wrong in the baseline, right now
+    n: int
+    delta: float
+    ci_low: float | None
+    ci_high: float | None
+    confidence_level: float
+    significant: bool
+    exceeds_threshold: bool
+    test: Literal["mcnemar"] = "mcnemar"
+    kind: Literal["accuracy"] = "accuracy"
+
+
+Evidence = ThresholdEvidence | LatencyEvidence | AccuracyEvidence
+_EVIDENCE_KINDS: dict[str, type[Evidence]] = {
+    "threshold": ThresholdEvidence,
+    "latency": LatencyEvidence,
+    "accuracy": AccuracyEvidence,
+}
+
+VerdictStatus = Literal["pass", "fail", "inconclusive"]
 
 
 @dataclass
 class Verdict:
-    """One gate applied to one metric of one variant."""
+    """One gate applied to one metric of one variant, in one measurement or as the final decision."""
 
     variant: str
     metric: str
@@ -44,37 +129,437 @@ class Verdict:
     current: float | None
     baseline: float | None
     limit: float | None  # the value current was compared against
-    passed: bool
+    status: VerdictStatus
     message: str
-    evidence: dict[str, Any] = field(default_factory=dict)  # statistical test: name, p-value, CI, n's
+    evidence: Evidence = field(default_factory=ThresholdEvidence)
+    measurement: int = 1  # which measurement of the variant it judged (1 = the first)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
+
+
+# ---- measurements -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """One complete measurement window (harness.load.validity.WindowStats)."""
+
+    index: int
+    start_s: float
+    end_s: float
+    requests: int
+    ok: int
+    failures: int
+    throughput_rps: float
+    percentile: float
+    latency_ms: float | None  # the gated percentile in this window; None when nothing succeeded
+
+
+@dataclass
+class Validity:
+    """Whether a load point counts as a result, why not, and the figures behind the decision."""
+
+    valid: bool
+    reasons: list[str] = field(default_factory=list)
+    windows: list[Window] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)  # spreads, limits, counts: shown, never gated
+
+
+@dataclass
+class LoadPointResult:
+    """One load point (users or rate) of one measurement: metrics, windows, validity, server side."""
+
+    label: str
+    users: int
+    rate_rps: float | None
+    metrics: dict[str, float]
+    validity: Validity
+    latency_histogram: str = ""  # successful requests, HdrHistogram base64 (ns, 3 digits)
+    window_latencies: dict[str, list[float]] = field(default_factory=dict)  # percentile -> per window
+    failures: dict[str, int] = field(default_factory=dict)  # failure class -> count
+    failure_examples: list[str] = field(default_factory=list)
+    stopped_reason: str = ""
+    server: dict[str, float] = field(default_factory=dict)  # the server's own metrics endpoint
+    host: dict[str, Any] = field(default_factory=dict)  # the server process tree: CPU, RSS, restarts
+    notes: list[str] = field(default_factory=list)
+    samples_file: str = ""  # opt-in raw per-request latencies, relative to the run folder
+
+    def latencies_ms(self) -> np.ndarray:
+        """The successful requests' latencies as read back from the histogram (within 0.05%)."""
+        if not self.latency_histogram:
+            return np.empty(0)
+        return histogram.expand(*histogram.decode(self.latency_histogram))
+
+
+@dataclass
+class SearchProbe:
+    """One probe of the max_rps_at_slo search: one short measured run at one setting."""
+
+    over: str  # "rate" or "users"
+    value: float  # the rate or user count probed
+    label: str
+    throughput_rps: float
+    percentile: float
+    percentile_ms: float | None  # None when no request succeeded
+    error_rate: float
+    request_count: int
+    passed: bool
+
+
+@dataclass
+class SearchResult:
+    """The highest throughput whose percentile stayed under the SLO, and every probe."""
+
+    slo_ms: float
+    percentile: float
+    over: str
+    max_rps_at_slo: float | None
+    probes: list[SearchProbe] = field(default_factory=list)
+
+
+@dataclass
+class Measurement:
+    """One time a variant was served and loaded: accuracy through the target, then every load point.
+
+    The last load point of a sweep is the gated one. `verdicts` are this measurement's own, as
+    judged on it alone; the variant's final verdicts are decided from all its measurements.
+    """
+
+    number: int  # 1 for the first, 2, 3, ... for re-measures
+    accuracy: float | None  # through the serving path, on the whole evaluation set
+    predictions: list[int]  # served per-example labels
+    points: list[LoadPointResult]
+    metrics: dict[str, float]  # model metrics + served accuracy + the gated point's load metrics
+    serving: dict[str, Any] = field(default_factory=dict)  # the target's describe() after teardown
+    search: SearchResult | None = None
+    warnings: list[str] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    @property
+    def gated(self) -> LoadPointResult | None:
+        return self.points[-1] if self.points else None
+
+    @property
+    def valid(self) -> bool:
+        """A measurement counts when its gated point is VALID (no load point: nothing to judge)."""
+        return self.gated is None or self.gated.validity.valid
+
+    @property
+    def served_anything(self) -> bool:
+        gated = self.gated
+        return gated is not None and bool(gated.latency_histogram)
+
+
+@dataclass
+class VariantResult:
+    """One variant: how it was built, each measurement, and the decision from all of them."""
+
+    name: str
+    steps: list[dict[str, Any]]  # [{"recipe": ..., "params": {...}}] as declared
+    model_metrics: dict[str, float] = field(default_factory=dict)  # size, sparsity, in-process accuracy
+    compression: list[dict[str, Any]] = field(default_factory=list)  # each recipe's own report
+    details: dict[str, Any] = field(default_factory=dict)  # base model, prepare timings, recipe facts
+    artifact: str = ""  # the served file, relative to the run folder
+    warnings: list[str] = field(default_factory=list)  # from compression and export
+    measurements: list[Measurement] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)  # final: harness.gates.decide
+    outcome: Outcome | None = None  # None: not decided (the run stopped before judging it)
+    error: str = ""  # set when this variant broke the run
+
+    @property
+    def reported(self) -> Measurement | None:
+        """The measurement the variant's numbers come from: the latest VALID one, else the latest."""
+        valid = [m for m in self.measurements if m.valid]
+        if valid:
+            return valid[-1]
+        return self.measurements[-1] if self.measurements else None
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        reported = self.reported
+        return dict(reported.metrics) if reported is not None else dict(self.model_metrics)
+
+
+@dataclass
+class RunFailure:
+    """Why a run stopped before it finished: the stage, the variant and where to look."""
+
+    stage: str
+    message: str
+    variant: str = ""
+    log: str = ""  # a log file to read, relative to the run folder when inside it
+    log_tail: str = ""  # the last lines of that log, for the report (never printed by the CLI)
+    interrupted: bool = False
+
+
+@dataclass
+class BaselineOutcome:
+    """What happened to the stored baseline; `status` is only "recorded"/"updated" after a write."""
+
+    status: Literal["compared", "recorded", "updated", "not_written", "none"] = "none"
+    message: str = ""
+    path: str = ""
+    fingerprint: str = ""
 
 
 @dataclass
 class RunResult:
-    """A whole run: configuration, environment, per-variant results and gate verdicts."""
+    """A whole run: configuration, environment, variants, final verdicts and outcome."""
 
     run_id: str
     scenario_name: str
     scenario: dict[str, Any]
     started_at: str
-    finished_at: str
-    environment: dict[str, Any]
-    target: dict[str, Any]
-    variants: list[VariantResult]
-    verdicts: list[Verdict] = field(default_factory=list)
-    baseline_status: str = "none"  # "compared" | "recorded" | "updated" | "none"
-    baseline_message: str = ""
+    finished_at: str = ""
+    environment: dict[str, Any] = field(default_factory=dict)
+    target: dict[str, Any] = field(default_factory=dict)
+    variants: list[VariantResult] = field(default_factory=list)
+    baseline: BaselineOutcome = field(default_factory=BaselineOutcome)
     stage_seconds: dict[str, float] = field(default_factory=dict)
-    run_dir: str = ""  # the run folder
-    error: str = ""  # set when the run stopped before every variant was measured
-
+    run_dir: str = ""
+    failure: RunFailure | None = None
     format_version: int = RESULTS_FORMAT_VERSION
 
     @property
-    def passed(self) -> bool:
-        return not self.error and all(v.passed for v in self.verdicts)
+    def verdicts(self) -> list[Verdict]:
+        """Every variant's final verdicts, in variant order."""
+        return [v for variant in self.variants for v in variant.verdicts]
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["passed"] = self.passed
+    @property
+    def outcome(self) -> Outcome:
+        if self.failure is not None or any(v.outcome is None for v in self.variants):
+            return Outcome.ERROR
+        return worst([v.outcome for v in self.variants if v.outcome is not None])
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome is Outcome.PASS
+
+    def causes(self) -> list[str]:
+        """Why the run did not pass, one line each: the failure, failed gates, undecided variants.
+
+        The CLI prints these on stderr, the pytest plugin in its failure; details go to the report."""
+        if self.failure is not None:
+            f = self.failure
+            where = f.stage + (f" ({f.variant})" if f.variant else "")
+            log = f"; log: {Path(self.run_dir) / f.log}" if f.log else ""
+            return [f"error: {where}: {f.message}{log}"]
+        lines = [f"error: {v.name}: {v.error}" for v in self.variants if v.outcome is Outcome.ERROR]
+        failed = [v for v in self.verdicts if v.failed]
+        if failed:
+            gates = "; ".join(f"{v.variant}: {v.message}" for v in failed)
+            lines.append(f"regression: {len(failed)} gate(s) failed: {gates}")
+        for variant in self.variants:
+            if variant.outcome is Outcome.INCONCLUSIVE:
+                reasons = "; ".join(v.message for v in variant.verdicts if v.status == "inconclusive")
+                lines.append(f"inconclusive: {variant.name}: {reasons}")
+        return lines
+
+    def variant(self, name: str) -> VariantResult:
+        return next(v for v in self.variants if v.name == name)
+
+    # ---- serialization --------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as strict JSON data (non-finite floats become null), with its outcome."""
+        data = _finite(asdict(self))
+        data["outcome"] = self.outcome.value
+        data["exit_code"] = self.outcome.exit_code
         return data
+
+    def write(self, run_dir: Path) -> Path:
+        return atomic_write_json(Path(run_dir) / RESULTS_FILE, self.to_json(), indent=1)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunResult:
+        """Read a results.json (or the run folder holding one), migrating older formats."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / RESULTS_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such file (expected a run folder holding {RESULTS_FILE})") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"{path}: not a readable results file: {exc}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a JSON object at the top level")
+        version = data.get("format_version")
+        if not isinstance(version, int):
+            raise UserError(f"{path}: format_version: expected an integer, got {version!r}")
+        if version > RESULTS_FORMAT_VERSION:
+            raise UserError(
+                f"{path}: format_version {version} is newer than this harness reads "
+                f"({RESULTS_FORMAT_VERSION}); upgrade harness"
+            )
+        for step in range(version, RESULTS_FORMAT_VERSION):
+            data = _MIGRATIONS[step](data)
+        try:
+            return _run_from(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{path}: malformed results record: {type(exc).__name__}: {exc}") from None
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
+
+
+# ---- reading back -----------------------------------------------------------------------------------
+
+
+def _build(cls: type[Any], data: dict[str, Any], **nested: Any) -> Any:
+    """`cls(**data)` keeping only its own fields (computed keys such as "outcome" are dropped)."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names and k not in nested}, **nested)
+
+
+def _evidence_from(data: dict[str, Any]) -> Evidence:
+    return _build(_EVIDENCE_KINDS[data.get("kind", "threshold")], data)
+
+
+def _verdict_from(data: dict[str, Any]) -> Verdict:
+    return _build(Verdict, data, evidence=_evidence_from(data.get("evidence") or {}))
+
+
+def _point_from(data: dict[str, Any]) -> LoadPointResult:
+    validity = data["validity"]
+    windows = [_build(Window, w) for w in validity.get("windows", [])]
+    return _build(LoadPointResult, data, validity=_build(Validity, validity, windows=windows))
+
+
+def _measurement_from(data: dict[str, Any]) -> Measurement:
+    search = data.get("search")
+    return _build(
+        Measurement,
+        data,
+        points=[_point_from(p) for p in data.get("points", [])],
+        search=None
+        if search is None
+        else _build(SearchResult, search, probes=[_build(SearchProbe, p) for p in search.get("probes", [])]),
+        verdicts=[_verdict_from(v) for v in data.get("verdicts", [])],
+    )
+
+
+def _variant_from(data: dict[str, Any]) -> VariantResult:
+    return _build(
+        VariantResult,
+        data,
+        measurements=[_measurement_from(m) for m in data.get("measurements", [])],
+        verdicts=[_verdict_from(v) for v in data.get("verdicts", [])],
+        outcome=None if data.get("outcome") is None else Outcome(data["outcome"]),
+    )
+
+
+def _run_from(data: dict[str, Any]) -> RunResult:
+    failure = data.get("failure")
+    return _build(
+        RunResult,
+        data,
+        variants=[_variant_from(v) for v in data.get("variants", [])],
+        baseline=_build(BaselineOutcome, data.get("baseline") or {}),
+        failure=None if failure is None else _build(RunFailure, failure),
+    )
+
+
+def _update_to_2(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 (untyped details, raw latencies, one measurement's verdicts) to the typed record.
+
+    Format 1 kept only the reported numbers: each variant becomes one measurement whose gated
+    point carries the histogram of its stored latencies; re-measure history is not recovered.
+    """
+    verdicts = data.get("verdicts", [])
+    variants = []
+    for v in data.get("variants", []):
+        details = v.get("details") or {}
+        validity = details.get("validity") or {"valid": True, "reasons": []}
+        latencies = v.get("latencies_ms") or []
+        point = {
+            "label": "",
+            "users": 0,
+            "rate_rps": None,
+            "metrics": v.get("metrics", {}),
+            "validity": {"valid": bool(validity.get("valid", True)), "reasons": validity.get("reasons", [])},
+            "latency_histogram": histogram.encode(latencies) if latencies else "",
+            "window_latencies": v.get("window_latencies", {}),
+            "failures": v.get("failures", {}),
+            "failure_examples": v.get("failure_examples", []),
+        }
+        mine = [_verdict_v1(x) for x in verdicts if x.get("variant") == v["name"]]
+        failed = any(x["status"] == "fail" for x in mine)
+        variants.append(
+            {
+                "name": v["name"],
+                "steps": v.get("steps", []),
+                "compression": v.get("compression", []),
+                "artifact": v.get("artifact", ""),
+                "warnings": v.get("warnings", []),
+                "details": {k: x for k, x in details.items() if k not in ("validity", "load_points")},
+                "measurements": [
+                    {
+                        "number": 1,
+                        "accuracy": v.get("metrics", {}).get("accuracy"),
+                        "predictions": v.get("predictions", []),
+                        "points": [point],
+                        "metrics": v.get("metrics", {}),
+                        "serving": v.get("serving", {}),
+                        "verdicts": mine,
+                    }
+                ],
+                "verdicts": mine,
+                "outcome": "regression" if failed else "pass",
+            }
+        )
+    status = data.get("baseline_status", "none")
+    error = data.get("error") or ""
+    return {
+        **{k: data.get(k) for k in ("run_id", "scenario_name", "scenario", "started_at", "finished_at")},
+        "environment": data.get("environment", {}),
+        "target": data.get("target", {}),
+        "variants": variants,
+        "baseline": {
+            "status": status if status in ("compared", "recorded", "updated") else "none",
+            "message": data.get("baseline_message", ""),
+        },
+        "stage_seconds": data.get("stage_seconds", {}),
+        "run_dir": data.get("run_dir", ""),
+        "failure": {"stage": "run", "message": error} if error else None,
+        "format_version": 2,
+    }
+
+
+def _verdict_v1(data: dict[str, Any]) -> dict[str, Any]:
+    evidence = dict(data.get("evidence") or {})
+    test = evidence.get("test")
+    if test in ("windows", "mannwhitney", "bootstrap"):
+        kind = "latency"
+    elif test == "mcnemar":
+        kind = "accuracy"
+    else:
+        kind = "threshold"
+        evidence = {"reason": str(evidence.get("reason", "")), "compared": evidence.get("compared", True)}
+    return {
+        **{
+            k: data.get(k)
+            for k in ("variant", "metric", "threshold", "current", "baseline", "limit", "message")
+        },
+        "status": "pass" if data.get("passed") else "fail",
+        "evidence": {**evidence, "kind": kind},
+        "measurement": int(evidence.get("measurement", 1)),
+    }
+
+
+_MIGRATIONS = {1: _update_to_2}

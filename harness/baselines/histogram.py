@@ -96,11 +96,3 @@ def expand(values: np.ndarray, counts: np.ndarray, max_n: int | None = None) -> 
     ranks = ((np.arange(max_n) + 0.5) * total / max_n).astype(np.int64)
     # the sample at rank r is the first value whose cumulative count exceeds r
     return values[np.searchsorted(np.cumsum(counts), ranks, side="right")]
-
-
-def thin(samples: Sequence[float] | np.ndarray, max_n: int | None = None) -> np.ndarray:
-    """`samples` sorted, thinned to at most `max_n` evenly spaced order statistics like `expand`."""
-    ordered = np.sort(np.asarray(samples, dtype=np.float64))
-    if max_n is None or ordered.size <= max_n:
-        return ordered
-    return expand(ordered, np.ones(ordered.size, dtype=np.int64), max_n)

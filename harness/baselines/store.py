@@ -18,28 +18,38 @@ fall back to plain comparisons until the next recording.
 Baselines from different machines live side by side: a laptop and a CI runner each compare with
 their own numbers. Files are written atomically and a file this harness cannot read is an error,
 never silently replaced, since a baseline is often the only record of past performance.
+
+A run calls `check` before it measures: the file is validated in full (`harness.baselines.document`)
+so a corrupt baseline stops the run in seconds, and the returned `BaselineSnapshot` remembers what
+the run saw. `record` does its read-modify-write under an exclusive fcntl lock on the sidecar
+`<scenario>.json.lock` and refuses to overwrite an entry another run wrote meanwhile (see `record`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import hashlib
 import json
 import math
+import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.atomic import atomic_write_json
+from harness.atomic import atomic_write_bytes
 from harness.baselines import histogram
-from harness.errors import UserError
-from harness.gates.statistics import VariantSamples, labels_fingerprint
+from harness.baselines.document import Document, decode_predictions, validate_document
+from harness.errors import RunError, UserError
+from harness.samples import VariantSamples, labels_fingerprint
 
 FORMAT_VERSION = 2
-
-Document = dict[str, Any]
 
 
 def _update_to_2(doc: Document) -> Document:
@@ -56,6 +66,30 @@ def _update_to_2(doc: Document) -> Document:
 _UPDATES: dict[int, Callable[[Document], Document]] = {2: _update_to_2}
 
 _SCENARIO_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+# errors that mean "this folder is not yours to write": the user's setup, not a broken run
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+class BaselineConflictError(RunError):
+    """Another run recorded the same environment's baseline while this run was measuring."""
+
+
+@dataclass(frozen=True)
+class BaselineSnapshot:
+    """A baseline file as one run read it before measuring: what it compares with and what
+    `record` later checks, under the lock, to notice a concurrent writer."""
+
+    path: Path
+    document: Document | None  # validated and migrated; None: there was no file
+    sha256: str | None  # of the file's bytes; None: there was no file
+    entry_digests: Mapping[str, str] = field(default_factory=dict)  # fingerprint id -> entry digest
+
+    def entry(self, fingerprint_id: str) -> dict[str, Any] | None:
+        """The entry recorded on machines with `fingerprint_id`, or None if there is none."""
+        if self.document is None:
+            return None
+        found: dict[str, Any] | None = self.document["environments"].get(fingerprint_id)
+        return found
 
 
 class FileBaselineStore:
@@ -70,31 +104,38 @@ class FileBaselineStore:
             raise UserError(f"scenario name {scenario!r} cannot name a baseline file")
         return self.directory / f"{scenario}.json"
 
-    def read(self, scenario: str) -> Document | None:
-        """The whole document, upgraded to the current format in memory; None if there is no file."""
+    def lock_path_for(self, scenario: str) -> Path:
+        """The sidecar file `record` locks: `<scenario>.json.lock`, left in place between runs."""
         path = self.path_for(scenario)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise UserError(f"cannot read baseline file {path}: {exc.strerror or exc}") from None
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserError(
-                f"baseline file {path} is not valid JSON ({exc.msg} at line {exc.lineno}); "
-                "fix or delete it (it is never overwritten automatically)"
-            ) from None
-        return _validate(_migrate(doc, path), path)
+        return path.with_name(f"{path.name}.lock")
+
+    def check(self, scenario: str) -> BaselineSnapshot:
+        """Read and fully validate the baseline of `scenario`: call it BEFORE measuring.
+
+        A corrupt file (not UTF-8, not JSON, wrong types, a metric that is text, null or not
+        finite, an unreadable histogram, predictions or window list) raises a one-line UserError
+        naming the file, environment, variant and key. No file is fine: the snapshot is empty.
+        Pass the snapshot to `record(..., seen=snapshot)` so a concurrent writer is noticed.
+        """
+        path = self.path_for(scenario)
+        data = _read_bytes(path)
+        if data is None:
+            return BaselineSnapshot(path=path, document=None, sha256=None)
+        doc = _parse(data, path)
+        return BaselineSnapshot(
+            path=path,
+            document=doc,
+            sha256=hashlib.sha256(data).hexdigest(),
+            entry_digests={fid: _digest(entry) for fid, entry in doc["environments"].items()},
+        )
+
+    def read(self, scenario: str) -> Document | None:
+        """The whole document, validated and upgraded to the current format in memory; None if no file."""
+        return self.check(scenario).document
 
     def load(self, scenario: str, fingerprint_id: str) -> dict[str, Any] | None:
         """The entry recorded on machines with `fingerprint_id`, or None if there is none."""
-        doc = self.read(scenario)
-        if doc is None:
-            return None
-        entry: dict[str, Any] | None = doc["environments"].get(fingerprint_id)
-        return entry
+        return self.check(scenario).entry(fingerprint_id)
 
     def fingerprints(self, scenario: str) -> list[str]:
         """The fingerprint ids that have a baseline for `scenario` (to tell the user why none matched)."""
@@ -112,36 +153,132 @@ class FileBaselineStore:
         configs: Mapping[str, str] | None = None,
         recorded_at: str | None = None,
         distributions: Mapping[str, Mapping[str, Any]] | None = None,
+        seen: BaselineSnapshot | None = None,
     ) -> Path:
         """Store this run as the baseline for `fingerprint_id`, replacing that entry whole.
 
-        Entries of other fingerprints are kept. Non-finite metric values are left out (NaN is not
-        JSON and cannot serve as a reference). An unreadable existing file raises UserError.
+        The read-modify-write holds an exclusive lock on `<scenario>.json.lock`, so two runs never
+        interleave. Concurrency rule, given `seen` (the run's `check` before measuring):
+        - entries of other fingerprints are taken from the file as it is under the lock, so runs
+          of different machines sharing a folder both land (merge);
+        - if the file now holds an entry for `fingerprint_id` that differs from the one in `seen`
+          (another run of this environment recorded meanwhile), nothing is written and
+          BaselineConflictError says which run wrote it: neither result silently replaces the
+          other. Without `seen` (tools, tests) the last writer wins, still without interleaving.
+        Non-finite metric values are left out (NaN is not JSON and cannot serve as a reference).
         `distributions[variant]` may hold "latencies_ms" (per-request samples, stored as a
         histogram) and "predictions" (per-example labels, stored as text) together with "labels"
         or "labels_fingerprint" naming the examples they are for.
+        Errors are one line naming the file: an unreadable existing file or a folder that cannot
+        be written is a UserError, any other failure to write a RunError; the file on disk is
+        then left exactly as it was (writes are atomic).
         """
         path = self.path_for(scenario)
-        doc = self.read(scenario) or {
-            "format_version": FORMAT_VERSION,
-            "scenario": scenario,
-            "environments": {},
-        }
-        doc["format_version"] = FORMAT_VERSION
-        doc["scenario"] = scenario
-        doc["environments"][fingerprint_id] = {
-            "environment": dict(environment),
-            "recorded_at": recorded_at or datetime.now(UTC).isoformat(timespec="seconds"),
-            "run_id": run_id,
-            "variants": {
-                variant: _variant_entry(
-                    metrics, (configs or {}).get(variant), (distributions or {}).get(variant)
-                )
-                for variant, metrics in variants_metrics.items()
-            },
-        }
-        self.directory.mkdir(parents=True, exist_ok=True)
-        return atomic_write_json(path, doc)
+        try:
+            new_entry = {
+                "environment": dict(environment),
+                "recorded_at": recorded_at or datetime.now(UTC).isoformat(timespec="seconds"),
+                "run_id": run_id,
+                "variants": {
+                    variant: _variant_entry(
+                        metrics, (configs or {}).get(variant), (distributions or {}).get(variant)
+                    )
+                    for variant, metrics in variants_metrics.items()
+                },
+            }
+        except (TypeError, ValueError) as exc:
+            raise RunError(f"cannot record baseline {path}: {exc}") from None
+        with _locked(self.lock_path_for(scenario), path):
+            current = self.check(scenario)
+            _refuse_conflict(current, seen, fingerprint_id)
+            doc = current.document or {
+                "format_version": FORMAT_VERSION,
+                "scenario": scenario,
+                "environments": {},
+            }
+            doc["format_version"] = FORMAT_VERSION
+            doc["scenario"] = scenario
+            doc["environments"][fingerprint_id] = new_entry
+            try:
+                text = json.dumps(doc, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+            except (TypeError, ValueError) as exc:
+                raise RunError(f"cannot record baseline {path}: {exc}") from None
+            try:
+                return atomic_write_bytes(path, text.encode("utf-8"))
+            except OSError as exc:
+                raise _write_error(path, exc) from None
+
+
+def _refuse_conflict(current: BaselineSnapshot, seen: BaselineSnapshot | None, fingerprint_id: str) -> None:
+    if seen is None or current.sha256 == seen.sha256:
+        return
+    now = current.entry_digests.get(fingerprint_id)
+    if now is None or now == seen.entry_digests.get(fingerprint_id):
+        return  # only other environments changed (or this one was deleted): merge
+    other = current.entry(fingerprint_id) or {}
+    raise BaselineConflictError(
+        f"baseline file {current.path}: environment {fingerprint_id} was recorded by run "
+        f"{other.get('run_id', '?')} at {other.get('recorded_at', '?')} while this run was measuring; "
+        "not overwritten: run again to compare with it, or with --update-baselines to replace it"
+    )
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path, path: Path) -> Iterator[None]:
+    """Hold an exclusive fcntl lock on `lock_path` (created if needed) for the block."""
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _write_error(path: Path, exc: OSError) -> UserError | RunError:
+    cause = exc.strerror or str(exc)
+    if exc.errno in _NOT_WRITABLE:
+        return UserError(f"cannot record baseline {path}: {cause} (folder {path.parent} is not writable)")
+    where = f" ({exc.filename})" if exc.filename else ""
+    return RunError(f"cannot record baseline {path}: {cause}{where}")
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UserError(f"cannot read baseline file {path}: {exc.strerror or exc}") from None
+
+
+def _parse(data: bytes, path: Path) -> Document:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"baseline file {path} is not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x}); "
+            "expected a JSON baseline file; fix or delete it (it is never overwritten automatically)"
+        ) from None
+    try:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        detail = (
+            f"{exc.msg} at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "nested too deep"
+        )
+        raise UserError(
+            f"baseline file {path} is not valid JSON ({detail}); "
+            "fix or delete it (it is never overwritten automatically)"
+        ) from None
+    return validate_document(_migrate(doc, path), path)
+
+
+def _digest(entry: Any) -> str:
+    canonical = json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def variant_metrics(
@@ -190,7 +327,7 @@ def _read_samples(stored: Mapping[str, Any]) -> VariantSamples:
         latencies = histogram.expand(*histogram.decode(stored["latency_histogram"]))
     predictions = fingerprint = None
     if stored.get("predictions"):
-        predictions = _decode_predictions(stored["predictions"])
+        predictions = decode_predictions(stored["predictions"])
         fingerprint = str(stored["predictions"].get("labels_fingerprint") or "") or None
     windows = {
         metric: np.asarray(values, dtype=np.float64)
@@ -243,16 +380,6 @@ def _encode_predictions(predictions: Any, labels: Any, fingerprint: str | None) 
     return {"labels_fingerprint": fingerprint, "encoding": "csv", "values": ",".join(as_text)}
 
 
-def _decode_predictions(stored: Mapping[str, Any]) -> np.ndarray:
-    encoding, text = stored.get("encoding"), stored.get("values")
-    if not isinstance(text, str) or encoding not in ("digits", "csv"):
-        raise ValueError("'predictions' needs 'encoding' ('digits' or 'csv') and a 'values' string")
-    parts = list(text) if encoding == "digits" else text.split(",")
-    if not all(part.isdigit() for part in parts):
-        raise ValueError(f"'predictions' values are not {encoding}")
-    return np.array([int(part) for part in parts], dtype=np.int64)
-
-
 def _clean_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
     cleaned = {}
     for name, value in metrics.items():
@@ -275,36 +402,4 @@ def _migrate(data: Any, path: Path) -> Document:
     for version in range(found + 1, FORMAT_VERSION + 1):
         doc = _UPDATES[version](doc)
         doc["format_version"] = version
-    return doc
-
-
-def _validate(doc: Document, path: Path) -> Document:
-    """Check the shape the rest of the harness relies on, so a hand-edited file fails here, clearly."""
-    envs = doc.get("environments")
-    if not isinstance(envs, dict):
-        raise UserError(f"baseline file {path}: 'environments' must be an object")
-    for fid, entry in envs.items():
-        variants = entry.get("variants") if isinstance(entry, dict) else None
-        if not isinstance(variants, dict) or not all(
-            isinstance(v, dict) and isinstance(v.get("metrics", {}), dict) for v in variants.values()
-        ):
-            shape = "{name: {'metrics': {...}}}"
-            raise UserError(f"baseline file {path}: environment {fid!r} needs 'variants': {shape}")
-        for name, v in variants.items():
-            windows = v.get("latency_windows", {})
-            windows_ok = isinstance(windows, dict) and all(
-                isinstance(w, list) and all(isinstance(x, int | float) for x in w) for w in windows.values()
-            )
-            if not windows_ok:
-                raise UserError(
-                    f"baseline file {path}: variant {name!r} of environment {fid!r} needs "
-                    "'latency_windows' as an object of number lists"
-                )
-            if not isinstance(v.get("latency_histogram", ""), str) or not isinstance(
-                v.get("predictions", {}), dict
-            ):
-                raise UserError(
-                    f"baseline file {path}: variant {name!r} of environment {fid!r} needs "
-                    "'latency_histogram' as text and 'predictions' as an object"
-                )
     return doc

@@ -1,8 +1,9 @@
-"""Per-framework steps of preparing a variant: obtain the base model, copy it, export, measure.
+"""The work that needs the framework: obtain the base model, copy it, export, measure, serve in-process.
 
-The pipeline (`harness.compression.pipeline`) is framework-neutral; each framework supplies one
-`FrameworkBackend`, looked up by `ModelSpec.framework` in FRAMEWORKS and imported on first use,
-so preparing a torch scenario never imports TensorFlow and the other way round.
+The pipeline (`harness.compression.pipeline`) and the in-process target are framework-neutral;
+each framework supplies one `FrameworkBackend`, named by its descriptor in `harness.frameworks`
+(`framework(name).backend()`) and imported on first use, so preparing a torch scenario never
+imports TensorFlow and the other way round.
 """
 
 from __future__ import annotations
@@ -12,21 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.registry import Registry
-
 if TYPE_CHECKING:
     from harness.artifacts import ServedArtifact
     from harness.models.digits import DigitsSplit
     from harness.scenario.schema import ModelSpec
-
-FRAMEWORKS = Registry(
-    "framework",
-    {
-        "torch": "harness.compression.torch.backend:TorchBackend",
-        "tensorflow": "harness.compression.tensorflow.backend:TensorFlowBackend",
-    },
-    "harness.frameworks",
-)
 
 
 @dataclass
@@ -71,8 +61,11 @@ class FrameworkBackend(ABC):
     def in_memory_accuracy(self, model: Any, data: DigitsSplit) -> float:
         """Test accuracy of the in-memory model, to catch an export that changed what it computes."""
 
+    def set_intra_op_threads(self, threads: int) -> int | None:
+        """Set the process-wide intra-op thread count for serving in this process; the previous
+        count (to restore through this method), or None if the framework has no such setting."""
+        return None
 
-def backend_for(framework: str) -> FrameworkBackend:
-    """The backend instance of `framework` (UserError naming the known ones if there is none)."""
-    backend: FrameworkBackend = FRAMEWORKS.resolve(framework)()
-    return backend
+    def runtime_info(self, artifact: ServedArtifact) -> dict[str, Any]:
+        """Facts about the runtime that serves `artifact` in this process, for the report."""
+        return {}

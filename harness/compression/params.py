@@ -1,22 +1,31 @@
 """Parameter models of every built-in recipe: pydantic, extra="forbid", every field described.
 
-Importable without torch, so `harness validate` checks recipe params in milliseconds.
+Importable without torch, so `harness validate` checks recipe params in milliseconds. These
+models are the one source of the params' documentation: `harness schema` (JSON Schema) and
+`harness list` both print their docstrings and Field descriptions. Every number is bounded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from harness.compression import RECIPES
 from harness.errors import UserError
+
+MAX_BATCH_SIZE = 4096  # training batch: the digits training split has about 1,400 rows
+MAX_STEP = 1_000_000  # pruning schedule steps
 
 
 class RecipeParams(BaseModel):
-    """Base of all recipe parameter models: unknown keys are errors, values are immutable."""
+    """Base of all recipe parameter models: unknown keys are errors, values are immutable.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Strict, with finite floats: YAML `yes` is not the number 1 and `.inf` is not a value.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class TorchPruneParams(RecipeParams):
@@ -48,7 +57,9 @@ class _FineTune(RecipeParams):
 
     fine_tune_epochs: int = Field(default=4, ge=1, le=200, description="Epochs of fine-tuning.")
     learning_rate: float = Field(default=1e-3, gt=0, lt=1, description="Adam learning rate.")
-    batch_size: int = Field(default=32, ge=1, description="Training batch size.")
+    batch_size: int = Field(
+        default=32, ge=1, le=MAX_BATCH_SIZE, description=f"Training batch size, 1 to {MAX_BATCH_SIZE}."
+    )
 
 
 class TfPruneParams(_FineTune):
@@ -56,15 +67,20 @@ class TfPruneParams(_FineTune):
 
     target_sparsity: float = Field(gt=0.0, lt=1.0, description="Final sparsity of the schedule (0..1).")
     initial_sparsity: float = Field(default=0.0, ge=0.0, lt=1.0, description="Sparsity at begin_step.")
-    begin_step: int = Field(default=0, ge=0, description="Training step where pruning starts.")
+    begin_step: int = Field(
+        default=0, ge=0, le=MAX_STEP, description=f"Training step where pruning starts, 0 to {MAX_STEP:,}."
+    )
     end_step: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_STEP,
         description="Step where target_sparsity is reached; default: the last fine-tuning step at which "
         "the masks are updated (a multiple of frequency after begin_step). If it lies beyond that, the "
-        "sparsity reached stops short of the target (reported).",
+        f"sparsity reached stops short of the target (reported). At most {MAX_STEP:,}.",
     )
-    frequency: int = Field(default=10, ge=1, description="Steps between mask updates.")
+    frequency: int = Field(
+        default=10, ge=1, le=MAX_STEP, description=f"Steps between mask updates, 1 to {MAX_STEP:,}."
+    )
 
 
 class TfClusterParams(_FineTune):
@@ -100,7 +116,10 @@ class TfPtqParams(RecipeParams):
         default="float", description="mode int8 only: input/output tensor type of the TFLite model."
     )
     calibration_samples: int = Field(
-        default=200, ge=1, description="mode int8: training examples used as the representative dataset."
+        default=200,
+        ge=1,
+        le=10_000,
+        description="mode int8: training examples used as the representative dataset (1 to 10000).",
     )
 
     @model_validator(mode="after")
@@ -113,10 +132,15 @@ class TfPtqParams(RecipeParams):
 class DistillParams(RecipeParams):
     """torch.distill / tf.distill: train a smaller MLP student on the teacher's softened outputs."""
 
-    student_hidden: list[int] = Field(
-        default_factory=lambda: [32], min_length=1, description="Hidden layer sizes of the MLP student."
+    student_hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=lambda: [32],
+        min_length=1,
+        max_length=8,
+        description="Hidden layer sizes of the MLP student: 1 to 8 layers of 1 to 4096 units.",
     )
-    temperature: float = Field(default=4.0, gt=0, description="Softmax temperature of the soft targets.")
+    temperature: float = Field(
+        default=4.0, gt=0, le=100, description="Softmax temperature of the soft targets, at most 100."
+    )
     alpha: float = Field(
         default=0.7,
         ge=0,
@@ -125,7 +149,9 @@ class DistillParams(RecipeParams):
     )
     epochs: int = Field(default=60, ge=1, le=1000, description="Training epochs of the student.")
     learning_rate: float = Field(default=1e-2, gt=0, lt=1, description="Adam learning rate.")
-    batch_size: int = Field(default=64, ge=1, description="Training batch size.")
+    batch_size: int = Field(
+        default=64, ge=1, le=MAX_BATCH_SIZE, description=f"Training batch size, 1 to {MAX_BATCH_SIZE}."
+    )
 
 
 PARAMS: dict[str, type[RecipeParams]] = {
@@ -156,14 +182,37 @@ def params_model(recipe: str) -> type[BaseModel]:
         return PARAMS[recipe]
     except KeyError:
         pass
-    from harness.compression import RECIPES
-
     if recipe in RECIPES:  # a plugin recipe: its class carries its own params model
         model = getattr(RECIPES.resolve(recipe), "params_model", None)
         if isinstance(model, type) and issubclass(model, BaseModel):
             return model
         raise UserError(f"recipe {recipe!r} ({RECIPES.target(recipe)}) declares no params_model")
     raise UserError(f"unknown recipe {recipe!r}; expected one of: {', '.join(RECIPES.names())}")
+
+
+def describe_recipe(recipe: str) -> str:
+    """One line about `recipe`: its params model's docstring, without importing a plugin's class."""
+    model = PARAMS.get(recipe)
+    if model is None:
+        return f"plugin recipe ({RECIPES.target(recipe)}); params checked by its params_model"
+    # docstrings read "torch.prune: what it does"; a shared model names every recipe it serves
+    summary = (model.__doc__ or recipe).strip().splitlines()[0]
+    return summary.split(": ", 1)[1] if ": " in summary else summary
+
+
+def describe_params(model: type[BaseModel]) -> list[tuple[str, str, str]]:
+    """(name, default, description) of each field of a params model: what `harness list` prints,
+    the same Field descriptions as the JSON Schema. The default is 'required' when there is none."""
+    rows = []
+    for name, field in model.model_fields.items():
+        if field.is_required():
+            default = "required"
+        elif field.default_factory is not None:
+            default = repr(field.default_factory())  # type: ignore[call-arg]
+        else:
+            default = "null" if field.default is None else repr(field.default)
+        rows.append((name, default, field.description or ""))
+    return rows
 
 
 def validate_step_params(recipe: str, params: Mapping[str, Any]) -> BaseModel:

@@ -16,11 +16,12 @@ from pydantic import ValidationError
 
 from harness.artifacts import ServedArtifact
 from harness.compression import RECIPES
-from harness.compression.backend import BaseModel, backend_for
+from harness.compression.backend import BaseModel
 from harness.compression.base import RecipeContext
 from harness.compression.params import check_step_order, validate_step_params
 from harness.errors import UserError
-from harness.scenario.loader import resolve_source
+from harness.frameworks import framework
+from harness.scenario.schema import resolve_source
 
 if TYPE_CHECKING:
     from harness.models.digits import DigitsSplit
@@ -55,7 +56,7 @@ def prepare_variant(
     model: ModelSpec, variant: VariantSpec, scenario_dir: Path, out_dir: Path, data: DigitsSplit
 ) -> PreparedVariant:
     """Compress, export to `out_dir` and evaluate one variant of `model` on `data`'s test set."""
-    backend = backend_for(model.framework)
+    backend = framework(model.framework).backend()
     start = time.perf_counter()
     stages: dict[str, float] = {}
     warnings: list[str] = []
@@ -114,12 +115,12 @@ def load_base_model(model: ModelSpec, scenario_dir: Path, data: DigitsSplit) -> 
         key = (model.framework, str(path), version, data.fingerprint())
     with _BASES_LOCK:
         if key not in _BASES:
-            _BASES[key] = backend_for(model.framework).load_base(model, scenario_dir, data)
+            _BASES[key] = framework(model.framework).backend().load_base(model, scenario_dir, data)
         return _BASES[key]
 
 
 def _apply_steps(
-    framework: str, variant: VariantSpec, module: Any, context: RecipeContext
+    model_framework: str, variant: VariantSpec, module: Any, context: RecipeContext
 ) -> tuple[Any, list[Any]]:
     check_step_order([step.recipe for step in variant.steps])
     reports = []
@@ -132,8 +133,10 @@ def _apply_steps(
             key = ".".join(str(part) for part in error["loc"]) or "params"
             raise UserError(f"{where}: params.{key}: {error['msg']}") from None
         recipe_cls = RECIPES.resolve(step.recipe)
-        if recipe_cls.framework != framework:
-            raise UserError(f"{where}: a {recipe_cls.framework} recipe cannot compress a {framework} model")
+        if recipe_cls.framework != model_framework:
+            raise UserError(
+                f"{where}: a {recipe_cls.framework} recipe cannot compress a {model_framework} model"
+            )
         module, report = recipe_cls(params).apply(module, context)
         reports.append(report)
     return module, reports

@@ -10,24 +10,25 @@ effect size; see `harness.gates.statistics`):
 - the `accuracy` gate against a baseline: McNemar's exact test on the per-example predictions.
 Without distributions (a format-1 baseline, or a run that kept none) the plain comparison decides
 and the message says so. Throughput and the other one-number-per-run metrics are always plain
-comparisons; the confirmation re-measurement (`merge_confirmation`) guards them instead.
+comparisons; the confirmation re-measurement (`harness.gates.decide`) guards them instead.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.errors import UserError
 from harness.gates.thresholds import Threshold, parse_threshold
 from harness.metrics.catalog import METRICS
 from harness.metrics.latency import PERCENTILES
-from harness.results import Verdict
+from harness.results import AccuracyEvidence, LatencyEvidence, ThresholdEvidence, Verdict
 
 if TYPE_CHECKING:
-    from harness.gates.statistics import LatencyMethod, LatencyTestResult, VariantSamples
+    from harness.gates.statistics import LatencyMethod, LatencyTestResult
+    from harness.samples import VariantSamples
     from harness.scenario.schema import GatePolicySpec
 
 Metrics = Mapping[str, float]
@@ -96,10 +97,10 @@ def _not_compared(gate: Threshold, variant: str, current: float | None) -> Verdi
         current=current,
         baseline=None,
         limit=None,
-        passed=True,
+        status="pass",
         message=f"{gate.metric} not compared: the baseline of variant {variant!r} has no value for it "
         f"(gate {gate.text!r} added after the baseline was recorded?); record one with --update-baselines",
-        evidence={"test": "none", "compared": False},
+        evidence=ThresholdEvidence(reason="the baseline has no value for this metric", compared=False),
     )
 
 
@@ -126,7 +127,7 @@ def _latency_test(
     base: VariantSamples | None,
 ) -> Verdict:
     if policy.latency_test == "none":
-        return replace(verdict, evidence={"test": "none", "reason": "gate_policy.latency_test is none"})
+        return replace(verdict, evidence=ThresholdEvidence(reason="gate_policy.latency_test is none"))
     method: LatencyMethod = "mannwhitney"
     fallback = ""
     if policy.latency_test == "windows":
@@ -165,9 +166,9 @@ def _latency_test(
             f"bootstrap {result.confidence_level:.0%} CI of the p{result.percentile:g} ratio "
             f"[{result.ci_low:.3f}, {result.ci_high:.3f}]"
         )
-    evidence = _latency_evidence(result, policy.alpha, verdict.limit / verdict.baseline, beyond)
-    if fallback:
-        evidence["fallback"] = fallback.strip(" ()")
+    evidence = _latency_evidence(
+        result, policy.alpha, verdict.limit / verdict.baseline, beyond, fallback=fallback.strip(" ()")
+    )
     return _decided(verdict, beyond, result.significant, test, evidence)
 
 
@@ -208,33 +209,36 @@ def _window_test(
         resamples=policy.bootstrap_resamples,
     )
     test = f"window test: {result.message}"
-    evidence = _latency_evidence(result, policy.alpha, min_ratio, result.exceeds_threshold)
-    del evidence["p_value"]  # the window test has an interval, not a p-value
-    evidence["window_quantile"] = policy.window_quantile
-    evidence["current_windows_value"] = result.current_value
-    evidence["baseline_windows_value"] = result.baseline_value
+    evidence = replace(
+        _latency_evidence(result, policy.alpha, min_ratio, result.exceeds_threshold),
+        p_value=None,  # the window test has an interval, not a p-value
+        window_quantile=policy.window_quantile,
+        current_windows_value=_finite(result.current_value),
+        baseline_windows_value=_finite(result.baseline_value),
+    )
     return _decided(verdict, result.exceeds_threshold, result.significant, test, evidence)
 
 
 def _latency_evidence(
-    result: LatencyTestResult, alpha: float, min_ratio: float, beyond: bool
-) -> dict[str, Any]:
-    """A latency test's figures for Verdict.evidence (results.json, the report's evidence column)."""
-    return {
-        "test": result.method,
-        "alpha": alpha,
-        "percentile": result.percentile,
-        "p_value": result.p_value,
-        "ci_low": result.ci_low,
-        "ci_high": result.ci_high,
-        "confidence_level": result.confidence_level,
-        "ratio": result.ratio,
-        "min_ratio": min_ratio,
-        "significant": result.significant,
-        "exceeds_threshold": beyond,
-        "n_current": result.n_current,
-        "n_baseline": result.n_baseline,
-    }
+    result: LatencyTestResult, alpha: float, min_ratio: float, beyond: bool, *, fallback: str = ""
+) -> LatencyEvidence:
+    """A latency test's figures, for results.json and the report's evidence column."""
+    return LatencyEvidence(
+        test=result.method,
+        alpha=alpha,
+        percentile=result.percentile,
+        p_value=_finite(result.p_value),
+        ci_low=_finite(result.ci_low),
+        ci_high=_finite(result.ci_high),
+        confidence_level=_finite(result.confidence_level),
+        ratio=_finite(result.ratio),
+        min_ratio=min_ratio,
+        significant=bool(result.significant),
+        exceeds_threshold=beyond,
+        n_current=int(result.n_current),
+        n_baseline=int(result.n_baseline),
+        fallback=fallback,
+    )
 
 
 def _accuracy_test(
@@ -256,26 +260,29 @@ def _accuracy_test(
         f"({result.b} right->wrong, {result.c} wrong->right of {result.n}; delta {result.delta:+.4f}, "
         f"{result.confidence_level:.0%} CI [{result.ci_low:+.4f}, {result.ci_high:+.4f}])"
     )
-    evidence = {
-        "test": "mcnemar",
-        "alpha": policy.alpha,
-        "p_value": result.p_value_worse,
-        "p_value_two_sided": result.p_value,
-        "b": result.b,
-        "c": result.c,
-        "n": result.n,
-        "delta": result.delta,
-        "ci_low": result.ci_low,
-        "ci_high": result.ci_high,
-        "confidence_level": result.confidence_level,
-        "significant": result.significant_drop,
-        "exceeds_threshold": beyond,
-    }
+    evidence = AccuracyEvidence(
+        alpha=policy.alpha,
+        p_value=float(result.p_value_worse),
+        p_value_two_sided=float(result.p_value),
+        b=int(result.b),
+        c=int(result.c),
+        n=int(result.n),
+        delta=float(result.delta),
+        ci_low=_finite(result.ci_low),
+        ci_high=_finite(result.ci_high),
+        confidence_level=float(result.confidence_level),
+        significant=bool(result.significant_drop),
+        exceeds_threshold=beyond,
+    )
     return _decided(verdict, beyond, result.significant_drop, test, evidence)
 
 
 def _decided(
-    verdict: Verdict, beyond: bool, significant: bool, test: str, evidence: dict[str, Any]
+    verdict: Verdict,
+    beyond: bool,
+    significant: bool,
+    test: str,
+    evidence: LatencyEvidence | AccuracyEvidence,
 ) -> Verdict:
     """Fail only when the change is beyond the threshold AND significant; the message says which."""
     if beyond and significant:
@@ -288,32 +295,23 @@ def _decided(
         outcome = "within the threshold, not significant"
     return replace(
         verdict,
-        passed=not (beyond and significant),
+        status="fail" if beyond and significant else "pass",
         message=f"{verdict.message}; {test}: {outcome}",
-        evidence=_json_safe(evidence),
+        evidence=evidence,
     )
 
 
 def _plain(verdict: Verdict, reason: str) -> Verdict:
-    return replace(
-        verdict,
-        message=f"{verdict.message}; plain comparison: {reason}",
-        evidence={"test": "none", "reason": reason},
-    )
+    message = f"{verdict.message}; plain comparison: {reason}"
+    return replace(verdict, message=message, evidence=ThresholdEvidence(reason=reason))
 
 
-def _json_safe(evidence: dict[str, Any]) -> dict[str, Any]:
-    """Plain Python values, non-finite floats as None: results.json refuses NaN and infinity."""
-    safe: dict[str, Any] = {}
-    for key, value in evidence.items():
-        if isinstance(value, bool | str) or value is None:
-            safe[key] = value
-        elif isinstance(value, int):
-            safe[key] = int(value)
-        else:
-            number = float(value)
-            safe[key] = number if math.isfinite(number) else None
-    return safe
+def _finite(value: float | None) -> float | None:
+    """results.json is strict JSON: NaN and infinity become None."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _judge(gate: Threshold, variant: str, current: float | None, base: float | None) -> Verdict:
@@ -328,7 +326,7 @@ def _judge(gate: Threshold, variant: str, current: float | None, base: float | N
             current=current,
             baseline=base,
             limit=limit,
-            passed=passed,
+            status="pass" if passed else "fail",
             message=message,
         )
 
@@ -375,53 +373,3 @@ def _fmt_pair(metric: str, current: float, limit: float) -> tuple[str, str]:
         a, b = _fmt(metric, current, digits), _fmt(metric, limit, digits)
         digits += 2
     return a, b
-
-
-def failed_variants(verdicts: Sequence[Verdict]) -> set[str]:
-    """The variants with at least one failed verdict: the ones to re-measure before failing the run."""
-    return {v.variant for v in verdicts if not v.passed}
-
-
-def merge_confirmation(first: Sequence[Verdict], *confirmations: Sequence[Verdict]) -> list[Verdict]:
-    """Verdicts of the first measurement and of its re-measurements, as one list for RunResult.
-
-    A gate (variant, metric) fails only if it failed in the first measurement and in every
-    re-measurement of its variant: one slow run on a shared machine is not a regression. Variants
-    that were not re-measured keep their verdicts unchanged. All verdicts are kept, first ones
-    with evidence["measurement"] = 1 and evidence["confirmed"], re-measurements with
-    evidence["confirmation"] = True and evidence["measurement"] = 2, 3, ...; a verdict whose
-    failure did not hold is turned into a pass with the reason in its message, so
-    `RunResult.passed` (all verdicts passed) gives the confirmed outcome. A gate missing from a
-    re-measurement (the variant broke) does not clear the failure.
-    """
-    remeasured = {v.variant for verdicts in confirmations for v in verdicts}
-
-    def key(v: Verdict) -> tuple[str, str, str]:
-        return (v.variant, v.metric, v.threshold)
-
-    runs = [{key(v): v for v in verdicts} for verdicts in (first, *confirmations)]
-
-    def held(k: tuple[str, str, str]) -> bool:
-        """Failed in every measurement of the variant that evaluated this gate."""
-        return all(not run[k].passed for run in runs if k in run)
-
-    merged: list[Verdict] = []
-    for v in first:
-        if v.variant not in remeasured:
-            merged.append(v)
-            continue
-        evidence = {**v.evidence, "measurement": 1, "confirmed": not v.passed and held(key(v))}
-        if v.passed or held(key(v)):
-            merged.append(replace(v, evidence=evidence))
-        else:
-            note = " [not confirmed: the re-measurement passed this gate]"
-            merged.append(replace(v, passed=True, message=v.message + note, evidence=evidence))
-    for number, verdicts in enumerate(confirmations, start=2):
-        for v in verdicts:
-            evidence = {**v.evidence, "confirmation": True, "measurement": number}
-            if v.passed or held(key(v)):
-                merged.append(replace(v, evidence=evidence))
-            else:
-                note = f" [re-measurement {number - 1} only: another measurement passed this gate]"
-                merged.append(replace(v, passed=True, message=v.message + note, evidence=evidence))
-    return merged

@@ -1,101 +1,85 @@
-"""Verdicts of one measurement of a run's variants: dead and INVALID measurements, then the gates.
+"""Verdicts of one measurement of one variant, judged on that measurement alone.
 
-An INVALID measurement (harness.load.validity) is never compared with a baseline as if it were
-a result: its load-dependent gates are left out and one failing `validity` verdict carries the
-reasons. Latency and accuracy gates get the stored distributions for their statistical tests.
+An INVALID measurement (harness.load.validity) is never compared with a baseline as if it were a
+result: its load gates are left out and one `validity` verdict, inconclusive, carries the reasons.
+Gates on what the model itself is (accuracy, size) are judged either way: load noise cannot move
+them. Latency and accuracy gates get the stored distributions for their statistical tests.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
 
-from harness.results import VariantResult, Verdict
+import numpy as np
 
-if TYPE_CHECKING:
-    from harness.scenario.schema import Scenario
+from harness.gates.evaluate import evaluate
+from harness.metrics.catalog import is_load_metric
+from harness.results import Measurement, Verdict
+from harness.samples import VariantSamples
+from harness.scenario.schema import GatePolicySpec
+
+VALIDITY_METRIC = "validity"
 
 
-def judge_variants(
-    variants: list[VariantResult],
-    scenario: Scenario,
-    baseline: dict[str, dict[str, float]] | None,
-    baseline_dist: dict[str, Any] | None,
-    labels: Any,
+def judge_measurement(
+    variant: str,
+    measurement: Measurement,
+    gates: Mapping[str, str | int | float],
+    policy: GatePolicySpec,
+    baseline: Mapping[str, float] | None,
+    baseline_samples: VariantSamples | None,
+    labels: np.ndarray | None,
 ) -> list[Verdict]:
-    """Verdicts for `variants`: dead and INVALID measurements first, then the scenario's gates.
+    """This measurement's verdicts: the scenario's gates, and `validity` when it is INVALID.
 
-    Load-dependent gates of an INVALID measurement are left out: its numbers are not a result."""
-    import numpy as np
-
-    from harness.gates.evaluate import evaluate
-    from harness.gates.statistics import VariantSamples
-
-    invalid = {v.name for v in variants if not v.details.get("validity", {}).get("valid", True)}
-    current = {
-        v.name: {k: x for k, x in v.metrics.items() if v.name not in invalid or not is_load_metric(k)}
-        for v in variants
-    }
-    current_dist = {
-        v.name: VariantSamples(
-            latencies_ms=np.asarray(v.latencies_ms) if v.latencies_ms else None,
-            window_latencies={k: np.asarray(w) for k, w in v.window_latencies.items()} or None,
-            predictions=np.asarray(v.predictions) if v.predictions else None,
-            labels=labels if v.predictions else None,
-        )
-        for v in variants
-    }
+    `baseline` is the variant's stored metrics under the same configuration (None: nothing to
+    compare with, so only bare limits apply)."""
+    valid = measurement.valid
+    metrics = {k: x for k, x in measurement.metrics.items() if valid or not is_load_metric(k)}
     verdicts = evaluate(
-        dict(scenario.gates),
-        current,
-        baseline,
-        policy=scenario.gate_policy,
-        current_dist=current_dist,
-        baseline_dist=baseline_dist,
+        gates,
+        {variant: metrics},
+        None if baseline is None else {variant: dict(baseline)},
+        policy=policy,
+        current_dist={variant: current_samples(measurement, labels)},
+        baseline_dist=None if baseline_samples is None else {variant: baseline_samples},
     )
-    verdicts = [v for v in verdicts if not (v.variant in invalid and is_load_metric(v.metric))]
-    return [*dead_variant_verdicts(variants), *invalid_verdicts(variants), *verdicts]
+    if not valid:
+        verdicts = [v for v in verdicts if not is_load_metric(v.metric)]
+        verdicts.insert(0, _invalid(variant, measurement))
+    for v in verdicts:
+        v.measurement = measurement.number
+    return verdicts
 
 
-def is_load_metric(metric: str) -> bool:
-    """Metrics that come from the load window (and mean nothing when the window is INVALID)."""
-    from harness.metrics.catalog import METRICS
-
-    static = {"accuracy", "accuracy_inprocess", "accuracy_drop_vs_reference", "model_size_bytes"}
-    static |= {"model_size_gzip_bytes", "sparsity", "param_count"}
-    return metric in METRICS and metric not in static
-
-
-def invalid_verdicts(variants: list[VariantResult]) -> list[Verdict]:
-    return [
-        Verdict(
-            variant=v.name,
-            metric="validity",
-            threshold="a VALID measurement",
-            current=None,
-            baseline=None,
-            limit=None,
-            passed=False,
-            message="measurement INVALID, not compared with the baseline: "
-            + "; ".join(v.details["validity"].get("reasons") or ["no reason recorded"]),
-        )
-        for v in variants
-        if v.latencies_ms and not v.details.get("validity", {}).get("valid", True)
-    ]
+def current_samples(measurement: Measurement, labels: np.ndarray | None) -> VariantSamples:
+    """The measurement's distributions for the statistical gates, as a baseline would store them."""
+    gated = measurement.gated
+    latencies = gated.latencies_ms() if gated is not None else np.empty(0)
+    windows = {
+        k: np.asarray(w, dtype=np.float64) for k, w in (gated.window_latencies if gated else {}).items()
+    }
+    predictions = np.asarray(measurement.predictions) if measurement.predictions else None
+    return VariantSamples(
+        latencies_ms=latencies if len(latencies) else None,
+        window_latencies=windows or None,
+        predictions=predictions,
+        labels=labels if predictions is not None else None,
+    )
 
 
-def dead_variant_verdicts(variants: list[VariantResult]) -> list[Verdict]:
-    """A variant with no successful request has no latency to gate: it fails rather than passing silently."""
-    return [
-        Verdict(
-            variant=v.name,
-            metric="request_count",
-            threshold="at least one successful request",
-            current=v.metrics.get("request_count"),
-            baseline=None,
-            limit=None,
-            passed=False,
-            message="no request succeeded in the measurement window; nothing could be measured",
-        )
-        for v in variants
-        if not v.latencies_ms
-    ]
+def _invalid(variant: str, measurement: Measurement) -> Verdict:
+    gated = measurement.gated
+    reasons = gated.validity.reasons if gated is not None else []
+    return Verdict(
+        variant=variant,
+        metric=VALIDITY_METRIC,
+        threshold="a VALID measurement",
+        current=None,
+        baseline=None,
+        limit=None,
+        status="inconclusive",
+        message="measurement INVALID, not compared with the baseline: "
+        + "; ".join(reasons or ["no reason recorded"]),
+        measurement=measurement.number,
+    )

@@ -27,9 +27,8 @@ scipy is imported inside the functions: importing this module costs only numpy.
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,8 +36,10 @@ import numpy as np
 import numpy.typing as npt
 
 from harness.metrics.latency import PERCENTILE_METHOD  # ratios use the report's percentiles
+from harness.samples import thin
 
 LatencyMethod = Literal["mannwhitney", "bootstrap"]
+LatencyTest = Literal["windows", "mannwhitney", "bootstrap"]  # the window test names its own results
 
 # Fewest windows per side for the window test; below it the gate falls back to the request-level
 # test. Eight is where the lower quartile is still an order statistic between the extremes.
@@ -51,33 +52,10 @@ BOOTSTRAP_MAX_SAMPLES = 20_000
 
 
 @dataclass(frozen=True)
-class VariantSamples:
-    """One variant's per-request latencies and per-example predictions, for the statistical gates.
-
-    The current run passes `labels` (the test-set labels the predictions are for); a baseline
-    read back from disk carries only their `labels_fingerprint`, which must match.
-    `window_latencies` maps a percentile metric ("latency_p95_ms") to its value in each
-    measurement window, for the window test.
-    """
-
-    latencies_ms: np.ndarray | None = None
-    window_latencies: Mapping[str, np.ndarray] | None = None
-    predictions: np.ndarray | None = None
-    labels: np.ndarray | None = None
-    labels_fingerprint: str | None = None
-
-    def fingerprint(self) -> str | None:
-        """The fingerprint of the labels, computed from `labels` when present."""
-        if self.labels is not None:
-            return labels_fingerprint(self.labels)
-        return self.labels_fingerprint
-
-
-@dataclass(frozen=True)
 class LatencyTestResult:
     """Outcome of `latency_regression`; ratio and CI are current / baseline at `percentile`."""
 
-    method: str
+    method: LatencyTest
     percentile: float
     current_value: float
     baseline_value: float
@@ -267,8 +245,6 @@ def _bootstrap_ratio_ci(
 ) -> tuple[float, float, float]:
     from scipy.stats import bootstrap
 
-    from harness.baselines.histogram import thin  # here: harness.baselines imports this module
-
     def ratio(
         cur: npt.NDArray[np.float64], base: npt.NDArray[np.float64], axis: int = -1
     ) -> npt.NDArray[np.float64]:
@@ -388,13 +364,6 @@ def _newcombe_paired_ci(e: int, f: int, g: int, h: int, level: float) -> tuple[f
     up = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
     delta = p1 - p2
     return max(-1.0, delta - down), min(1.0, delta + up)
-
-
-def labels_fingerprint(labels: ArrayLike) -> str:
-    """16 hex digits naming a label sequence, so stored predictions pair with the same examples."""
-    values = np.asarray(labels).ravel().astype(np.int64)
-    text = ",".join(str(v) for v in values.tolist())
-    return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
 
 
 def _latencies(samples: ArrayLike, which: str) -> npt.NDArray[np.float64]:

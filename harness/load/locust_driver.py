@@ -30,9 +30,9 @@ from harness.load.locust_watch import FLUSH_S, LocustRunFiles, LocustRunWatch, w
 from harness.load.plan import LoadPoint, MeasureHooks, StopWhen, WindowPlan, single_point
 from harness.load.result import LoadResult, Sample
 from harness.load.samples import read_samples, summarize
+from harness.processes import ManagedProcess, free_port
 from harness.scenario.schema import LoadSpec
 from harness.serving.base import HttpEndpoint
-from harness.serving.process import ManagedProcess, free_port
 
 LOCUSTFILE_PACKAGE = "harness.load.locustfiles"
 LOCUSTFILE_NAME = "predict.py"
@@ -131,12 +131,13 @@ class LocustDriver:
         if code != 0 or problems:
             culprit = problems[0] if problems else main
             raise RunError(
-                f"{culprit.name} failed (exit code {culprit.returncode}); log {culprit.log_path}:\n"
-                f"{culprit.log_tail()}"
+                f"{culprit.name} failed (exit code {culprit.returncode})",
+                log=culprit.log_path,
+                log_tail=culprit.log_tail(),
             )
         if not files_.meta.exists():
             raise RunError(
-                f"locust exited without writing {files_.meta.name}; log {files_.log}:\n{main.log_tail()}"
+                f"locust exited without writing {files_.meta.name}", log=files_.log, log_tail=main.log_tail()
             )
         meta = json.loads(files_.meta.read_text())
         return self._result(load, point, plan, watch.windows, watch.reason or "measure_s", meta, files_,

@@ -19,8 +19,8 @@ from harness.load.cpu import CpuSampler
 from harness.load.plan import MeasureHooks, StopWhen, WindowPlan
 from harness.load.result import Sample
 from harness.load.samples import SampleTail
+from harness.processes import ManagedProcess
 from harness.scenario.schema import LoadSpec
-from harness.serving.process import ManagedProcess
 
 FLUSH_S = 0.5  # how often Locust processes hand their finished requests on
 
@@ -91,8 +91,11 @@ class LocustRunWatch:
             if start_epoch is None:
                 start_epoch = _read_start(self.files.started)
                 if start_epoch is None and time.monotonic() > start_deadline:
-                    raise RunError(f"locust did not start the test within {wait_s:.0f}s; log "
-                                   f"{self.files.log}:\n{self.main.log_tail()}")  # fmt: skip
+                    raise RunError(
+                        f"locust did not start the test within {wait_s:.0f}s",
+                        log=self.files.log,
+                        log_tail=self.main.log_tail(),
+                    )
             elif self.reason is None:
                 self._follow(time.time() - start_epoch)
                 if self.reason is not None:
@@ -102,13 +105,14 @@ class LocustRunWatch:
                     stop_deadline = time.monotonic() + drain_s + self.stop_slack_s
             elif time.monotonic() > stop_deadline:
                 raise RunError(
-                    f"locust did not stop when asked; log {self.files.log}:\n{self.main.log_tail()}"
+                    "locust did not stop when asked", log=self.files.log, log_tail=self.main.log_tail()
                 )
             time.sleep(self.poll_s)
         if self.reason is None and self.main.returncode == 0:
             raise RunError(
-                f"locust ended by itself before the measurement was complete; log {self.files.log}:\n"
-                f"{self.main.log_tail()}"
+                "locust ended by itself before the measurement was complete",
+                log=self.files.log,
+                log_tail=self.main.log_tail(),
             )
 
     def _follow(self, now_s: float) -> None:
@@ -133,8 +137,9 @@ class LocustRunWatch:
                 if not self.main.is_alive():
                     return
                 raise RunError(
-                    f"{worker.name} exited with code {worker.returncode} during the run; "
-                    f"log {worker.log_path}:\n{worker.log_tail()}"
+                    f"{worker.name} exited with code {worker.returncode} during the run",
+                    log=worker.log_path,
+                    log_tail=worker.log_tail(),
                 )
 
 

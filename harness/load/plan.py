@@ -11,12 +11,26 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from harness.load.result import Sample
 from harness.scenario.schema import LoadSpec
 
-# (samples due in the measured windows so far, measure start in test seconds) -> stop now?
-StopWhen = Callable[[list[Sample], float], bool]
+
+@runtime_checkable
+class WindowStopRule(Protocol):
+    """A stop rule that judges windows (`harness.load.validity.StabilityStopRule`): it is told where
+    the measured windows end, so it judges the very windows the verdict will judge."""
+
+    def should_stop(self, samples: list[Sample], measure_start_s: float, end_s: float) -> bool:
+        """Stop now? `samples`: the requests due in the measured windows so far, as far as they have
+        finished; `end_s`: test time at which the last measured window ended."""
+        ...
+
+
+# a plain callable gets (samples due in the measured windows so far, measure start in test seconds);
+# it does not learn where the windows end, so a rule that judges windows is a WindowStopRule
+StopWhen = Callable[[list[Sample], float], bool] | WindowStopRule
 
 
 @dataclass(frozen=True)
@@ -96,7 +110,9 @@ class WindowPlan:
     def decide(self, windows: int, samples: Sequence[Sample], stop_when: StopWhen | None) -> str | None:
         """After `windows` complete windows: the stop reason, or None to measure another window.
 
-        `samples` may include requests due after the windows; only those due inside are passed on.
+        `samples` may include requests due after the windows; only those due inside are passed on,
+        and a WindowStopRule also gets the end of the windows (never the latest completion, which
+        falls short of the last window while its last requests are in flight).
         """
         if windows < self.min_windows:
             return None
@@ -104,6 +120,10 @@ class WindowPlan:
             return "measure_s"
         end = self.end_of(windows)
         measured = [s for s in samples if self.measure_start_s <= s.start_s < end]
-        if stop_when(measured, self.measure_start_s):
+        if isinstance(stop_when, WindowStopRule):
+            stop = stop_when.should_stop(measured, self.measure_start_s, end)
+        else:
+            stop = stop_when(measured, self.measure_start_s)
+        if stop:
             return "stable"
         return "max_windows" if windows >= self.max_windows else None

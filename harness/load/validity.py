@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from harness.load.samples import OK, Sample
-from harness.metrics.latency import PERCENTILE_METHOD
-from harness.scenario.schema import ValiditySpec
+from harness.metrics.latency import PERCENTILE_METHOD, PERCENTILES
+from harness.scenario.schema import LoadSpec, ValiditySpec
 
 # MLPerf LoadGen early stopping: 99% confidence, no tolerance, and at least one over-latency
 # query in the tail (loadgen.cc, SingleStream early stopping: find_min_passing(1, p, 0.0, 0.99))
@@ -210,8 +210,6 @@ def window_percentiles(
     A window enters a percentile's list only with enough successful requests to bound it
     (`min_requests_for`: 130 for p95), so a quiet window's "p99" is never its maximum.
     """
-    from harness.metrics.latency import PERCENTILES
-
     if window_s <= 0 or windows <= 0:
         return {}
     cols = _Columns(samples)
@@ -250,6 +248,49 @@ def window_spreads(windows: Sequence[WindowStats], last: int) -> dict[str, float
     }
 
 
+@dataclass(frozen=True)
+class Stability:
+    """What the stability rule (`judge_stability`) decided, and the figures it decided from."""
+
+    stable: bool
+    judged: tuple[int, ...]  # indices of the windows compared: the last `stable_windows` complete ones
+    needed: int  # spec.stable_windows: fewer complete windows than this are never stable
+    spreads: dict[str, float]  # "throughput_rps" / "latency_ms" -> (max - min) / median across them
+    broken: dict[str, float]  # the spreads beyond spec.max_spread once the latency floor is applied
+
+
+def judge_stability(windows: Sequence[WindowStats], spec: ValiditySpec) -> Stability:
+    """THE stability rule, applied by the live stop rule (`is_stable`) and by the verdict (`assess`).
+
+    Of `windows` (complete windows in order; only the last `spec.stable_windows` are read) the last
+    `spec.stable_windows` are stable when throughput and the gated percentile each spread at most
+    `spec.max_spread` ((max - min) / median). A latency range within `spec.latency_floor_ms`
+    passes whatever its relative spread: at sub-millisecond latencies a few scheduler ticks are
+    tens of percent and say nothing about the model. A window without successes has no latency,
+    so its latency spread is infinite. Fewer windows than `spec.stable_windows`: not stable.
+    """
+    need = spec.stable_windows
+    recent = list(windows)[-need:]
+    if len({w.percentile for w in recent}) > 1:
+        raise ValueError("windows of different percentiles cannot be judged together")
+    judged = tuple(w.index for w in recent)
+    if len(recent) < need:
+        return Stability(False, judged, need, {}, {})
+    spreads = window_spreads(recent, need)
+    broken = {k: v for k, v in spreads.items() if v > spec.max_spread}
+    latencies = [w.latency_ms for w in recent]
+    if "latency_ms" in broken and all(v is not None and math.isfinite(v) for v in latencies):
+        values = [float(v) for v in latencies if v is not None]
+        if max(values) - min(values) <= spec.latency_floor_ms:
+            del broken["latency_ms"]
+    return Stability(not broken, judged, need, spreads, broken)
+
+
+def unstable_spreads(windows: Sequence[WindowStats], spec: ValiditySpec) -> dict[str, float]:
+    """The spreads of the last `spec.stable_windows` windows that break the limit (`judge_stability`)."""
+    return judge_stability(windows, spec).broken
+
+
 def is_stable(
     samples: Sequence[Sample],
     measure_start_s: float,
@@ -259,8 +300,13 @@ def is_stable(
     percentile: float,
     end_s: float | None = None,
 ) -> bool:
-    """Whether the last `spec.stable_windows` complete windows agree within `spec.max_spread`, for
-    both throughput and the gated percentile. Cheap enough to call after every window."""
+    """`judge_stability` on the complete windows before `end_s`: cheap enough to call after every
+    window (only the last `spec.stable_windows` windows are computed).
+
+    `end_s` is where the measured windows end; pass it when known (`StabilityStopRule` does). The
+    default, the latest completion among `samples`, falls short of the last window whenever its
+    last requests were still in flight, and then judges the windows before it.
+    """
     _check_window_args(window_s, percentile)
     cols = _Columns(samples)
     end = cols.last_completion_s() if end_s is None else end_s
@@ -269,22 +315,37 @@ def is_stable(
     if count < need:
         return False
     recent = _window_stats(cols, measure_start_s, window_s, percentile, count - need, need)
-    return not unstable_spreads(recent, spec)
+    return judge_stability(recent, spec).stable
 
 
-def unstable_spreads(windows: Sequence[WindowStats], spec: ValiditySpec) -> dict[str, float]:
-    """The spreads of the last `spec.stable_windows` windows that break the limit. A latency
-    range within `spec.latency_floor_ms` passes whatever its relative spread: at sub-millisecond
-    latencies a few scheduler ticks are tens of percent and say nothing about the model."""
-    recent = list(windows)[-spec.stable_windows :]
-    spreads = window_spreads(recent, spec.stable_windows)
-    bad = {k: v for k, v in spreads.items() if v > spec.max_spread}
-    latencies = [w.latency_ms for w in recent]
-    if "latency_ms" in bad and all(v is not None and math.isfinite(v) for v in latencies):
-        values = [float(v) for v in latencies if v is not None]
-        if max(values) - min(values) <= spec.latency_floor_ms:
-            del bad["latency_ms"]
-    return bad
+@dataclass(frozen=True)
+class StabilityStopRule:
+    """The live stop rule of a load run: stop once the measured windows are stable.
+
+    A `harness.load.plan.WindowStopRule`: `WindowPlan.decide` passes the end of the measured
+    windows, so this judges exactly the windows the verdict (`assess` with the same `end_s`) judges,
+    by the same rule (`judge_stability`), spec and percentile. What it cannot see is a request of
+    the last window still in flight when it decides; the drivers wait a grace period for those.
+    """
+
+    spec: ValiditySpec
+    window_s: float
+    percentile: float
+
+    @classmethod
+    def for_load(cls, load: LoadSpec, percentile: float) -> StabilityStopRule:
+        """The rule for `load`'s windows and validity, judging `percentile` (the gated one)."""
+        return cls(load.validity, load.effective_window_s(), percentile)
+
+    def should_stop(self, samples: Sequence[Sample], measure_start_s: float, end_s: float) -> bool:
+        return is_stable(
+            samples,
+            measure_start_s,
+            window_s=self.window_s,
+            spec=self.spec,
+            percentile=self.percentile,
+            end_s=end_s,
+        )
 
 
 # ---- verdict ---------------------------------------------------------------------------------
@@ -295,22 +356,30 @@ def _pct(fraction: float) -> str:
 
 
 def _stability_reason(
-    windows: list[WindowStats], spreads: dict[str, float], spec: ValiditySpec, percentile: float
+    windows: list[WindowStats],
+    stability: Stability,
+    percentile: float,
+    spec: ValiditySpec,
+    stopped_reason: str | None,
 ) -> str | None:
-    need = spec.stable_windows
+    if stability.stable:
+        return None
+    need = stability.needed
     if len(windows) < need:
         return f"not stable: only {len(windows)} complete window(s), {need} needed to judge stability"
-    if not unstable_spreads(windows, spec):
-        return None
     label = {"throughput_rps": "throughput", "latency_ms": f"p{percentile:g} latency"}
     figures = ", ".join(
         f"{label[k]} spread {_pct(v) if math.isfinite(v) else 'undefined (a window had no successes)'}"
-        for k, v in spreads.items()
+        for k, v in stability.spreads.items()
     )
-    return (
+    reason = (
         f"not stable after {len(windows)} windows: {figures} across the last {need} "
         f"(limit {_pct(spec.max_spread)}, or a latency range within {spec.latency_floor_ms:g} ms)"
     )
+    if stopped_reason == "stable":
+        # same rule, same windows: only requests still in flight when the stop rule decided differ
+        reason += "; the stop rule found them stable before the last window's slowest requests had finished"
+    return reason
 
 
 def assess(
@@ -335,7 +404,7 @@ def assess(
     host sampler (None when unknown). stopped_reason: why the driver stopped, recorded as a fact.
     """
     windows = split_windows(samples, measure_start_s, window_s, percentile, end_s=end_s)
-    spreads = window_spreads(windows, spec.stable_windows) if windows else {}
+    stability = judge_stability(windows, spec)
     requests = sum(w.requests for w in windows)
     ok = sum(w.ok for w in windows)
     failures = requests - ok
@@ -346,13 +415,12 @@ def assess(
     late_fraction = late_count / requests if late_count is not None and requests else None
 
     reasons: list[str] = []
-    stability: str | None = None
     if not windows:
         reasons.append(f"no complete measurement window of {window_s:g} s after the {warmup_s:g} s warm-up")
     else:
-        stability = _stability_reason(windows, spreads, spec, percentile)
-        if stability:
-            reasons.append(stability)
+        unstable = _stability_reason(windows, stability, percentile, spec, stopped_reason)
+        if unstable:
+            reasons.append(unstable)
     if ok < min_requests:
         reasons.append(
             f"too few requests for p{percentile:g}: {ok} successful, at least {min_requests} needed "
@@ -387,8 +455,9 @@ def assess(
         "max_windows": spec.max_windows,
         "percentile": percentile,
         # None rather than infinity (a window without successes), so the facts stay valid JSON
-        "spreads": {k: (v if math.isfinite(v) else None) for k, v in spreads.items()},
-        "stable": bool(windows) and stability is None,
+        "spreads": {k: (v if math.isfinite(v) else None) for k, v in stability.spreads.items()},
+        "stable": stability.stable,
+        "judged_windows": list(stability.judged),
         "max_spread": spec.max_spread,
         "min_requests": min_requests,
         "requests": requests,

@@ -1,27 +1,41 @@
-"""The metrics a run can report: name (with unit), unit, and whether lower or higher is better.
+"""The metrics a run can report: name (with unit), unit, whether lower or higher is better, where
+the figure comes from (the model or the load window) and whether its change is good or bad.
 
 Gates, baselines and reports all look metrics up here, so a gate on an unknown name is caught at
-validation time and every number is shown with its unit. Pure data: importing this is instant.
+validation time and every number is shown with its unit. The two number renderings live here too:
+`format_value` (with the unit, for reports) and `format_number` (plain, for verdict messages).
+Pure data: importing this is instant.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Better = Literal["lower", "higher"]
+# "model": a property of the artifact (accuracy, size, sparsity), measured outside the load window,
+# so it stands even when the window is INVALID; "load": measured in the load window
+Source = Literal["model", "load"]
 
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One metric. `better` decides which direction of change is a regression."""
+    """One metric. `better` decides which direction of change is a regression.
+
+    `source` says where the figure comes from: "load" metrics mean nothing when the load window is
+    INVALID (`is_load_metric`). `quality` is False for descriptive figures (CPU, memory, request
+    counts, late sends): a change in them is neither good nor bad in itself, so a report shows it
+    uncoloured; they can still be gated, in the direction `better` gives.
+    """
 
     name: str
     unit: str  # "ms", "req/s", "fraction", "bytes", "count", "%", "MiB"
     better: Better
     description: str
     label: str = ""  # short column/row label for reports; defaults to the name
+    source: Source = field(kw_only=True)  # required: every metric says where it comes from
+    quality: bool = True  # False: descriptive; a report does not colour its change better/worse
 
     @property
     def title(self) -> str:
@@ -32,8 +46,14 @@ class MetricSpec:
         return new > old if self.better == "lower" else new < old
 
 
-def _spec(name: str, unit: str, better: Better, description: str, label: str) -> MetricSpec:
-    return MetricSpec(name=name, unit=unit, better=better, description=description, label=label)
+def _model(name: str, unit: str, better: Better, description: str, label: str) -> MetricSpec:
+    return MetricSpec(name, unit, better, description, label, source="model")
+
+
+def _load(
+    name: str, unit: str, better: Better, description: str, label: str, *, quality: bool = True
+) -> MetricSpec:
+    return MetricSpec(name, unit, better, description, label, source="load", quality=quality)
 
 
 _LATENCY = "client-side request latency over the measured window (successful requests, warm-up excluded)"
@@ -41,41 +61,41 @@ _LATENCY = "client-side request latency over the measured window (successful req
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
-        _spec("latency_p50_ms", "ms", "lower", f"Median {_LATENCY}.", "latency p50"),
-        _spec("latency_p90_ms", "ms", "lower", f"90th percentile {_LATENCY}.", "latency p90"),
-        _spec("latency_p95_ms", "ms", "lower", f"95th percentile {_LATENCY}.", "latency p95"),
-        _spec("latency_p99_ms", "ms", "lower", f"99th percentile {_LATENCY}.", "latency p99"),
-        _spec("latency_max_ms", "ms", "lower", f"Slowest {_LATENCY}.", "latency max"),
-        _spec("latency_mean_ms", "ms", "lower", f"Mean {_LATENCY}.", "latency mean"),
-        _spec(
+        _load("latency_p50_ms", "ms", "lower", f"Median {_LATENCY}.", "latency p50"),
+        _load("latency_p90_ms", "ms", "lower", f"90th percentile {_LATENCY}.", "latency p90"),
+        _load("latency_p95_ms", "ms", "lower", f"95th percentile {_LATENCY}.", "latency p95"),
+        _load("latency_p99_ms", "ms", "lower", f"99th percentile {_LATENCY}.", "latency p99"),
+        _load("latency_max_ms", "ms", "lower", f"Slowest {_LATENCY}.", "latency max"),
+        _load("latency_mean_ms", "ms", "lower", f"Mean {_LATENCY}.", "latency mean"),
+        _load(
             "throughput_rps",
             "req/s",
             "higher",
             "Successful requests per second over the measured window.",
             "throughput",
         ),
-        _spec(
+        _load(
             "error_rate",
             "fraction",
             "lower",
             "Failed requests / all requests in the measured window (0..1).",
             "error rate",
         ),
-        _spec(
+        _model(
             "accuracy",
             "fraction",
             "higher",
             "Top-1 accuracy of the served artifact, measured through the serving target (0..1).",
             "accuracy (served)",
         ),
-        _spec(
+        _model(
             "accuracy_inprocess",
             "fraction",
             "higher",
             "Top-1 accuracy of the exported artifact loaded in-process (0..1).",
             "accuracy (in-process)",
         ),
-        _spec(
+        _model(
             "accuracy_drop_vs_reference",
             "fraction",
             "lower",
@@ -83,47 +103,49 @@ METRICS: dict[str, MetricSpec] = {
             "the compression cost (0 for the reference itself; negative if it gained).",
             "accuracy drop vs reference",
         ),
-        _spec(
+        _model(
             "model_size_bytes",
             "bytes",
             "lower",
             "Size of the served artifact (file or folder).",
             "model size",
         ),
-        _spec(
+        _model(
             "model_size_gzip_bytes",
             "bytes",
             "lower",
             "Size of the served artifact after gzip: what pruning saves on the wire and on disk.",
             "model size (gzip)",
         ),
-        _spec(
+        _model(
             "sparsity", "fraction", "higher", "Fraction of weights that are exactly zero (0..1).", "sparsity"
         ),
-        _spec("param_count", "count", "lower", "Number of parameters in the model.", "parameters"),
-        _spec(
+        _model("param_count", "count", "lower", "Number of parameters in the model.", "parameters"),
+        _load(
             "client_cpu_percent",
             "%",
             "lower",
             "CPU used by the load generator, in percent of one core; near 100 means the client, "
             "not the server, may be the bottleneck.",
             "client CPU",
+            quality=False,
         ),
-        _spec(
+        _load(
             "max_rps_at_slo",
             "req/s",
             "higher",
             "Highest measured throughput whose latency percentile stayed under the search's SLO.",
             "max req/s at SLO",
         ),
-        _spec(
+        _load(
             "late_fraction",
             "fraction",
             "lower",
             "Open loop: fraction of requests sent later than scheduled by more than validity.late_ms.",
             "late sends",
+            quality=False,
         ),
-        _spec(
+        _load(
             "service_latency_p95_ms",
             "ms",
             "lower",
@@ -131,47 +153,50 @@ METRICS: dict[str, MetricSpec] = {
             "latency_p95_ms, counted from the scheduled send, includes).",
             "service p95",
         ),
-        _spec(
+        _load(
             "server_inference_ms",
             "ms",
             "lower",
             "Server-reported model inference time per request, from its metrics endpoint.",
             "server inference",
         ),
-        _spec(
+        _load(
             "server_queue_ms",
             "ms",
             "lower",
             "Server-reported time a request waited in the server's queue, per request.",
             "server queue",
         ),
-        _spec(
+        _load(
             "server_request_ms",
             "ms",
             "lower",
             "Server-reported whole request time per request (TF Serving request_latency).",
             "server request",
         ),
-        _spec(
+        _load(
             "server_cpu_percent",
             "%",
             "lower",
             "CPU of the server's process tree during the window, in percent of one core.",
             "server CPU",
+            quality=False,
         ),
-        _spec(
+        _load(
             "server_rss_mb",
             "MiB",
             "lower",
             "Largest resident memory of the server's process tree during the window.",
             "server RSS",
+            quality=False,
         ),
-        _spec(
+        _load(
             "request_count",
             "count",
             "higher",
             "Requests started in the measured window (successful + failed).",
             "requests",
+            quality=False,
         ),
     )
 }
@@ -185,6 +210,13 @@ def get_metric(name: str) -> MetricSpec:
         return METRICS[name]
     except KeyError:
         raise ValueError(f"unknown metric {name!r}; known metrics: {', '.join(METRICS)}") from None
+
+
+def is_load_metric(name: str) -> bool:
+    """Whether `name` is measured in the load window (and so means nothing when the window is
+    INVALID). An unknown name is not: nothing says it came from the window."""
+    spec = METRICS.get(name)
+    return spec is not None and spec.source == "load"
 
 
 def format_value(name: str, value: float | None) -> str:
@@ -222,3 +254,41 @@ def format_bytes(value: float) -> str:
             return f"{size:.1f} {unit}" if abs(size) >= 10 else f"{size:.2f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def format_number(name: str, value: float | None, *, digits: int | None = None) -> str:
+    """A plain number without unit, short but precise enough to compare: '3.41', '0.9583', '123456'.
+
+    Bytes and counts print as integers, 1000 and above without decimals (2428 req/s: decimals would
+    only be noise), 100..1000 with one, 1..100 with two, below 1 four significant digits. `digits`
+    forces that many significant digits. None prints 'none'; NaN and infinities as Python does.
+    """
+    if value is None:
+        return "none"
+    if not math.isfinite(value):
+        return str(value)
+    if digits is not None:
+        return f"{value:.{digits}g}"
+    spec = METRICS.get(name)
+    if spec is not None and spec.unit in ("bytes", "count") and value == int(value):
+        return str(int(value))
+    if value == 0:
+        return "0"
+    if abs(value) >= 1000:
+        return f"{value:.0f}"
+    if abs(value) >= 100:
+        return f"{value:.1f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.4g}"
+
+
+def format_numbers(name: str, first: float, second: float) -> tuple[str, str]:
+    """Both as `format_number`, with more digits when they differ but would print the same
+    ('2.20 > limit 2.20' becomes '2.2049 > limit 2.2'), up to the 17 that tell any two floats apart."""
+    a, b = format_number(name, first), format_number(name, second)
+    for digits in (6, 8, 10, 12, 14, 16, 17):
+        if a != b or first == second:
+            break
+        a, b = format_number(name, first, digits=digits), format_number(name, second, digits=digits)
+    return a, b

@@ -8,7 +8,8 @@ argmax either way.
 
 Training is seeded with op determinism on and takes one to two seconds; the trained model is cached
 under $HARNESS_CACHE_DIR as a tf_keras `.keras` file keyed by everything that determines it (like
-`harness.models.torch_mlp`), so reruns load instead of retraining.
+`harness.models.torch_mlp`), so reruns load instead of retraining. The model and its metadata file
+are checked against their sha256 sidecars before loading (`harness.models.cache`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import logging
 import os
 import random
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,14 +27,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from harness.atomic import atomic_write_json
+from harness.models.cache import CacheIntegrityError, cache_dir, read_verified, seal, write_verified
 from harness.models.digits import DigitsSplit
-from harness.models.torch_mlp import cache_dir
 
 logger = logging.getLogger(__name__)
 
 BUILTIN_TF_MODELS: dict[str, Literal["mlp", "cnn"]] = {"builtin:mlp": "mlp", "builtin:cnn": "cnn"}
-CACHE_FORMAT = 1  # bump when the cache file layout changes
+CACHE_FORMAT = 2  # bump when the cache file layout changes; 2: sha256 sidecar next to each file
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,14 @@ class TrainedTfModel:
     cache_path: Path
     key: str
     kind: str
+    cache_warning: str | None = None  # why a cached file was not used (damaged, unreadable)
 
     @property
     def accuracy(self) -> float:
         return self.test_accuracy
 
     def info(self) -> dict[str, Any]:
-        return {
+        info: dict[str, Any] = {
             "source": f"builtin:{self.kind}",
             "test_accuracy": self.test_accuracy,
             "train_seconds": round(self.train_seconds, 3),
@@ -78,6 +80,9 @@ class TrainedTfModel:
             "cache_path": str(self.cache_path),
             "outputs": "logits",
         }
+        if self.cache_warning:
+            info["cache_warning"] = self.cache_warning
+        return info
 
 
 def build_mlp(hidden: list[int] | tuple[int, ...], input_dim: int = 64, classes: int = 10) -> Any:
@@ -149,7 +154,8 @@ def get_reference_tf_model(
     config: TfModelConfig | None = None,
     cache_root: Path | None = None,
 ) -> TrainedTfModel:
-    """The trained built-in `kind` ("mlp" | "cnn"), from the cache if present, else trained now and cached."""
+    """The trained built-in `kind` ("mlp" | "cnn"), from the cache if present and intact, else trained
+    now and cached. A damaged cache is retrained over, with the reason in `cache_warning`."""
     if kind not in DEFAULT_CONFIGS:
         raise ValueError(
             f"unknown built-in TensorFlow model {kind!r}; expected one of {sorted(DEFAULT_CONFIGS)}"
@@ -157,18 +163,23 @@ def get_reference_tf_model(
     config = config or DEFAULT_CONFIGS[kind]
     key = cache_key(data, seed, config)
     path = (cache_root or cache_dir()) / "models" / f"tf-{kind}-{key[:24]}.keras"
-    cached = _read_cache(path)
+    warning = None
+    try:
+        cached = _read_cache(path)
+    except CacheIntegrityError as exc:
+        warning, cached = f"{exc}; retrained", None
+        logger.warning("%s", warning)
     if cached is not None:
-        model, meta = cached
+        model, seconds = cached
         accuracy = logits_accuracy(model, data.x_test, data.y_test)
-        return TrainedTfModel(model, accuracy, float(meta["train_seconds"]), True, path, key, kind)
+        return TrainedTfModel(model, accuracy, seconds, True, path, key, kind)
 
     start = time.perf_counter()
     model = train_tf_model(config, data, seed)
     seconds = time.perf_counter() - start
     _write_cache(path, model, {"train_seconds": seconds, "seed": seed, "config": asdict(config), "key": key})
     return TrainedTfModel(
-        model, logits_accuracy(model, data.x_test, data.y_test), seconds, False, path, key, kind
+        model, logits_accuracy(model, data.x_test, data.y_test), seconds, False, path, key, kind, warning
     )
 
 
@@ -211,31 +222,44 @@ def logits_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(scores.argmax(axis=1) == np.asarray(y)))
 
 
-def _read_cache(path: Path) -> tuple[Any, dict[str, Any]] | None:
+def _read_cache(path: Path) -> tuple[Any, float] | None:
+    """(model, train_seconds) from the cache; None if absent, CacheIntegrityError if damaged."""
     from harness.compression.tensorflow.tf_import import import_tf
 
     _, keras = import_tf()
     meta_path = path.with_suffix(".json")
-    if not (path.is_file() and meta_path.is_file()):
+    meta_bytes = read_verified(meta_path)  # written last: present means the model was written too
+    if meta_bytes is None:
         return None
-    try:
-        meta = json.loads(meta_path.read_text())
-        model = keras.models.load_model(path, compile=False)
-    except Exception as exc:  # a corrupt or foreign file is retrained over, never trusted
-        logger.warning("ignoring unreadable model cache %s (%s); retraining", path, exc)
-        return None
-    return model, meta
+    model_bytes = read_verified(path)
+    if model_bytes is None:
+        raise CacheIntegrityError(f"model cache {path} is missing but its metadata is there")
+    # Keras loads from a path; the verified bytes go to a private copy so that a file replaced
+    # between the check and the load is never read unchecked (and a read-only cache still loads)
+    with tempfile.TemporaryDirectory(prefix="harness-cache-") as private:
+        copy = Path(private) / path.name
+        try:
+            copy.write_bytes(model_bytes)
+            seconds = float(json.loads(meta_bytes)["train_seconds"])
+            model = keras.models.load_model(copy, compile=False)
+        except Exception as exc:  # a foreign file with a matching checksum is retrained over too
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CacheIntegrityError(f"model cache {path} does not load ({detail})") from None
+    return model, seconds
 
 
 def _write_cache(path: Path, model: Any, meta: dict[str, Any]) -> None:
     # The model goes to a temporary name first (tf_keras wants the .keras suffix) and is renamed
-    # into place; the metadata is written last, so a reader never sees metadata without a model.
+    # into place, then sealed with the digest of the bytes this process wrote; the metadata and its
+    # sidecar come last, so a reader never sees metadata without a model.
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         model.save(tmp)
+        data = tmp.read_bytes()
         os.replace(tmp, path)
-        atomic_write_json(path.with_suffix(".json"), meta)
+        seal(path, data)
+        write_verified(path.with_suffix(".json"), json.dumps(meta, indent=2).encode() + b"\n")
     except OSError as exc:  # a read-only cache must not fail the run: it only costs a retrain
         logger.warning("could not write model cache %s: %s", path, exc)
         tmp.unlink(missing_ok=True)

@@ -15,17 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError
+from harness.frameworks import TORCH
 
 if TYPE_CHECKING:
     import numpy as np
     from torch import nn
 
-TORCHSCRIPT_SUFFIXES = (".pt", ".ts")
-EXPORT_SUFFIXES = (".pt2",)
-FORMAT_BY_SUFFIX = {
-    **dict.fromkeys(TORCHSCRIPT_SUFFIXES, "torchscript"),
-    **dict.fromkeys(EXPORT_SUFFIXES, "torch.export"),
-}
 _EXPECTED = (
     "a TorchScript file (.pt/.ts, saved with torch.jit.save) or a torch.export file (.pt2, torch.export.save)"
 )
@@ -43,7 +38,7 @@ class LoadedTorchModel:
 def load_torch_model(path: str | Path) -> LoadedTorchModel:
     """Load `path` according to its suffix; UserError if it is missing, of another kind, or unreadable."""
     path = Path(path)
-    fmt = FORMAT_BY_SUFFIX.get(path.suffix)
+    fmt = TORCH.user_formats.get(path.suffix)  # "torchscript" or "torch.export"
     if fmt is None:
         raise UserError(f"model file {path}: unsupported suffix {path.suffix!r}; expected {_EXPECTED}")
     if not path.is_file():

@@ -3,7 +3,8 @@
 Training is deterministic (seeded, one CPU thread, deterministic algorithms) and takes one to
 two seconds; the trained weights are cached under $HARNESS_CACHE_DIR (default ~/.cache/harness) keyed
 by everything that determines them, so reruns load instead of retraining and a changed
-architecture, hyperparameter, seed, dataset or torch version retrains.
+architecture, hyperparameter, seed, dataset or torch version retrains. The cached file is checked
+against its sha256 sidecar before loading (`harness.models.cache`); a damaged one is retrained.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import hashlib
 import io
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.atomic import atomic_write_bytes
+from harness.models.cache import CacheIntegrityError, cache_dir, read_verified, write_verified
 
 if TYPE_CHECKING:
     from torch import nn
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BUILTIN_MLP = "builtin:mlp"
-CACHE_FORMAT = 1  # bump when the cache file layout changes
+CACHE_FORMAT = 2  # bump when the cache file layout changes; 2: sha256 sidecar next to each file
 
 
 @dataclass(frozen=True)
@@ -52,21 +52,19 @@ class TrainedMlp:
     cache_hit: bool
     cache_path: Path
     cache_key: str
+    cache_warning: str | None = None  # why a cached file was not used (damaged, unreadable)
 
     def info(self) -> dict[str, Any]:
-        return {
+        info: dict[str, Any] = {
             "source": BUILTIN_MLP,
             "test_accuracy": self.test_accuracy,
             "train_seconds": round(self.train_seconds, 3),
             "cache_hit": self.cache_hit,
             "cache_path": str(self.cache_path),
         }
-
-
-def cache_dir() -> Path:
-    """$HARNESS_CACHE_DIR, else ~/.cache/harness."""
-    env = os.environ.get("HARNESS_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "harness"
+        if self.cache_warning:
+            info["cache_warning"] = self.cache_warning
+        return info
 
 
 def build_mlp(config: MlpConfig = MlpConfig()) -> nn.Sequential:
@@ -93,19 +91,28 @@ def cache_key(data: DigitsSplit, seed: int, config: MlpConfig = MlpConfig()) -> 
 def get_reference_mlp(
     data: DigitsSplit, seed: int = 0, config: MlpConfig = MlpConfig(), cache_root: Path | None = None
 ) -> TrainedMlp:
-    """The trained reference MLP, from the cache if present, else trained now and cached."""
+    """The trained reference MLP, from the cache if present and intact, else trained now and cached.
+
+    A cached file that fails its checksum or does not load is retrained over; the reason is
+    logged as a warning and kept in `TrainedMlp.cache_warning` (and `info()`) for the report.
+    """
     key = cache_key(data, seed, config)
     path = (cache_root or cache_dir()) / "models" / f"mlp-{key[:24]}.pt"
-    cached = _read_cache(path, config)
+    warning = None
+    try:
+        cached = _read_cache(path, config)
+    except CacheIntegrityError as exc:
+        warning, cached = f"{exc}; retrained", None
+        logger.warning("%s", warning)
     if cached is not None:
-        module, meta = cached
-        return TrainedMlp(module, _accuracy(module, data), float(meta["train_seconds"]), True, path, key)
+        module, seconds = cached
+        return TrainedMlp(module, _accuracy(module, data), seconds, True, path, key)
 
     start = time.perf_counter()
     module = train_mlp(data, seed, config)
     seconds = time.perf_counter() - start
     _write_cache(path, module, {"train_seconds": seconds, "seed": seed, "config": asdict(config)})
-    return TrainedMlp(module, _accuracy(module, data), seconds, False, path, key)
+    return TrainedMlp(module, _accuracy(module, data), seconds, False, path, key, warning)
 
 
 def train_mlp(data: DigitsSplit, seed: int = 0, config: MlpConfig = MlpConfig()) -> nn.Sequential:
@@ -153,22 +160,25 @@ def _accuracy(module: nn.Module, data: DigitsSplit) -> float:
     return float((labels == data.y_test).mean())
 
 
-def _read_cache(path: Path, config: MlpConfig) -> tuple[nn.Sequential, dict[str, Any]] | None:
+def _read_cache(path: Path, config: MlpConfig) -> tuple[nn.Sequential, float] | None:
+    """(module, train_seconds) from the cache; None if absent, CacheIntegrityError if damaged."""
     import torch
 
-    if not path.is_file():
+    data = read_verified(path)
+    if data is None:
         return None
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        # the verified bytes are loaded, not the path: a file replaced meanwhile is not read unchecked
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         module = build_mlp(config)
         module.load_state_dict(payload["state_dict"])
-        meta = dict(payload["meta"])
-    except Exception as exc:  # a corrupt or foreign file is retrained over, never trusted
-        logger.warning("ignoring unreadable model cache %s (%s); retraining", path, exc)
-        return None
+        seconds = float(payload["meta"]["train_seconds"])
+    except Exception as exc:  # a foreign file with a matching checksum is retrained over too
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CacheIntegrityError(f"model cache {path} does not load ({detail})") from None
     module.eval()
     module.requires_grad_(False)
-    return module, meta
+    return module, seconds
 
 
 def _write_cache(path: Path, module: nn.Module, meta: dict[str, Any]) -> None:
@@ -177,7 +187,6 @@ def _write_cache(path: Path, module: nn.Module, meta: dict[str, Any]) -> None:
     buffer = io.BytesIO()
     torch.save({"state_dict": module.state_dict(), "meta": meta}, buffer)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, buffer.getvalue())
+        write_verified(path, buffer.getvalue())
     except OSError as exc:  # a read-only cache must not fail the run: it only costs a retrain
         logger.warning("could not write model cache %s: %s", path, exc)

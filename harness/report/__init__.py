@@ -1,6 +1,7 @@
 """Reports of a run: self-contained HTML (jinja2 + inline SVG), JUnit XML and a Markdown summary.
 
-Names resolve lazily so `import harness.report.junit` (stdlib only) does not pull in jinja2/numpy.
+`write_reports(result, run_dir)` writes all three from the run record. Names resolve lazily so
+`import harness.report` costs nothing until a writer is used.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "write_reports": "harness.report.files",
     "render_report": "harness.report.html",
     "render_html": "harness.report.html",
     "write_junit": "harness.report.junit",

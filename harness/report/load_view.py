@@ -1,112 +1,107 @@
 """The report's view of how load was measured: validity per window, sweeps and the SLO search.
 
-Reads `VariantResult.details` as written by `harness.measurement` ("validity", "load_points",
-"search") always through `.get`: a key that is absent hides its part of the report instead of
-breaking it. Returns plain dicts and strings; the template lays them out.
+Reads the typed load points of each variant's measurements (harness.results.LoadPointResult) and
+returns plain dicts and strings; the template lays them out. A spread is shown in red only when
+it is what made its point INVALID, never on a VALID point.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.metrics.catalog import METRICS, format_value
 from harness.report.charts import CurvePoint, latency_throughput_svg
-from harness.report.evidence import as_mapping, validity_of
-from harness.results import VariantResult
+from harness.report.evidence import measurement_label
+from harness.results import LoadPointResult, Measurement, SearchProbe, SearchResult, VariantResult, Window
 
-_WINDOW_LATENCY = re.compile(r"^latency_p(\d+(?:\.\d+)?)_ms$")
 DEFAULT_STABLE_WINDOWS = 3
 
 
-def _points(variant: VariantResult) -> list[Mapping[str, Any]]:
-    points = (variant.details or {}).get("load_points")
-    return [p for p in points if isinstance(p, Mapping)] if isinstance(points, list) else []
-
-
 def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
 
 
 def _pct(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "undefined"
-    return f"{value * 100:.1f} %"
+    return "undefined" if value is None else f"{value * 100:.1f} %"
 
 
 # ---- validity ---------------------------------------------------------------------------------
 
 
 def validity_cards(variants: Sequence[VariantResult], colors: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Per variant: VALID/INVALID, its reasons, the facts the verdict used, and the window table of
-    the gated load point (the last one); the other points of a sweep follow."""
+    """Per variant: its reported measurement's gated point (VALID/INVALID, reasons, the facts the
+    verdict used, the window table), that measurement's other sweep points, and any other
+    measurement of the variant (re-measures) collapsed."""
     cards = []
     for variant in variants:
-        validity = validity_of(variant)
-        points = _points(variant)
-        if validity is None and not points:
+        reported = variant.reported
+        if reported is None or reported.gated is None:
             continue
-        gated = _point_validity(points[-1]) if points else None
+        gated = reported.gated
+        others = [m for m in variant.measurements if m is not reported and m.gated is not None]
         cards.append(
             {
                 "name": variant.name,
                 "color": colors.get(variant.name, "#999"),
-                "valid": validity.valid if validity else gated and gated["valid"],
-                "reasons": validity.reasons if validity else (gated or {}).get("reasons", []),
-                "gated": gated,
-                "others": [_point_validity(p) for p in points[:-1]],
+                "valid": gated.validity.valid,
+                "measurement": measurement_label(reported.number) if len(variant.measurements) > 1 else "",
+                "gated": point_validity(gated),
+                "others": [point_validity(p) for p in reported.points[:-1]],
+                "measurements": [
+                    {"label": measurement_label(m.number), "point": point_validity(m.gated)}
+                    for m in others
+                    if m.gated is not None
+                ],
             }
         )
     return cards
 
 
-def _point_validity(point: Mapping[str, Any]) -> dict[str, Any]:
-    facts = as_mapping(point.get("validity_facts"))
-    windows = [w for w in point.get("windows") or [] if isinstance(w, Mapping)]
-    percentile = _num(facts.get("percentile")) or _window_percentile(windows) or 95.0
+def point_validity(point: LoadPointResult) -> dict[str, Any]:
+    validity = point.validity
+    facts = validity.facts
+    windows = validity.windows
+    percentile = _num(facts.get("percentile")) or (windows[0].percentile if windows else 95.0)
     stable = int(_num(facts.get("stable_windows")) or DEFAULT_STABLE_WINDOWS)
     limit = _num(facts.get("max_spread"))
-    rows = []
-    for i, window in enumerate(windows):
-        start, end = _num(window.get("start_s")), _num(window.get("end_s"))
-        rows.append(
-            {
-                "index": window.get("index", i),
-                "span": f"{start:.1f} to {end:.1f} s" if start is not None and end is not None else "-",
-                "requests": _count(window.get("requests")),
-                "ok": _count(window.get("ok")),
-                "failures": _count(window.get("failures")),
-                "throughput": format_value("throughput_rps", _num(window.get("throughput_rps"))),
-                "latency": format_value("latency_p50_ms", _window_latency(window)),
-                "checked": i >= len(windows) - stable,  # in the stability check
-            }
-        )
-    spreads = as_mapping(facts.get("spreads"))
+    rows = [
+        {
+            "index": w.index,
+            "span": f"{w.start_s:.1f} to {w.end_s:.1f} s",
+            "requests": f"{w.requests:,}",
+            "ok": f"{w.ok:,}",
+            "failures": f"{w.failures:,}",
+            "throughput": format_value("throughput_rps", _num(w.throughput_rps)),
+            "latency": format_value("latency_p50_ms", _num(w.latency_ms)),
+            "checked": i >= len(windows) - stable,  # in the stability check
+        }
+        for i, w in enumerate(windows)
+    ]
+    spreads = facts.get("spreads") if isinstance(facts.get("spreads"), Mapping) else {}
     recent = windows[-stable:]
-    tp_spread = (
-        _num(spreads.get("throughput_rps"))
-        if spreads
-        else _spread([_num(w.get("throughput_rps")) for w in recent])
-    )
-    lat_spread = _num(spreads.get("latency_ms")) if spreads else _spread([_window_latency(w) for w in recent])
+    if spreads:
+        tp_spread, lat_spread = _num(spreads.get("throughput_rps")), _num(spreads.get("latency_ms"))
+    else:
+        tp_spread = _spread([w.throughput_rps for w in recent])
+        lat_spread = _spread([w.latency_ms for w in recent])
+    broke = _unstable(point, len(windows) >= stable, limit, recent)
     return {
-        "label": str(point.get("label") or ""),
-        "valid": bool(point.get("valid", True)),
-        "reasons": [str(r) for r in point.get("validity_reasons") or []],
-        "facts": _facts_lines(facts, percentile, point.get("stopped_reason")),
+        "label": point.label,
+        "valid": validity.valid,
+        "reasons": list(validity.reasons),
+        "facts": _facts_lines(facts, percentile, point.stopped_reason),
         "percentile": f"p{percentile:g}",
         "windows": rows,
         "spread": {
             "n": min(stable, len(windows)),
             "throughput": _pct(tp_spread),
             "latency": _pct(lat_spread),
-            "throughput_bad": _over(tp_spread, limit),
-            "latency_bad": _over(lat_spread, limit),
+            "throughput_bad": "throughput_rps" in broke and _over(tp_spread, limit),
+            "latency_bad": "latency_ms" in broke and _over(lat_spread, limit),
             "limit": _pct(limit) if limit is not None else "",
         }
         if windows
@@ -114,8 +109,32 @@ def _point_validity(point: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _unstable(point: LoadPointResult, enough: bool, limit: float | None, recent: list[Window]) -> set[str]:
+    """Which spreads broke the stability rule of an INVALID point: none on a VALID point, none
+    when the point was not judged unstable or had too few windows to judge. `facts["unstable"]`,
+    when the measurement recorded it, names them; otherwise a latency spread within
+    `latency_floor_ms` (when recorded) is excused, as harness.load.validity excuses it."""
+    facts = point.validity.facts
+    stable = facts.get("stable")
+    if not isinstance(stable, bool):  # not recorded: the stability reason says it
+        stable = not any(r.startswith("not stable after") for r in point.validity.reasons)
+    if point.validity.valid or not enough or limit is None or stable:
+        return set()
+    named = facts.get("unstable")
+    if isinstance(named, list | dict):
+        return {str(k) for k in named}
+    broke = {"throughput_rps", "latency_ms"}
+    floor = _num(facts.get("latency_floor_ms"))
+    latencies = [w.latency_ms for w in recent]
+    if floor is not None and all(_num(v) is not None for v in latencies):
+        values = [float(v) for v in latencies if v is not None]
+        if max(values) - min(values) <= floor:
+            broke.discard("latency_ms")
+    return broke
+
+
 def _over(spread: float | None, limit: float | None) -> bool:
-    return limit is not None and (spread is None or not math.isfinite(spread) or spread > limit)
+    return limit is not None and (spread is None or spread > limit)
 
 
 def _spread(values: list[float | None]) -> float | None:
@@ -123,34 +142,13 @@ def _spread(values: list[float | None]) -> float | None:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     if len(finite) < 2 or len(finite) != len(values):
         return None
-    median = statistics.median(finite)
+    ordered = sorted(finite)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
     return (max(finite) - min(finite)) / median if median > 0 else None
 
 
-def _window_percentile(windows: list[Mapping[str, Any]]) -> float | None:
-    for window in windows:
-        if _num(window.get("percentile")) is not None:
-            return _num(window.get("percentile"))
-        for key in window:
-            match = _WINDOW_LATENCY.match(str(key))
-            if match:
-                return float(match.group(1))
-    return None
-
-
-def _window_latency(window: Mapping[str, Any]) -> float | None:
-    if "latency_ms" in window:
-        return _num(window.get("latency_ms"))
-    key = next((k for k in window if _WINDOW_LATENCY.match(str(k))), None)
-    return _num(window.get(key)) if key else None
-
-
-def _count(value: Any) -> str:
-    number = _num(value)
-    return "-" if number is None else f"{number:,.0f}"
-
-
-def _facts_lines(facts: Mapping[str, Any], percentile: float, stopped: Any) -> list[str]:
+def _facts_lines(facts: Mapping[str, Any], percentile: float, stopped: str) -> list[str]:
     """The figures behind the verdict, as short phrases a reader can check against the rules."""
     lines = []
     warmup, window_s = _num(facts.get("warmup_s")), _num(facts.get("window_s"))
@@ -189,47 +187,56 @@ SWEEP_METRICS = ("throughput_rps", "latency_p50_ms", "latency_p95_ms", "latency_
 
 
 def sweep_view(variants: Sequence[VariantResult], colors: Mapping[str, str]) -> dict[str, Any] | None:
-    """The table and latency-throughput chart of every variant measured at more than one load."""
-    swept = [(v, _points(v)) for v in variants if len(_points(v)) > 1]
+    """The table and latency-throughput chart of every variant whose reported measurement ran more
+    than one load point."""
+    swept = [(v, m) for v in variants if (m := v.reported) is not None and len(m.points) > 1]
     if not swept:
         return None
     groups, series = [], {}
-    for variant, points in swept:
+    for variant, measurement in swept:
+        points = measurement.points
         rows = []
         for i, point in enumerate(points):
-            metrics = as_mapping(point.get("metrics"))
             rows.append(
                 {
-                    "label": str(point.get("label") or f"point {i + 1}"),
-                    "users": _count(point.get("users")),
-                    "rate": format_value("throughput_rps", _num(point.get("rate_rps"))),
-                    "cells": [format_value(m, _num(metrics.get(m))) for m in SWEEP_METRICS],
-                    "late": format_value("late_fraction", _num(metrics.get("late_fraction"))),
-                    "valid": bool(point.get("valid", True)),
-                    "reasons": "; ".join(str(r) for r in point.get("validity_reasons") or []),
+                    "label": point.label or f"point {i + 1}",
+                    "users": f"{point.users:,}",
+                    "rate": format_value("throughput_rps", _num(point.rate_rps)),
+                    "cells": [format_value(m, _num(point.metrics.get(m))) for m in SWEEP_METRICS],
+                    "late": format_value("late_fraction", _num(point.metrics.get("late_fraction"))),
+                    "valid": point.validity.valid,
+                    "reasons": "; ".join(point.validity.reasons),
                     "gated": i == len(points) - 1,
                 }
             )
-        groups.append({"name": variant.name, "color": colors.get(variant.name, "#999"), "rows": rows})
+        groups.append(
+            {
+                "name": variant.name,
+                "measurement": _reported_label(variant, measurement),
+                "color": colors.get(variant.name, "#999"),
+                "rows": rows,
+            }
+        )
         series[variant.name] = [c for c in map(_curve_point, points) if c is not None]
-    all_points = [p for _, points in swept for p in points]
+    all_points = [p for _, m in swept for p in m.points]
     return {
         "groups": groups,
         "headers": [METRICS[m].title.replace("latency ", "") for m in SWEEP_METRICS],
-        "has_rate": any(_num(p.get("rate_rps")) is not None for p in all_points),
-        "has_late": any(
-            isinstance(p.get("metrics"), Mapping) and "late_fraction" in p["metrics"] for p in all_points
-        ),
+        "has_rate": any(_num(p.rate_rps) is not None for p in all_points),
+        "has_late": any("late_fraction" in p.metrics for p in all_points),
         "svg": latency_throughput_svg(series, colors=colors),
     }
 
 
-def _curve_point(point: Mapping[str, Any]) -> CurvePoint | None:
-    metrics = as_mapping(point.get("metrics"))
-    throughput, p95 = _num(metrics.get("throughput_rps")), _num(metrics.get("latency_p95_ms"))
+def _reported_label(variant: VariantResult, measurement: Measurement) -> str:
+    return measurement_label(measurement.number) if len(variant.measurements) > 1 else ""
+
+
+def _curve_point(point: LoadPointResult) -> CurvePoint | None:
+    throughput, p95 = _num(point.metrics.get("throughput_rps")), _num(point.metrics.get("latency_p95_ms"))
     if throughput is None or p95 is None:
         return None
-    return CurvePoint(throughput, p95, str(point.get("label") or ""), bool(point.get("valid", True)))
+    return CurvePoint(throughput, p95, point.label, point.validity.valid)
 
 
 # ---- SLO search -------------------------------------------------------------------------------
@@ -239,50 +246,42 @@ def search_views(variants: Sequence[VariantResult], colors: Mapping[str, str]) -
     """The max_rps_at_slo result and every probe of the binary search, per variant."""
     views = []
     for variant in variants:
-        search = (variant.details or {}).get("search")
-        if not isinstance(search, Mapping):
+        reported = variant.reported
+        search = reported.search if reported is not None else None
+        if search is None:
             continue
-        slo, q = _num(search.get("slo_ms")), _num(search.get("percentile")) or 95.0
-        found = _num(search.get("max_rps_at_slo"))
-        rule = f"p{q:g} ≤ {slo:g} ms" if slo is not None else f"p{q:g} under the SLO"
-        over = f", searching over {search.get('over')}" if search.get("over") else ""
-        result = (
-            f"{format_value('max_rps_at_slo', found)} with {rule}{over}"
-            if found is not None
-            else f"no probed load kept {rule}{over}"
-        )
-        probes = [p for p in search.get("probes") or [] if isinstance(p, Mapping)]
-        # over and percentile are the same for every probe and already in the result line
-        columns = [k for k in dict.fromkeys(k for p in probes for k in p) if k not in ("over", "percentile")]
-        headers = {
-            "value": "users" if search.get("over") == "users" else "target rate",
-            "percentile_ms": f"p{q:g}",
-            "passed": "within SLO",
-        }
         views.append(
             {
                 "name": variant.name,
                 "color": colors.get(variant.name, "#999"),
-                "found": found is not None,
-                "result": result,
-                "columns": [headers.get(k) or (METRICS[k].title if k in METRICS else k) for k in columns],
-                "rows": [[_probe_cell(k, p.get(k), search.get("over")) for k in columns] for p in probes],
+                "found": _num(search.max_rps_at_slo) is not None,
+                "result": _search_line(search),
+                "value_header": "users" if search.over == "users" else "target rate",
+                "percentile": f"p{search.percentile:g}",
+                "rows": [_probe_row(p, search) for p in search.probes],
             }
         )
     return views
 
 
-def _probe_cell(key: str, value: Any, over: Any) -> tuple[str, str]:
-    """(text, css class) of one probe field: booleans become yes/no tags, known metrics get units."""
-    if isinstance(value, bool):
-        return ("yes" if value else "no", "pass" if value else "fail")
-    number = _num(value)
-    if number is None:
-        return ("-" if value is None else str(value), "")
-    if key == "percentile_ms":
-        return (format_value("latency_p95_ms", number), "")
-    if key == "value":
-        return (f"{number:g}" if over == "users" else format_value("throughput_rps", number), "")
-    if key in METRICS:
-        return (format_value(key, number), "")
-    return (f"{number:,.0f}" if isinstance(value, int) else f"{number:.4g}", "")
+def _search_line(search: SearchResult) -> str:
+    found = _num(search.max_rps_at_slo)
+    rule = f"p{search.percentile:g} ≤ {search.slo_ms:g} ms"
+    over = f", searching over {search.over}" if search.over else ""
+    if found is None:
+        return f"no probed load kept {rule}{over}"
+    return f"{format_value('max_rps_at_slo', found)} with {rule}{over}"
+
+
+def _probe_row(probe: SearchProbe, search: SearchResult) -> dict[str, Any]:
+    over = probe.over or search.over
+    value = f"{probe.value:g}" if over == "users" else format_value("throughput_rps", _num(probe.value))
+    return {
+        "label": probe.label,
+        "value": value,
+        "requests": f"{probe.request_count:,}",
+        "throughput": format_value("throughput_rps", _num(probe.throughput_rps)),
+        "latency": format_value("latency_p95_ms", _num(probe.percentile_ms)),
+        "error_rate": format_value("error_rate", _num(probe.error_rate)),
+        "passed": probe.passed,
+    }

@@ -1,12 +1,28 @@
-"""A compact Markdown summary of a run, for CI job summaries and pull-request comments."""
+"""A compact Markdown summary of a run, for CI job summaries and pull-request comments.
+
+It states the run's outcome (pass / regression / error / inconclusive) with its exit code first,
+then why: the failure of a broken run with the end of its log, one row per variant, the invalid
+measurements and every failed gate with its statistical evidence.
+"""
 
 from __future__ import annotations
 
 import re
 
 from harness.metrics.catalog import format_value
-from harness.report.evidence import confirmation_tag, gate_failures, invalid_variants, run_status, validity_of
-from harness.results import RunResult, VariantResult, Verdict
+from harness.report.evidence import (
+    OUTCOME_MEANING,
+    evidence_text,
+    gate_failures,
+    invalid_variants,
+    measurement_label,
+    outcome_label,
+)
+from harness.report.metrics_view import finite
+from harness.report.serving_view import relative_path
+from harness.results import Outcome, RunResult, VariantResult, Verdict
+
+SUMMARY_FILE = "summary.md"
 
 # (header, metric) columns of the summary table: the numbers a reviewer decides on
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -22,7 +38,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 # shown only when some variant has them (an SLO search ran)
 OPTIONAL_COLUMNS: tuple[tuple[str, str], ...] = (("max rps at SLO", "max_rps_at_slo"),)
 
-STATUS = {"pass": "✅ PASS", "fail": "❌ FAIL", "invalid": "❌ INVALID", "error": "❌ ERROR"}
+ICON = {Outcome.PASS: "✅", Outcome.REGRESSION: "❌", Outcome.ERROR: "💥", Outcome.INCONCLUSIVE: "⚠️"}
+LOG_TAIL_LINES = 20  # of the failure's log tail; the HTML report has all of it
 
 _SPECIAL = re.compile(r"([\\|`*_\[\]])")
 
@@ -34,63 +51,114 @@ def _md(text: str) -> str:
 
 
 def render_markdown(result: RunResult) -> str:
-    """Status line, baseline status, one table row per variant, then invalid measurements and every
-    failing gate with its statistical evidence."""
-    failed = gate_failures(result)  # INVALID measurements are listed apart, with their reasons
-    invalid = invalid_variants(result)
-    lines = [f"### {STATUS[run_status(result)]} · {_md(result.scenario_name)}", ""]
-    if result.error:
-        lines += [f"**The run did not complete:** {_md(result.error.strip().splitlines()[0])}", ""]
-    baseline = f"**baseline:** {_md(result.baseline_status)}"
-    if result.baseline_message:
-        baseline += f" — {_md(result.baseline_message)}"
+    """Outcome line, the failure of a broken run, baseline status, one table row per variant,
+    then invalid measurements and every failing gate with its statistical evidence."""
+    outcome = result.outcome
+    lines = [
+        f"### {ICON[outcome]} {outcome.value.upper()} · {_md(result.scenario_name)}",
+        "",
+        f"**Outcome: {outcome.value}** (exit code {outcome.exit_code}): {OUTCOME_MEANING[outcome]}.",
+        "",
+    ]
+    lines += _failure(result)
+    baseline = f"**baseline:** {_md(result.baseline.status)}"
+    if result.baseline.message:
+        baseline += f" — {_md(result.baseline.message)}"
     lines += [baseline, ""]
 
     if result.variants:
         lines += _table(result)
         lines.append("")
 
+    invalid = invalid_variants(result)
     if invalid:
-        lines += ["**Invalid measurements** (not compared with the baseline)", ""]
-        for name, reasons in invalid:
-            lines.append(f"- **{_md(name)}**: {_md('; '.join(reasons))}")
+        lines += ["**Invalid measurements** (inconclusive: not compared with the baseline)", ""]
+        for item in invalid:
+            times = f" (after {item.measurements} measurements)" if item.measurements > 1 else ""
+            lines.append(f"- **{_md(item.name)}**{times}: {_md('; '.join(item.reasons))}")
         lines.append("")
+    failed = gate_failures(result)
     if failed:
         lines += ["**Failed gates**", ""]
-        lines += [f"- **{_md(v.variant)}**: {_md(_gate_line(v))}" for v in failed]
+        by_name = {v.name: v for v in result.variants}
+        lines += [f"- **{_md(v.variant)}**: {_md(_gate_line(by_name.get(v.variant), v))}" for v in failed]
         lines.append("")
     elif not result.verdicts:
         lines += ["No gate was evaluated.", ""]
     return "\n".join(lines)
 
 
+def _failure(result: RunResult) -> list[str]:
+    failure = result.failure
+    if failure is None:
+        return []
+    what = "The run was interrupted" if failure.interrupted else "The run broke"
+    where = f" at stage `{failure.stage}`" if failure.stage else ""
+    variant = f" (variant **{_md(failure.variant)}**)" if failure.variant else ""
+    first = failure.message.strip().splitlines()[0] if failure.message.strip() else "no message"
+    lines = [f"**{what}{where}**{variant}: {_md(first)}", ""]
+    if failure.log:
+        lines += [f"log: `{relative_path(failure.log, result.run_dir).replace('`', '')}`", ""]
+    tail = failure.log_tail.rstrip("\n").splitlines()[-LOG_TAIL_LINES:]
+    if tail:
+        text = "\n".join(tail)
+        fence = "`" * max(3, _longest_backtick_run(text) + 1)
+        lines += [f"{fence}text", text, fence, ""]
+    return lines
+
+
+def _longest_backtick_run(text: str) -> int:
+    return max((len(m) for m in re.findall(r"`+", text)), default=0)
+
+
 def _table(result: RunResult) -> list[str]:
     columns = COLUMNS + tuple(
         (h, m) for h, m in OPTIONAL_COLUMNS if any(m in v.metrics for v in result.variants)
     )
-    show_validity = any(validity_of(v) is not None for v in result.variants)
-    head = "| variant | " + " | ".join(h for h, _ in columns) + (" | validity" if show_validity else "")
-    lines = [head + " | gates |"]
-    lines.append("|:--|" + "--:|" * len(columns) + (":-:|" if show_validity else "") + ":-:|")
+    head = "| variant | outcome | " + " | ".join(h for h, _ in columns) + " | validity | gates |"
+    lines = [head, "|:--|:-:|" + "--:|" * len(columns) + ":-:|:-:|"]
     for variant in result.variants:
-        cells = [_md(format_value(metric, variant.metrics.get(metric))) for _, metric in columns]
-        if show_validity:
-            cells.append(_validity_cell(variant))
-        mine = [v for v in result.verdicts if v.variant == variant.name]
-        bad = sum(1 for v in mine if not v.passed)
-        gates = "-" if not mine else (f"❌ {bad}/{len(mine)} failed" if bad else f"✅ {len(mine)}")
-        lines.append(f"| {_md(variant.name)} | " + " | ".join(cells) + f" | {gates} |")
+        cells = [_md(format_value(metric, finite(variant.metrics.get(metric)))) for _, metric in columns]
+        outcome = _outcome_cell(result, variant)
+        mine = variant.verdicts
+        gates = _gates_cell(mine)
+        row = [_md(variant.name), outcome, *cells, _validity_cell(variant), gates]
+        lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
-def _validity_cell(variant: VariantResult) -> str:
-    validity = validity_of(variant)
-    if validity is None:
+def _gates_cell(verdicts: list[Verdict]) -> str:
+    if not verdicts:
         return "-"
-    return "✅ valid" if validity.valid else "❌ INVALID"
+    failed = sum(1 for v in verdicts if v.failed)
+    undecided = sum(1 for v in verdicts if v.status == "inconclusive")
+    parts = [f"❌ {failed}/{len(verdicts)} failed"] if failed else []
+    parts += [f"⚠️ {undecided}/{len(verdicts)} inconclusive"] if undecided else []
+    return ", ".join(parts) or f"✅ {len(verdicts)} passed"
 
 
-def _gate_line(verdict: Verdict) -> str:
-    """The verdict's message (it names its statistical test), marked when it is a re-measurement's."""
-    tag = confirmation_tag(verdict)
-    return f"{verdict.message} ({tag.lower()})" if tag else verdict.message
+def _outcome_cell(result: RunResult, variant: VariantResult) -> str:
+    if result.failure is not None and result.failure.variant == variant.name:
+        return f"{ICON[Outcome.ERROR]} error"
+    if variant.outcome is None:
+        return outcome_label(result, variant)
+    return f"{ICON[variant.outcome]} {variant.outcome.value}"
+
+
+def _validity_cell(variant: VariantResult) -> str:
+    reported = variant.reported
+    if reported is None or reported.gated is None:
+        return "-"
+    times = f" ({len(variant.measurements)} measurements)" if len(variant.measurements) > 1 else ""
+    return ("✅ valid" if reported.valid else "⚠️ INVALID") + times
+
+
+def _gate_line(variant: VariantResult | None, verdict: Verdict) -> str:
+    """The verdict's message and its evidence, marked with the measurement it was judged on."""
+    text = verdict.message
+    evidence = evidence_text(verdict.metric, verdict.evidence)
+    if evidence and evidence not in ("plain comparison",):
+        text += f" ({evidence})"
+    if variant is not None and len(variant.measurements) > 1:
+        text += f" [{measurement_label(verdict.measurement)}]"
+    return text

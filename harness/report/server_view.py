@@ -1,7 +1,8 @@
 """The report's view of where a request's time went: the client's latency beside the server's own
 figures (metrics endpoint averages, process CPU and memory), and the remainder neither explains.
 
-Reads the server_* metrics of `VariantResult.metrics`; a variant without them is left out.
+Reads the server_* metrics of each variant's reported measurement (`VariantResult.metrics`); a
+variant without them is left out.
 """
 
 from __future__ import annotations

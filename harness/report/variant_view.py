@@ -1,5 +1,6 @@
 """The report's view of one variant beyond its numbers: what each compression step did, and every
-measurement of it when a failed gate was confirmed by re-measuring.
+measurement of it when it was measured more than once (a failed gate or an INVALID measurement is
+measured again before it counts).
 
 Compression step reports (`harness.compression.base.StepReport.as_dict`) are shown as their notes
 first, a distillation summary when the step distilled, then their details as short key: value
@@ -14,15 +15,17 @@ from typing import Any
 
 from harness.metrics.catalog import METRICS, format_bytes, format_value
 from harness.report.evidence import (
-    as_mapping,
-    evidence_of,
+    OUTCOME_MEANING,
+    STATUS_LABEL,
     evidence_text,
     evidence_tooltip,
-    failed_on_its_own,
-    measurement_number,
-    verdict_fields,
+    invalid_reasons,
+    measurement_label,
+    measurement_outcome,
+    outcome_label,
 )
-from harness.results import RunResult, VariantResult, Verdict
+from harness.report.metrics_view import finite
+from harness.results import Measurement, RunResult, VariantResult
 
 DISTILL_KEYS = (
     "teacher_accuracy",
@@ -33,6 +36,7 @@ DISTILL_KEYS = (
 )
 MAX_VALUE_CHARS = 160  # a details value longer than this is cut; the JSON block has it whole
 FALLBACK_METRICS = ("latency_p95_ms", "throughput_rps", "accuracy")
+VALIDITY_METRIC = "validity"  # a verdict that only restates an INVALID measurement has no column
 
 
 # ---- compression steps ------------------------------------------------------------------------
@@ -44,7 +48,8 @@ def compression_steps(variant: VariantResult) -> list[dict[str, Any]]:
     for step in variant.compression:
         if not isinstance(step, Mapping):
             continue
-        details = as_mapping(step.get("details"))
+        details = step.get("details")
+        details = details if isinstance(details, Mapping) else {}
         seconds = step.get("seconds")
         facts = [
             (key, format_value("sparsity", float(step[key])))
@@ -111,101 +116,68 @@ def _compact(value: Any) -> str:
     return json.dumps(value, default=str, separators=(", ", ": "))
 
 
-# ---- confirmations ----------------------------------------------------------------------------
+# ---- measurements -----------------------------------------------------------------------------
 
 
 def confirmation_views(result: RunResult) -> list[dict[str, Any]]:
-    """Per variant that was re-measured: every measurement side by side, with its gate verdicts.
-
-    `harness.api` keeps the latest measurement as the variant's result, the first one in
-    `details["superseded_measurement"]` (metrics, validity) and each re-measurement in
-    `details["confirmations"]` (metrics, verdicts, passed); the first measurement's verdicts are
-    the run's verdicts numbered 1 (`evidence["measurement"]`). Without those details, the rows are
-    rebuilt from the numbered verdicts alone.
-    """
-    views = []
+    """Per variant measured more than once: every measurement side by side with its validity and
+    its own verdicts (as judged on it alone), marking the one the variant's numbers come from."""
     gated = list(result.scenario.get("gates") or {})
-    for variant in result.variants:
-        details = variant.details or {}
-        confirmations = [c for c in details.get("confirmations") or [] if isinstance(c, Mapping)]
-        superseded = as_mapping(details.get("superseded_measurement"))
-        by_number: dict[int, list[Verdict]] = {}
-        for verdict in result.verdicts:
-            if verdict.variant == variant.name:
-                by_number.setdefault(measurement_number(verdict), []).append(verdict)
-        if not confirmations and not superseded and len(by_number) < 2:
-            continue
-        if not confirmations and not superseded:
-            # only the numbered verdicts: each measurement's values are its verdicts' current values
-            rows: list[tuple[str, Mapping[str, Any]]] = [
-                (
-                    "first measurement" if n == 1 else f"re-measure {n - 1}",
-                    {"metrics": {v.metric: v.current for v in vs}, "verdicts": vs},
-                )
-                for n, vs in sorted(by_number.items())
-            ]
-            views.append(_confirmation_view(variant.name, rows, gated))
-            continue
-        first: dict[str, Any] = {
-            "metrics": superseded.get("metrics") if superseded else variant.metrics,
-            "verdicts": superseded.get("verdicts") or by_number.get(1, []),
-            "validity": superseded.get("validity") if superseded else details.get("validity"),
-        }
-        rows = [("first measurement (superseded)" if superseded else "first measurement", first)]
-        rows += [(f"re-measure {i}", c) for i, c in enumerate(confirmations, 1)]
-        # the variant's own result is the latest measurement once a first one was superseded
-        reported = len(rows) - 1 if superseded else 0
-        label, data = rows[reported]
-        rows[reported] = (f"{label} (reported)", {**data, "validity": details.get("validity")})
-        views.append(_confirmation_view(variant.name, rows, gated))
-    return views
+    return [_confirmation_view(result, v, gated) for v in result.variants if len(v.measurements) > 1]
 
 
-def _confirmation_view(
-    name: str, measurements: Sequence[tuple[str, Mapping[str, Any]]], gated: list[str]
-) -> dict[str, Any]:
-    parsed = [
-        (label, as_mapping(m.get("metrics")), [verdict_fields(v) for v in m.get("verdicts") or []], m)
-        for label, m in measurements
-    ]
-    judged = [v.get("metric") for _, _, verdicts, _ in parsed for v in verdicts]
-    columns: list[str] = list(dict.fromkeys(m for m in judged if isinstance(m, str)))
+def _confirmation_view(result: RunResult, variant: VariantResult, gated: Sequence[str]) -> dict[str, Any]:
+    judged = [v.metric for m in variant.measurements for v in m.verdicts if v.metric != VALIDITY_METRIC]
+    columns: list[str] = list(dict.fromkeys(judged))
     columns = columns or [m for m in gated if m in METRICS] or list(FALLBACK_METRICS)
-    rows = []
-    failed_runs = 0
-    for label, metrics, verdicts, raw in parsed:
-        by_metric = {str(v.get("metric")): v for v in verdicts}
-        cells = []
-        for metric in columns:
-            verdict = by_metric.get(metric)
-            value = metrics.get(metric)
-            evidence = evidence_of(verdict) if verdict else {}
-            message = str(verdict.get("message") or "") if verdict else ""
-            cells.append(
-                {
-                    "text": format_value(metric, value if isinstance(value, int | float) else None),
-                    "verdict": "" if verdict is None else ("fail" if failed_on_its_own(verdict) else "pass"),
-                    "title": " · ".join(t for t in (message, evidence_tooltip(evidence)) if t),
-                    "evidence": evidence_text(metric, evidence),
-                }
-            )
-        # this measurement's own outcome, before confirmation merged the verdicts
-        passed = not any(failed_on_its_own(v) for v in verdicts) if verdicts else raw.get("passed")
-        passed = passed if isinstance(passed, bool) else None
-        failed_runs += passed is False
-        validity = as_mapping(raw.get("validity"))
-        rows.append(
-            {
-                "label": label,
-                "cells": cells,
-                "passed": passed,
-                "valid": validity.get("valid") if isinstance(validity.get("valid"), bool) else None,
-                "reasons": "; ".join(str(r) for r in validity.get("reasons") or []),
-            }
-        )
+    reported = variant.reported
+    rows = [_measurement_row(m, columns, m is reported) for m in variant.measurements]
+    failed = sum(1 for row in rows if row["outcome"] == "fail")
+    outcome = variant.outcome
+    meaning = (
+        f"{outcome.value}, {OUTCOME_MEANING[outcome]}"
+        if outcome is not None
+        else outcome_label(result, variant)
+    )
     return {
-        "name": name,
+        "name": variant.name,
+        "outcome": outcome_label(result, variant),
         "columns": [METRICS[c].title if c in METRICS else c for c in columns],
         "rows": rows,
-        "summary": f"{len(rows)} measurements, {failed_runs} with a failing gate.",
+        "summary": (
+            f"{len(rows)} measurements, {failed} with a failing gate; the numbers shown elsewhere come from "
+            f"the {measurement_label(reported.number) if reported else '-'}. "
+            f"Outcome: {meaning}."
+        ),
+    }
+
+
+def _measurement_row(measurement: Measurement, columns: list[str], reported: bool) -> dict[str, Any]:
+    by_metric = {v.metric: v for v in measurement.verdicts}
+    cells = []
+    for metric in columns:
+        verdict = by_metric.get(metric)
+        value = finite(measurement.metrics.get(metric))
+        if verdict is None:
+            empty = {"verdict": "", "label": "", "title": "", "evidence": ""}
+            cells.append({"text": format_value(metric, value), **empty})
+            continue
+        cells.append(
+            {
+                "text": format_value(metric, value if value is not None else finite(verdict.current)),
+                "verdict": verdict.status,
+                "label": STATUS_LABEL.get(verdict.status, verdict.status.upper()),
+                "title": " · ".join(t for t in (verdict.message, evidence_tooltip(verdict.evidence)) if t),
+                "evidence": evidence_text(metric, verdict.evidence),
+            }
+        )
+    outcome = measurement_outcome(measurement)
+    return {
+        "label": measurement_label(measurement.number),
+        "reported": reported,
+        "cells": cells,
+        "outcome": outcome,
+        "outcome_label": STATUS_LABEL.get(outcome, "-"),
+        "valid": measurement.valid,
+        "reasons": "; ".join(invalid_reasons(measurement)),
     }

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from harness.artifacts import ServedArtifact
+from harness.errors import RunError
 from harness.scenario.schema import ServingSpec
 
 
@@ -71,6 +72,13 @@ class Target(ABC):
     @property
     def server_pid(self) -> int | None:
         """Root of the server's process tree, for CPU/memory sampling; None without a process."""
+        return None
+
+    def died(self) -> RunError | None:
+        """A RunError naming the server log if the server process has exited since start(), else None.
+
+        Checked after every load point: requests failing because the server is gone are a broken
+        run (exit 2), not a regression of the model."""
         return None
 
     def describe(self) -> dict[str, Any]:

@@ -20,7 +20,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from harness.artifacts import ServedArtifact
+from harness.compression.backend import FrameworkBackend
 from harness.errors import RunError, UserError
+from harness.frameworks import ArtifactRunner, framework
 from harness.scenario.schema import ServingSpec
 from harness.serving.base import Target
 
@@ -57,27 +59,26 @@ class InProcessTarget(Target):
             raise UserError(f"serving.options.{key}: {error['msg']}") from None
         self.intra_op_threads: int = options.intra_op_threads
         self.inject_delay_s = options.inject_delay_ms / 1000.0
-        self._runner: Any = None
+        self._runner: ArtifactRunner | None = None
         self._artifact: ServedArtifact | None = None
         self._slots = threading.BoundedSemaphore(spec.workers)
         self._lock = threading.Lock()
-        self._saved_threads: int | None = None
+        # the backend that changed the process-wide intra-op threads, and the count to restore
+        self._saved_threads: tuple[FrameworkBackend, int] | None = None
 
     def start(self, artifact: ServedArtifact) -> None:
-        from harness.metrics.accuracy import artifact_runner
-
+        spec = framework(artifact.framework)
+        backend = spec.backend()
         with self._lock:
             if self._runner is not None:
                 raise RunError("inprocess target already started; stop() it first")
-            if artifact.framework == "torch":
-                import torch
-
-                self._saved_threads = torch.get_num_threads()
-                torch.set_num_threads(self.intra_op_threads)
+            previous = backend.set_intra_op_threads(self.intra_op_threads)
+            if previous is not None:
+                self._saved_threads = (backend, previous)
             try:
-                runner = artifact_runner(artifact)
+                runner = spec.runner(artifact)
                 zeros = np.zeros((1, *artifact.input_shape), dtype=np.float32)
-                labels = np.asarray(runner.predict_labels(zeros))  # type: ignore[attr-defined]
+                labels = np.asarray(runner.predict_labels(zeros))
             except Exception:
                 self._restore_threads()
                 raise
@@ -117,20 +118,11 @@ class InProcessTarget(Target):
         }
         if self._artifact is not None:
             info.update(framework=self._artifact.framework, artifact_format=self._artifact.format)
-            if self._artifact.framework == "torch":
-                import torch
-
-                info["torch_version"] = torch.__version__
-            elif self._artifact.framework == "tensorflow":
-                # SavedModel: serving_default concrete function; TFLite: one ai_edge_litert
-                # interpreter per calling thread (intra_op_threads applies to torch only)
-                info["tf_version"] = self._artifact.extra.get("tf_version")
-                info["quantization"] = self._artifact.extra.get("quantization")
+            info.update(framework(self._artifact.framework).backend().runtime_info(self._artifact))
         return info
 
     def _restore_threads(self) -> None:
         if self._saved_threads is not None:
-            import torch
-
-            torch.set_num_threads(self._saved_threads)
+            backend, threads = self._saved_threads
+            backend.set_intra_op_threads(threads)
             self._saved_threads = None

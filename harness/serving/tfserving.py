@@ -218,6 +218,17 @@ class TfServingTarget(Target):
     def server_metrics_format(self) -> str:
         return "tfserving"
 
+    def died(self) -> RunError | None:
+        process = self.server.process if self.server is not None else None
+        if process is None or process.is_alive():
+            return None
+        assert self.server is not None
+        return RunError(
+            f"tfserving exited (code {process.returncode}) while it was being measured",
+            log=self.server.log_path,
+            log_tail=process.log_tail(),
+        )
+
     @property
     def server_pid(self) -> int | None:
         return self.server.pid() if self.server is not None else None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import UserError
+from harness.serving.config_text import ConfigText
 
 if TYPE_CHECKING:  # numpy only inside the response parsers: `harness validate` imports this module
     import numpy as np
@@ -81,20 +82,20 @@ class TfServingOptions(BaseModel):
         description="binary: run tensorflow_model_server from PATH or `binary`; docker: run the "
         "`image` in a container named per run; remote: use the server already running at `url`.",
     )
-    binary: str | None = Field(
+    binary: ConfigText | None = Field(
         default=None, description="Path of tensorflow_model_server (mode binary); default: found on PATH."
     )
-    image: str = Field(
+    image: ConfigText = Field(
         default=DEFAULT_IMAGE,
         description="Docker image (mode docker); must already be pulled, the harness never pulls.",
     )
-    url: str | None = Field(
+    url: ConfigText | None = Field(
         default=None,
         pattern=r"^https?://[^/\s]+$",
         description="REST base URL http://host:port of a running server (mode remote, required); it "
         "must already serve the artifact under `model_name`.",
     )
-    remote_grpc: str | None = Field(
+    remote_grpc: ConfigText | None = Field(
         default=None,
         pattern=r"^[^/\s:]+:\d+$",
         description="host:port of the remote server's gRPC listener (mode remote with protocol grpc).",
@@ -126,7 +127,7 @@ class TfServingOptions(BaseModel):
         ge=1,
         description="Batches queued before TF Serving turns requests away (batching only).",
     )
-    extra_flags: list[str] = Field(
+    extra_flags: list[ConfigText] = Field(
         default_factory=list,
         description="More tensorflow_model_server flags, each written --name=value; flags the "
         "target sets itself are refused.",
@@ -251,6 +252,21 @@ def binary_argv(binary: str, *, rest_port: int, grpc_socket: Path, flags: Sequen
     return [binary, "--port=0", f"--grpc_socket_path={grpc_socket}", f"--rest_api_port={rest_port}", *flags]
 
 
+# serving.log_level -> TF's C++ logging: TF_CPP_MIN_LOG_LEVEL hides INFO (1), WARNING (2), ERROR (3)
+# and below; TF_CPP_MAX_VLOG_LEVEL turns on VLOG(1) lines, the closest TF has to DEBUG
+_TF_LOG_ENV = {
+    "DEBUG": {"TF_CPP_MIN_LOG_LEVEL": "0", "TF_CPP_MAX_VLOG_LEVEL": "1"},
+    "INFO": {"TF_CPP_MIN_LOG_LEVEL": "0"},
+    "WARN": {"TF_CPP_MIN_LOG_LEVEL": "1"},
+    "ERROR": {"TF_CPP_MIN_LOG_LEVEL": "2"},
+}
+
+
+def log_env(level: str) -> dict[str, str]:
+    """Environment that sets tensorflow_model_server's log level (the harness's own is not inherited)."""
+    return {"TF_CPP_MAX_VLOG_LEVEL": "0", **_TF_LOG_ENV[level]}
+
+
 def docker_run_argv(
     docker: str,
     *,
@@ -262,6 +278,7 @@ def docker_run_argv(
     config_dir: Path,
     label: str,
     flags: Sequence[str],
+    env: Mapping[str, str] | None = None,
 ) -> list[str]:
     """`docker run` in the foreground (its output goes to our log), ports published on loopback only.
 
@@ -285,6 +302,7 @@ def docker_run_argv(
         f"{models_dir}:{CONTAINER_MODELS_DIR}:ro",
         "-v",
         f"{config_dir}:{CONTAINER_CONFIG_DIR}:ro",
+        *[arg for name, value in (env or {}).items() for arg in ("-e", f"{name}={value}")],
         image,
         *flags,
     ]

@@ -6,6 +6,7 @@ the files on disk, the ports, the process or container, and their teardown.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -18,8 +19,10 @@ from typing import Any
 
 from harness.artifacts import ServedArtifact
 from harness.errors import RunError, UserError
+from harness.processes import ManagedProcess, free_port
 from harness.scenario.schema import ServingSpec
-from harness.serving.process import ManagedProcess, free_port
+from harness.serving.config_text import check_config_value
+from harness.serving.listeners import check_listeners
 from harness.serving.tfserving_config import (
     BATCHING_FILE,
     BINARY_NAME,
@@ -39,6 +42,7 @@ from harness.serving.tfserving_config import (
     default_rest_api_num_threads,
     docker_rm_argv,
     docker_run_argv,
+    log_env,
     model_config_text,
     monitoring_config_text,
     parse_version_text,
@@ -189,6 +193,7 @@ class TfServingProcess:
         config_base = CONTAINER_CONFIG_DIR if self.docker else str(self.config_dir)
         models_base = CONTAINER_MODELS_DIR if self.docker else str(self.models_root)
         name = self.options.model_name
+        check_config_value("model base path", f"{models_base}/{name}")
         (self.config_dir / MODEL_CONFIG_FILE).write_text(
             model_config_text(model_name=name, base_path=f"{models_base}/{name}")
         )
@@ -206,9 +211,11 @@ class TfServingProcess:
         )
         self.rest_port = free_port()
         argv = self._docker_argv(flags, remaining_s) if self.docker else self._binary_argv(flags)
+        for arg in argv:  # a line break in a flag would reach the server (and command.txt) as it is
+            check_config_value("tensorflow_model_server argument", arg)
         (self.config_dir / "command.txt").write_text(shlex.join(argv) + "\n")  # to rerun it by hand
-        # the harness sets TF_CPP_MIN_LOG_LEVEL=2 for itself; the server's log should say everything
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+        # the harness sets TF_CPP_MIN_LOG_LEVEL=2 for itself; the server's follows serving.log_level
+        env = {**os.environ, **log_env(self.spec.log_level)}
         self.process = ManagedProcess(
             argv,
             self.log_path,
@@ -216,8 +223,25 @@ class TfServingProcess:
             env=env,
             cwd=self.work_dir,
             fatal_markers=FATAL_MARKERS,
+            # if the harness dies, the `docker run` client dies with the group but not the container
+            orphan_cleanup=docker_rm_argv(_docker(), self.container) if self.container else None,
+            on_ready=None if self.docker else self._check_listeners,
         )
         self.process.start()
+
+    def _check_listeners(self) -> None:
+        """Only the REST port, on any address (TF Serving cannot be told otherwise; the report says
+        so): gRPC is on a unix socket, so any other TCP listener is a surprise."""
+        assert self.process is not None
+        assert self.process.pid is not None
+        assert self.rest_port is not None
+        check_listeners(
+            "tensorflow_model_server",
+            self.process.pid,
+            address=LOOPBACK,
+            ports=(),
+            any_address_ports=(self.rest_port,),
+        )
 
     def _binary_argv(self, flags: list[str]) -> list[str]:
         binary = self.options.binary or shutil.which(BINARY_NAME) or BINARY_NAME
@@ -253,6 +277,7 @@ class TfServingProcess:
             config_dir=self.config_dir,
             label=str(self.work_dir),
             flags=flags,
+            env=log_env(self.spec.log_level),
         )
 
     def pid(self) -> int | None:
@@ -277,6 +302,14 @@ class TfServingProcess:
                 shutil.rmtree(self._private_tmp, ignore_errors=True)
                 self._private_tmp = None
 
+    def log_bytes(self) -> int:
+        """Total size of the server's log files, including those of a retried launch."""
+        total = 0
+        for path in self.log_path.parent.glob(f"{self.log_path.stem}*.log"):
+            with contextlib.suppress(OSError):
+                total += path.stat().st_size
+        return total
+
     def facts(self) -> dict[str, Any]:
         return {
             "versions": dict(self.versions),
@@ -288,6 +321,8 @@ class TfServingProcess:
             "container": self.container_name,
             "rest_api_num_threads": self.rest_api_num_threads,
             "log": str(self.log_path),
+            "log_level": self.spec.log_level,
+            "log_bytes": self.log_bytes(),
             "config_dir": str(self.config_dir),
         }
 

@@ -22,13 +22,16 @@ import requests
 
 from harness.artifacts import ServedArtifact
 from harness.baselines.fingerprint import package_version
-from harness.errors import RunError, UserError
+from harness.errors import RunError, UserError, first_line
+from harness.processes import ManagedProcess, free_port
 from harness.scenario.schema import ServingSpec
 from harness.serving.base import HttpEndpoint, Target
-from harness.serving.process import ManagedProcess, free_port
+from harness.serving.listeners import check_listeners
 from harness.serving.torchserve_config import (
     HANDLER_METADATA_FILE,
     JAVA_HINT,
+    LOG_CONFIG_FILE,
+    LOG_FILES,
     LOOPBACK,
     MIN_JAVA_MAJOR,
     TOKEN_AUTH_MODE,
@@ -39,6 +42,7 @@ from harness.serving.torchserve_config import (
     default_torch_threads,
     effective_max_batch_delay_ms,
     handler_metadata,
+    log4j2_config,
     parse_java_major,
     server_env,
     socket_dir_fits,
@@ -96,6 +100,7 @@ class TorchServeTarget(Target):
         self.model_store = self.work_dir / "model-store"
         self.log_dir = self.work_dir / "logs"
         self.config_path = self.work_dir / "config.properties"
+        self.log_config_path = self.work_dir / LOG_CONFIG_FILE
         self.console_log = self.log_dir / "torchserve-console.log"
         self.archiver_log = self.log_dir / "model-archiver.log"
         self.torch_threads = self.options.torch_threads or default_torch_threads(spec.workers, os.cpu_count())
@@ -175,6 +180,16 @@ class TorchServeTarget(Target):
     def server_metrics_format(self) -> str | None:
         return "torchserve"
 
+    def died(self) -> RunError | None:
+        process = self._process
+        if process is None or process.is_alive():
+            return None
+        return RunError(
+            f"torchserve exited (code {process.returncode}) while it was being measured",
+            log=self.console_log,
+            log_tail=process.log_tail(),
+        )
+
     @property
     def server_pid(self) -> int | None:
         # the launcher: Java and the Python workers are its descendants
@@ -207,7 +222,7 @@ class TorchServeTarget(Target):
         try:
             resp = self._http().post(url, json={"instances": instances}, timeout=timeout_s)
         except requests.RequestException as exc:
-            raise RunError(f"torchserve request failed: {exc}; log {self.console_log}") from exc
+            raise RunError(f"torchserve request failed: {first_line(exc)}", log=self.console_log) from exc
         if resp.status_code != 200:
             raise RunError(f"torchserve answered HTTP {resp.status_code}: {resp.text[:300]}")
         try:
@@ -253,6 +268,8 @@ class TorchServeTarget(Target):
             "startup_s": self.startup_s,
             "teardown_s": self.teardown_s,
             "config_path": str(self.config_path),
+            "log_level": self.spec.log_level,
+            "log_bytes": self.log_bytes(),
             "logs": {
                 "console": str(self.console_log),
                 "ts_log": str(self.log_dir / "ts_log.log"),
@@ -261,6 +278,15 @@ class TorchServeTarget(Target):
                 "archiver": str(self.archiver_log),
             },
         }
+
+    def log_bytes(self) -> int:
+        """Total size of the server's log files so far (console, frontend, model, access, metrics)."""
+        paths = [*self.log_dir.glob("torchserve-console*.log"), *(self.log_dir / n for n in LOG_FILES)]
+        total = 0
+        for path in paths:
+            with contextlib.suppress(OSError):
+                total += path.stat().st_size
+        return total
 
     # ---- start-up steps --------------------------------------------------------------------
 
@@ -290,6 +316,7 @@ class TorchServeTarget(Target):
                     num_classes=artifact.num_classes,
                     torch_threads=self.torch_threads,
                     inject_delay_ms=self.options.inject_delay_ms,
+                    log_level=self.spec.log_level,
                 ),
                 indent=2,
             )
@@ -321,7 +348,7 @@ class TorchServeTarget(Target):
         if done.returncode != 0 or not (self.model_store / self._mar_name).is_file():
             tail = "\n".join(self.archiver_log.read_text(errors="replace").splitlines()[-20:])
             raise RunError(
-                f"torch-model-archiver failed (exit {done.returncode}); log {self.archiver_log}:\n{tail}"
+                f"torch-model-archiver failed (exit {done.returncode})", log=self.archiver_log, log_tail=tail
             )
 
     @property
@@ -371,7 +398,13 @@ class TorchServeTarget(Target):
                 options=self.options,
             )
         )
-        argv = torchserve_argv(sys.executable, config_path=self.config_path, model_store=self.model_store)
+        self.log_config_path.write_text(log4j2_config(self.spec.log_level, self.log_dir))
+        argv = torchserve_argv(
+            sys.executable,
+            config_path=self.config_path,
+            model_store=self.model_store,
+            log_config=self.log_config_path,
+        )
         self._process = ManagedProcess(argv, self.console_log, name="torchserve", env=env, cwd=self.work_dir)
         self._process.start()
 
@@ -379,20 +412,31 @@ class TorchServeTarget(Target):
         assert self._process is not None
         assert self._artifact is not None
         self._process.wait_until(self._workers_ready, timeout_s=self._remaining_s())
+        self._check_listeners()
         self._check_batching_took_effect()
         zeros = np.zeros((1, *self._artifact.input_shape), dtype=np.float32)
         try:
             labels = self._post(zeros.reshape(1, -1).tolist(), timeout_s=self._remaining_s())
         except RunError as exc:
             raise RunError(
-                f"torchserve is up but the known-good prediction failed: {exc}; "
-                f"log {self.console_log}:\n{self._process.log_tail()}"
+                f"torchserve is up but the known-good prediction failed: {first_line(exc)}",
+                log=self.console_log,
+                log_tail=self._process.log_tail(),
             ) from exc
         if not 0 <= labels[0] < max(1, self._artifact.num_classes):
             raise RunError(
                 f"torchserve predicted label {labels[0]} for zeros; "
                 f"expected 0..{self._artifact.num_classes - 1}"
             )
+
+    def _check_listeners(self) -> None:
+        """RunError unless every listening socket of the tree is one of our five on 127.0.0.1."""
+        assert self._process is not None
+        assert self._process.pid is not None
+        assert self.ports is not None
+        check_listeners(
+            "torchserve", self._process.pid, address=LOOPBACK, ports=self.ports.as_dict().values()
+        )
 
     def _workers_ready(self) -> bool:
         """Ping is healthy and all `workers` of our model report READY in the management API."""

@@ -1,4 +1,4 @@
-"""Pure builders for TorchServe: config.properties text, archiver and server argv, environment.
+"""Pure builders for TorchServe: config.properties and log4j2 text, archiver and server argv, environment.
 
 Kept free of I/O and of torch so that unit tests check every binding and flag without Java.
 """
@@ -12,10 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import UserError
+from harness.serving.config_text import ConfigText, check_config_value
 
 LOOPBACK = "127.0.0.1"
 MIN_JAVA_MAJOR = 17
@@ -25,6 +27,9 @@ HANDLER_METADATA_FILE = "harness_model.json"
 # Linux caps AF_UNIX paths at 108 bytes; TorchServe puts its worker sockets in java.io.tmpdir
 UNIX_SOCKET_PATH_MAX = 107
 _WORKER_SOCKET_SUFFIX = "/.ts.sock.65535"
+LOG_CONFIG_FILE = "log4j2.xml"
+# Server log files (in LOG_LOCATION) counted in describe()["log_bytes"]
+LOG_FILES = ("ts_log.log", "model_log.log", "access_log.log", "model_metrics.log", "ts_metrics.log")
 
 
 class TorchServeOptions(BaseModel):
@@ -45,7 +50,9 @@ class TorchServeOptions(BaseModel):
         ge=1,
         description="torch threads per worker; default: CPU count divided by workers (at least 1).",
     )
-    vmargs: str | None = Field(default=None, description="Extra JVM arguments, e.g. '-Xmx1g'.")
+    vmargs: ConfigText | None = Field(
+        default=None, description="Extra JVM arguments, e.g. '-Xmx1g'; one line, no control characters."
+    )
     inject_delay_ms: float = Field(
         default=0.0,
         ge=0,
@@ -145,7 +152,10 @@ def config_properties(
     max_batch_delay_ms: int,
     options: TorchServeOptions,
 ) -> str:
-    """The config.properties text: loopback-only listeners, no token auth, one model with batching."""
+    """The config.properties text: loopback-only listeners, no token auth, one model with batching.
+
+    UserError if any value holds a control character: a line break would start a key of its own.
+    """
     models = models_block(
         model_name=model_name,
         mar_name=mar_name,
@@ -180,7 +190,82 @@ def config_properties(
     ]
     if options.vmargs:
         lines.append(f"vmargs={options.vmargs}")
+    for line in lines:
+        key, _, value = line.partition("=")
+        check_config_value(f"config.properties {key}", value)
     return "\n".join(lines) + "\n"
+
+
+# Logger levels per scenario log level. ACCESS_LOG writes one INFO line per request (the bulk of
+# the logs under load) and is only ever INFO; org.pytorch.serve is the frontend's own logger;
+# MODEL_LOG is each worker's output (stdout at INFO, stderr at WARN, so tracebacks stay at WARN).
+_LOGGER_LEVELS = {
+    "DEBUG": {"ACCESS_LOG": "info", "org.pytorch.serve": "debug", "MODEL_LOG": "all", "metrics": "all"},
+    "INFO": {"ACCESS_LOG": "info", "org.pytorch.serve": "info", "MODEL_LOG": "info", "metrics": "info"},
+    "WARN": {"ACCESS_LOG": "warn", "org.pytorch.serve": "warn", "MODEL_LOG": "warn", "metrics": "warn"},
+    "ERROR": {"ACCESS_LOG": "error", "org.pytorch.serve": "error", "MODEL_LOG": "error", "metrics": "error"},
+}
+
+
+def log4j2_config(level: str, log_dir: Path) -> str:
+    """TorchServe's own log4j2.xml (same files and patterns) with every logger at `level`.
+
+    Files are named in full rather than through ${env:LOG_LOCATION}, and plain File appenders:
+    a run's logs are never rotated away under it.
+    """
+    levels = _LOGGER_LEVELS[level]
+    check_config_value("log directory", str(log_dir))
+
+    def file_appender(name: str, pattern: str) -> str:
+        path = quoteattr(str(log_dir / f"{name}.log"))
+        return (
+            f'    <File name="{name}" fileName={path}>\n'
+            f'      <PatternLayout pattern="{pattern}"/>\n'
+            "    </File>\n"
+        )
+
+    plain, stamped = "%d{ISO8601} - %m%n", "%d{ISO8601} [%-5p] %t %c - %m%n"
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<!-- Written by harness: serving.log_level {level} -->\n"
+        "<Configuration>\n"
+        "  <Appenders>\n"
+        '    <Console name="STDOUT" target="SYSTEM_OUT">\n'
+        f'      <PatternLayout pattern="{stamped}"/>\n'
+        "    </Console>\n"
+        + file_appender("access_log", plain)
+        + file_appender("model_log", stamped)
+        + file_appender("model_metrics", plain)
+        + file_appender("ts_log", stamped)
+        + file_appender("ts_metrics", plain)
+        + "  </Appenders>\n"
+        "  <Loggers>\n"
+        f'    <Logger name="ACCESS_LOG" level="{levels["ACCESS_LOG"]}" additivity="false">\n'
+        '      <AppenderRef ref="access_log"/>\n'
+        "    </Logger>\n"
+        '    <Logger name="io.netty" level="error"/>\n'
+        f'    <Logger name="MODEL_LOG" level="{levels["MODEL_LOG"]}">\n'
+        '      <AppenderRef ref="model_log"/>\n'
+        "    </Logger>\n"
+        f'    <Logger name="MODEL_METRICS" level="{levels["metrics"]}" additivity="false">\n'
+        '      <AppenderRef ref="model_metrics"/>\n'
+        "    </Logger>\n"
+        '    <Logger name="org.apache" level="off"/>\n'
+        # additivity off: TorchServe's own file writes every frontend line to ts_log.log twice
+        f'    <Logger name="org.pytorch.serve" level="{levels["org.pytorch.serve"]}" additivity="false">\n'
+        '      <AppenderRef ref="STDOUT"/>\n'
+        '      <AppenderRef ref="ts_log"/>\n'
+        "    </Logger>\n"
+        f'    <Logger name="TS_METRICS" level="{levels["metrics"]}" additivity="false">\n'
+        '      <AppenderRef ref="ts_metrics"/>\n'
+        "    </Logger>\n"
+        f'    <Root level="{levels["org.pytorch.serve"]}">\n'
+        '      <AppenderRef ref="STDOUT"/>\n'
+        '      <AppenderRef ref="ts_log"/>\n'
+        "    </Root>\n"
+        "  </Loggers>\n"
+        "</Configuration>\n"
+    )
 
 
 def archiver_argv(
@@ -217,8 +302,11 @@ def archiver_argv(
     return argv
 
 
-def torchserve_argv(python: str, *, config_path: Path, model_store: Path) -> list[str]:
-    """The launcher in the foreground (it then waits for Java), so the whole tree shares our group."""
+def torchserve_argv(python: str, *, config_path: Path, model_store: Path, log_config: Path) -> list[str]:
+    """The launcher in the foreground (it then waits for Java), so the whole tree shares our group.
+
+    `--log-config` also makes the launcher drop any -Dlog4j.configurationFile from vmargs.
+    """
     return [
         python,
         "-m",
@@ -229,6 +317,8 @@ def torchserve_argv(python: str, *, config_path: Path, model_store: Path) -> lis
         str(config_path),
         "--model-store",
         str(model_store),
+        "--log-config",
+        str(log_config),
         "--ncs",
         "--disable-token-auth",
     ]
@@ -280,9 +370,11 @@ def handler_metadata(
     num_classes: int,
     torch_threads: int,
     inject_delay_ms: float = 0.0,
+    log_level: str = "WARN",
 ) -> dict[str, Any]:
     """What our handler needs to know about the serialized file, shipped inside the archive."""
     return {
+        "log_level": log_level,
         "format": artifact_format,
         "input_shape": list(input_shape),
         "num_classes": num_classes,

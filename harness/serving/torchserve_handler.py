@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 import zipfile
 from typing import Any
@@ -22,6 +23,8 @@ import torch  # this module runs in TorchServe's worker, never in the harness
 logger = logging.getLogger(__name__)
 
 METADATA_FILE = "harness_model.json"
+# serving.log_level -> Python logging level
+_LOG_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING, "ERROR": logging.ERROR}
 
 
 def _mentions_torchao(path: str) -> bool | None:
@@ -59,6 +62,21 @@ def _load_program(path: str, fmt: str) -> Any:
         module.eval()
         return module
     raise ValueError(f"unsupported artifact format {fmt!r}; expected 'torch.export' or 'torchscript'")
+
+
+def _route_warnings_to_stderr() -> None:
+    """Our warnings and errors go to stderr, which the frontend logs at WARN (stdout at INFO): a
+    failed model call must stay in model_log.log at the default WARN level."""
+    if logger.handlers:  # initialize() runs once per worker, but never add the handlers twice
+        return
+    below = logging.StreamHandler(sys.stdout)
+    below.addFilter(lambda record: record.levelno < logging.WARNING)
+    above = logging.StreamHandler(sys.stderr)
+    above.setLevel(logging.WARNING)
+    for handler in (below, above):
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.propagate = False
 
 
 def _rows_of(request: Any, input_shape: tuple[int, ...]) -> np.ndarray:
@@ -104,6 +122,10 @@ class FeatureVectorHandler:
         model_dir = context.system_properties.get("model_dir")
         with open(os.path.join(model_dir, METADATA_FILE)) as f:
             meta = json.load(f)
+        # TorchServe's worker logs INFO to stdout, which the frontend reads line by line: our
+        # per-batch line costs a pipe write and a log event per batch even when log4j drops it
+        logger.setLevel(_LOG_LEVELS.get(str(meta.get("log_level", "WARN")), logging.WARNING))
+        _route_warnings_to_stderr()
         self.input_shape = tuple(int(d) for d in meta["input_shape"])
         self.inject_delay_s = float(meta.get("inject_delay_ms") or 0.0) / 1000.0
         threads = int(meta.get("torch_threads") or 0)

@@ -23,12 +23,15 @@ def test_gate_records_then_passes_then_fails_against_a_much_faster_baseline(writ
     assert second.returncode == 0, second.stderr
     assert "compared with baseline" in second.stderr
     results = json.loads((report_path(second.stdout).parent / "results.json").read_text())
-    assert results["baseline_status"] == "compared"
-    assert {v["metric"] for v in results["verdicts"]} >= {"latency_p95_ms", "accuracy", "error_rate"}
+    assert results["baseline"]["status"] == "compared"
+    assert results["outcome"] == "pass"
+    assert results["exit_code"] == 0
+    verdicts = [v for variant in results["variants"] for v in variant["verdicts"]]
+    assert {v["metric"] for v in verdicts} >= {"latency_p95_ms", "accuracy", "error_rate"}
     stored = json.loads(baseline_file.read_text())["environments"]
     windows = next(iter(stored.values()))["variants"]["reference"]["latency_windows"]["latency_p95_ms"]
     assert len(windows) == 10
-    latency = [v for v in results["verdicts"] if v["metric"] == "latency_p95_ms"]
+    latency = [v for v in verdicts if v["metric"] == "latency_p95_ms"]
     assert {v["evidence"]["test"] for v in latency} == {"windows"}
     assert all(v["evidence"]["n_current"] == v["evidence"]["n_baseline"] == 10 for v in latency)
 
@@ -37,8 +40,11 @@ def test_gate_records_then_passes_then_fails_against_a_much_faster_baseline(writ
     third = run_cli(scenario, tmp_path)
     assert third.returncode == 1, third.stderr
     assert "latency_p95_ms" in third.stderr
-    failed = json.loads((report_path(third.stdout).parent / "results.json").read_text())["verdicts"]
-    assert any(v["evidence"].get("test") == "windows" and not v["passed"] for v in failed)
+    third_results = json.loads((report_path(third.stdout).parent / "results.json").read_text())
+    assert third_results["outcome"] == "regression"
+    verdicts = [v for variant in third_results["variants"] for v in variant["verdicts"]]
+    failed = [v for v in verdicts if v["status"] == "fail"]
+    assert any(v["evidence"]["kind"] == "latency" and v["evidence"]["test"] == "windows" for v in failed)
     assert "Traceback" not in third.stderr
     assert baseline_file.read_bytes() == tampered, "a failing run must not touch the stored baseline"
     assert report_path(third.stdout).is_file(), "the report is written even when gates fail"
@@ -56,24 +62,26 @@ def test_update_baselines_rewrites_a_faster_baseline_deliberately(write_scenario
     assert run_cli(scenario, tmp_path).returncode == 0
 
 
-def test_an_invalid_measurement_fails_with_its_reason_and_is_not_compared(write_scenario, tmp_path):
+def test_still_invalid_after_remeasuring_is_inconclusive_exit_3_and_not_compared(write_scenario, tmp_path):
     data = scenario_dict(name="gate-invalid", variants=[])
-    data["load"]["validity"] = {"max_spread": 5.0, "min_requests": 10_000_000}
+    data["load"]["validity"] = {"max_spread": 5.0, "min_requests": 1_000_000}
     data["gate_policy"] = {"confirm_runs": 1}
     result = run_cli(write_scenario(data), tmp_path)
 
-    assert result.returncode == 1, result.stderr
-    assert "measurement INVALID" in result.stderr
+    assert result.returncode == 3, result.stderr
+    assert "inconclusive" in result.stderr
     assert "too few requests for p95" in result.stderr
+    assert "regression" not in result.stderr
     assert "Traceback" not in result.stderr
     results = json.loads((report_path(result.stdout).parent / "results.json").read_text())
+    assert results["outcome"] == "inconclusive"
+    assert results["exit_code"] == 3
     reference = results["variants"][0]
-    assert reference["details"]["validity"]["valid"] is False
-    # the failure was re-measured once before it counted, and both measurements are kept
-    assert reference["details"]["superseded_measurement"]["validity"]["valid"] is False
-    metrics = {v["metric"] for v in results["verdicts"]}
-    assert "validity" in metrics
+    # measured, found INVALID, measured again, still INVALID: both measurements are kept
+    assert [m["points"][-1]["validity"]["valid"] for m in reference["measurements"]] == [False, False]
+    metrics = {v["metric"]: v["status"] for v in reference["verdicts"]}
+    assert metrics.get("validity") == "inconclusive"
     # error_rate: 0 is a bare limit, judged even without a baseline, except on an INVALID window
     assert "error_rate" not in metrics, "an INVALID window's numbers are not judged as a result"
-    assert "accuracy" in metrics or results["baseline_status"] == "none"
+    assert results["baseline"]["status"] == "not_written"
     assert not (tmp_path / "baselines" / "gate-invalid.json").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -29,8 +30,14 @@ def _long_torchserve_scenario(name: str) -> dict:
     )
 
 
-def _signal_during_load(argv: list[str], workdir: Path, sig: signal.Signals, cwd: Path) -> tuple[int, str]:
-    """Run `argv`, send `sig` once Locust is loading TorchServe; return the exit code and the output."""
+def _signal_during_load(
+    argv: list[str], workdir: Path, sig: signal.Signals, cwd: Path, *, repeat_every_s: float | None = None
+) -> tuple[int, str]:
+    """Run `argv`, send `sig` once Locust is loading TorchServe; return the exit code and the output.
+
+    With `repeat_every_s`, keep sending `sig` at that interval until the process has exited, so
+    that further signals land in every phase of the shutdown, its last moments included.
+    """
     proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -42,6 +49,12 @@ def _signal_during_load(argv: list[str], workdir: Path, sig: signal.Signals, cwd
         assert _processes_mentioning(str(workdir)), "TorchServe should be running during the load stage"
 
         proc.send_signal(sig)
+        if repeat_every_s is not None:
+            repeat_until = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < repeat_until:
+                time.sleep(repeat_every_s)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(sig)
         output, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -63,6 +76,23 @@ def test_signal_during_load_tears_down_torchserve_and_locust(write_scenario, tmp
     assert "Traceback" not in output
     assert _processes_mentioning(str(tmp_path)) == [], "a server or load process outlived the interrupted run"
     assert not (tmp_path / "baselines").exists(), "an interrupted run must not record a baseline"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_further_signals_during_shutdown_are_absorbed_and_the_exit_code_stays_130(
+    write_scenario, tmp_path, sig
+):
+    scenario = write_scenario(_long_torchserve_scenario("cli-interrupted-twice"))
+    argv = [sys.executable, "-m", "harness", "run", str(scenario),
+            "--reports-dir", str(tmp_path / "reports"),
+            "--baselines-dir", str(tmp_path / "baselines")]  # fmt: skip
+
+    code, output = _signal_during_load(argv, tmp_path, sig, cwd=ROOT, repeat_every_s=0.05)
+
+    assert code == 130, output
+    assert "harness: interrupted" in output
+    assert "Traceback" not in output
+    assert _processes_mentioning(str(tmp_path)) == [], "a server or load process outlived the interrupted run"
 
 
 def test_sigterm_to_pytest_during_load_tears_down_torchserve_and_locust(write_scenario, tmp_path):

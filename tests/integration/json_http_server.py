@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness.serving.process import free_port
+from harness.processes import free_port
 
 # (request path, request headers, parsed instances) -> (HTTP status, response body)
 Respond = Callable[[str, dict[str, str], list[list[float]]], tuple[int, bytes]]

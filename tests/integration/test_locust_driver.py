@@ -14,9 +14,9 @@ import pytest
 from harness.errors import RunError
 from harness.load.locust_driver import LocustDriver
 from harness.load.samples import Sample, read_samples
+from harness.processes import free_port
 from harness.scenario.schema import LoadSpec
 from harness.serving.base import HttpEndpoint
-from harness.serving.process import free_port
 from tests.integration.json_http_server import JsonHttpServer
 
 PATH = "/predictions/tiny"
@@ -169,8 +169,11 @@ def test_a_broken_locustfile_raises_run_error_with_the_log_tail(
 
     monkeypatch.setattr(locust_driver, "LOCUSTFILE_NAME", "__init__.py")  # defines no User class
     server = http_server()
-    with pytest.raises(RunError, match=r"locust failed \(exit code [1-9]"):
+    with pytest.raises(RunError, match=r"locust failed \(exit code [1-9]") as err:
         LocustDriver().run(server.endpoint, LoadSpec(warmup_s=0.5, measure_s=0.5), INSTANCES, tmp_path)
+    assert "\n" not in str(err.value)
+    assert err.value.log.endswith(".log")
+    assert "Traceback" in err.value.log_tail or "Error" in err.value.log_tail
     assert server.arrivals == []
 
 

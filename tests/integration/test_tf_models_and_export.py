@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.compression.backend import BaseModel, backend_for
+from harness.compression.backend import BaseModel
 from harness.compression.tensorflow.export import export_savedmodel
 from harness.compression.tensorflow.runner import GenericSavedModel, TfArtifactRunner
 from harness.compression.tensorflow.stats import require_keras_model
 from harness.compression.tensorflow.tf_import import import_tf
 from harness.errors import UserError
+from harness.frameworks import TENSORFLOW
 from harness.metrics.accuracy import accuracy, artifact_accuracy
 from harness.models.digits import load_digits_split
 from harness.models.tf_models import (
@@ -54,7 +55,7 @@ def trained(data, cache_root: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def backend():
-    return backend_for("tensorflow")
+    return TENSORFLOW.backend()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 from pydantic import ValidationError
 
-from harness.compression.backend import backend_for
 from harness.compression.base import RecipeContext
 from harness.compression.pipeline import prepare_variant
 from harness.compression.tensorflow.export import export_savedmodel
@@ -20,6 +19,7 @@ from harness.compression.tensorflow.runner import GenericSavedModel, TfArtifactR
 from harness.compression.tensorflow.stats import read_tflite
 from harness.compression.tensorflow.tflite_model import TFLiteModel
 from harness.errors import RunError, UserError
+from harness.frameworks import TENSORFLOW
 from harness.models.digits import load_digits_split
 from harness.models.tf_models import get_reference_tf_model
 from harness.scenario.schema import ModelSpec, RecipeStep, ServingSpec, VariantSpec
@@ -44,7 +44,7 @@ def references(data) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def backend():
-    return backend_for("tensorflow")
+    return TENSORFLOW.backend()
 
 
 @pytest.fixture(scope="module")

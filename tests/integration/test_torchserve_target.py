@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +24,9 @@ import torch
 from harness.artifacts import ServedArtifact
 from harness.errors import RunError
 from harness.scenario.schema import ServingSpec
+from harness.serving.listeners import listening_sockets
 from harness.serving.torchserve import TorchServeTarget, find_java
+from tests.conftest import ROOT
 
 
 def _java_problem() -> str | None:
@@ -98,8 +105,14 @@ def served(model, tmp_path_factory):
     """One server shared by the tests that only talk to it: batching on, generous delay."""
     base = tmp_path_factory.mktemp("ts-shared")
     artifact = _export_pt2(model, base / "model.pt2")
+    # INFO: a test below reads the handler's per-batch lines from model_log.log
     spec = ServingSpec(
-        target="torchserve", workers=1, batch_size=8, max_batch_delay_ms=100, startup_timeout_s=120
+        target="torchserve",
+        workers=1,
+        batch_size=8,
+        max_batch_delay_ms=100,
+        startup_timeout_s=120,
+        log_level="INFO",
     )
     with TorchServeTarget(spec, base / "run") as target:
         target.start(artifact)
@@ -238,7 +251,7 @@ def test_corrupt_pt2_fails_start_with_log_text_and_leaves_no_process(tmp_path):
 
 def test_start_retries_once_with_fresh_ports_when_a_picked_port_was_taken(model, tmp_path, monkeypatch):
     import harness.serving.torchserve as torchserve_module
-    from harness.serving.process import free_port
+    from harness.processes import free_port
 
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
@@ -320,3 +333,78 @@ def test_handler_splits_a_batch_of_requests_back_in_order(model, tmp_path):
     assert "not JSON" in out[1]["error"]
     assert out[2] == {"predictions": _expected_labels(model, b).tolist()}
     assert statuses == {1: 400}
+
+
+def test_a_normal_start_passes_the_listener_check_with_only_its_five_loopback_ports(served):
+    sockets = listening_sockets(served.server_pid)
+    assert {s.port for s in sockets} == set(served.ports.as_dict().values())
+    served._check_listeners()  # what start() ran; raises RunError on any other address or port
+
+
+def _post_many(target: TorchServeTarget, n: int) -> None:
+    url = target.endpoint.base_url + target.endpoint.path
+    body = json.dumps({"instances": _rows(1, seed=0).tolist()})
+    with requests.Session() as http:
+        for _ in range(n):
+            assert http.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=30).ok
+
+
+def test_logs_stay_small_at_the_default_warn_level_and_log_bytes_counts_them(model, tmp_path):
+    artifact = _export_pt2(model, tmp_path / "model.pt2")
+    spec = ServingSpec(target="torchserve", startup_timeout_s=120)
+    assert spec.log_level == "WARN"
+    with TorchServeTarget(spec, tmp_path / "run") as target:
+        target.start(artifact)
+        before = target.log_bytes()
+        _post_many(target, 300)
+    grown = target.describe()["log_bytes"] - before
+    logs = tmp_path / "run" / "torchserve" / "logs"
+    access = logs / "access_log.log"
+    assert not access.exists() or access.stat().st_size == 0, "an access-log line per request at WARN"
+    assert "harness batch" not in (logs / "model_log.log").read_text(errors="replace")
+    assert grown < 300 * 20, f"{grown} bytes of logs for 300 requests at WARN"
+    assert target.describe()["log_bytes"] > 0  # the console log at least
+
+
+# The harness side of an orphaning: starts a real TorchServe, prints the pids of its tree, then
+# waits to be SIGKILLed, so that none of its teardown runs.
+ORPHANING_HARNESS = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import psutil
+    from harness.artifacts import ServedArtifact
+    from harness.scenario.schema import ServingSpec
+    from harness.serving.torchserve import TorchServeTarget
+    artifact = ServedArtifact(path=Path(sys.argv[1]), framework="torch", format="torch.export",
+                              input_shape=(64,), num_classes=10)
+    target = TorchServeTarget(ServingSpec(target="torchserve", workers=2), Path(sys.argv[2]))
+    target.start(artifact)
+    root = psutil.Process(target.server_pid)
+    print(" ".join(str(p.pid) for p in [root, *root.children(recursive=True)]), flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_a_sigkilled_harness_leaves_no_torchserve_process_behind(model, tmp_path):
+    artifact = _export_pt2(model, tmp_path / "model.pt2")
+    harness = subprocess.Popen(
+        [sys.executable, "-c", ORPHANING_HARNESS, str(artifact.path), str(tmp_path / "run")],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        tree = [psutil.Process(int(pid)) for pid in harness.stdout.readline().split()]
+        assert len(tree) >= 4, "launcher, java and two workers"
+        assert any(p.name().startswith("java") for p in tree)
+    finally:
+        harness.send_signal(signal.SIGKILL)
+        harness.wait()
+        harness.stdout.close()
+    deadline = time.monotonic() + 10
+    while _alive(tree) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _alive(tree) == [], "TorchServe outlived the SIGKILLed harness"
+    assert _java_mentioning(str(tmp_path)) == []

@@ -15,7 +15,7 @@ import harness
 from harness.baselines import fingerprint, store
 from harness.baselines.fingerprint import environment_fingerprint, fingerprint_id
 from harness.baselines.store import FileBaselineStore, variant_metrics
-from harness.errors import UserError
+from harness.errors import RunError, UserError
 
 ENV = {"cpu_model": "Test CPU", "logical_cores": 2, "machine": "x86_64", "os": "Linux", "python": "3.11"}
 METRICS = {
@@ -139,19 +139,19 @@ def test_failed_rename_leaves_the_old_file_intact_and_no_temp_file(baselines, mo
         raise OSError("disk on fire")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk on fire"):
+    with pytest.raises(RunError, match=r"^cannot record baseline .*x\.json: disk on fire$"):
         baselines.record("x", "fp", ENV, "run-2", {"a": {"accuracy": 0.1}})
     assert path.read_bytes() == before
-    assert sorted(p.name for p in baselines.directory.iterdir()) == ["x.json"]
+    assert sorted(p.name for p in baselines.directory.iterdir()) == ["x.json", "x.json.lock"]
 
 
 def test_unserialisable_value_leaves_the_old_file_intact(baselines):
     path = baselines.record("x", "fp", ENV, "run-1", METRICS)
     before = path.read_bytes()
-    with pytest.raises(TypeError):
+    with pytest.raises(RunError, match=r"cannot record baseline .*x\.json: .*not JSON serializable"):
         baselines.record("x", "fp", {"cpu": object()}, "run-2", METRICS)
     assert path.read_bytes() == before
-    assert sorted(p.name for p in baselines.directory.iterdir()) == ["x.json"]
+    assert sorted(p.name for p in baselines.directory.iterdir()) == ["x.json", "x.json.lock"]
 
 
 def test_written_file_respects_the_umask_not_0600(baselines):
@@ -246,7 +246,7 @@ def test_distributions_round_trip_through_the_file(baselines):
     import numpy as np
 
     from harness.baselines.store import variant_distributions
-    from harness.gates.statistics import labels_fingerprint
+    from harness.samples import labels_fingerprint
 
     dist = _distribution()
     path = baselines.record("d", "fp", ENV, "r", {"int8": METRICS["int8"]}, distributions={"int8": dist})
@@ -287,7 +287,7 @@ def test_many_classes_are_stored_as_comma_separated_ids(baselines):
 
 
 def test_predictions_without_labels_cannot_be_recorded(baselines):
-    with pytest.raises(ValueError, match="labels"):
+    with pytest.raises(RunError, match=r"cannot record baseline .*d\.json: .*labels"):
         baselines.record("d", "fp", ENV, "r", {"a": {}}, distributions={"a": {"predictions": [1, 2]}})
     assert not (baselines.directory / "d.json").exists()
 
@@ -322,15 +322,13 @@ def test_version_1_file_reads_without_distributions_and_is_rewritten_as_version_
 
 
 def test_unreadable_histogram_is_a_user_error_naming_the_variant(baselines):
-    from harness.baselines.store import variant_distributions
-
     baselines.record("x", "fp", ENV, "r", {"a": {}}, distributions={"a": _distribution(n=100)})
     path = baselines.directory / "x.json"
     doc = json.loads(path.read_text())
     doc["environments"]["fp"]["variants"]["a"]["latency_histogram"] = "HISTFgarbage"
     path.write_text(json.dumps(doc))
-    with pytest.raises(UserError, match="variant 'a' cannot be read: not an HdrHistogram"):
-        variant_distributions(baselines.load("x", "fp"))
+    with pytest.raises(UserError, match=r"variant 'a': latency_histogram is .*not an HdrHistogram"):
+        baselines.load("x", "fp")
 
 
 def test_histogram_that_is_not_text_is_refused_on_read(baselines):
@@ -340,7 +338,7 @@ def test_histogram_that_is_not_text_is_refused_on_read(baselines):
         "environments": {"fp": {"variants": {"a": {"metrics": {}, "latency_histogram": [1]}}}},
     }
     (baselines.directory / "x.json").write_text(json.dumps(doc))
-    with pytest.raises(UserError, match=r"x\.json: variant 'a'.*'latency_histogram' as text"):
+    with pytest.raises(UserError, match=r"x\.json: .*'a': latency_histogram is a list of 1; expected text"):
         baselines.load("x", "fp")
 
 
@@ -367,7 +365,36 @@ def test_malformed_window_percentiles_are_refused_naming_file_and_variant(baseli
     doc = json.loads(path.read_text())
     doc["environments"]["fp"]["variants"]["int8"]["latency_windows"] = windows
     path.write_text(json.dumps(doc))
-    with pytest.raises(
-        UserError, match=r"d\.json: variant 'int8' .*'latency_windows' as an object of number lists"
-    ):
+    with pytest.raises(UserError, match=r"d\.json: .*variant 'int8': latency_windows.* expected .*number"):
         baselines.load("d", "fp")
+
+
+# --- layering: baselines and gates share harness.samples and never import each other ----------
+
+
+def test_baselines_do_not_import_the_gates():
+    root = str(Path(harness.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    code = (
+        "import sys; import harness.baselines.store; "
+        "print(sorted(m for m in sys.modules if m.startswith('harness.gates')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "module", ["baselines/store.py", "baselines/document.py", "baselines/histogram.py", "gates/statistics.py"]
+)
+def test_project_imports_sit_at_the_top_of_the_module(module):
+    import ast
+
+    tree = ast.parse((Path(harness.__file__).parent / module).read_text())
+    hidden = [
+        f"line {node.lineno}: {ast.unparse(node)}"
+        for function in ast.walk(tree)
+        if isinstance(function, ast.FunctionDef)
+        for node in ast.walk(function)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("harness")
+    ]
+    assert not hidden, "a local import of the project's own code hides a cycle"

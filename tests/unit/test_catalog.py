@@ -7,7 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from harness.metrics.catalog import METRICS, format_bytes, format_value, get_metric
+from harness.metrics.catalog import (
+    METRICS,
+    format_bytes,
+    format_number,
+    format_numbers,
+    format_value,
+    get_metric,
+    is_load_metric,
+)
 from harness.metrics.latency import latency_summary
 
 EXPECTED_DIRECTION = {
@@ -36,6 +44,26 @@ EXPECTED_DIRECTION = {
     "server_request_ms": "lower",
     "server_cpu_percent": "lower",
     "server_rss_mb": "lower",
+}
+
+
+# static properties of the artifact, measured outside the load window; everything else is "load"
+MODEL_METRICS = {
+    "accuracy",
+    "accuracy_inprocess",
+    "accuracy_drop_vs_reference",
+    "model_size_bytes",
+    "model_size_gzip_bytes",
+    "sparsity",
+    "param_count",
+}
+# descriptive figures: their change is neither good nor bad, so reports do not colour it
+DESCRIPTIVE_METRICS = {
+    "client_cpu_percent",
+    "request_count",
+    "server_cpu_percent",
+    "server_rss_mb",
+    "late_fraction",
 }
 
 
@@ -132,3 +160,101 @@ def test_format_value_shows_units(metric, value, text):
 def test_format_bytes_uses_binary_units():
     assert format_bytes(1.5 * 1024 * 1024) == "1.50 MiB"
     assert format_bytes(3 * 1024**4) == "3072.0 GiB"
+
+
+def test_every_metric_says_whether_it_comes_from_the_model_or_the_load_window():
+    assert all(spec.source in ("model", "load") for spec in METRICS.values())
+    assert {name for name, spec in METRICS.items() if spec.source == "model"} == MODEL_METRICS
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "latency_p95_ms",
+        "latency_mean_ms",
+        "throughput_rps",
+        "error_rate",
+        "request_count",
+        "client_cpu_percent",
+        "server_cpu_percent",
+        "server_rss_mb",
+        "server_inference_ms",
+        "late_fraction",
+        "max_rps_at_slo",
+        "service_latency_p95_ms",
+    ],
+)
+def test_window_figures_are_load_metrics(name):
+    assert is_load_metric(name)
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_METRICS))
+def test_artifact_properties_are_not_load_metrics(name):
+    assert not is_load_metric(name)
+
+
+def test_an_unknown_metric_is_not_a_load_metric():
+    assert not is_load_metric("latency_p42_ms")
+    assert not is_load_metric("")
+
+
+def test_descriptive_metrics_are_not_quality_metrics():
+    assert {name for name, spec in METRICS.items() if not spec.quality} == DESCRIPTIVE_METRICS
+
+
+def test_a_metric_must_declare_its_source():
+    from harness.metrics.catalog import MetricSpec
+
+    with pytest.raises(TypeError, match="source"):
+        MetricSpec("x_ms", "ms", "lower", "An x.")  # type: ignore[call-arg]
+    assert MetricSpec("x_ms", "ms", "lower", "An x.", source="model").quality is True
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "text"),
+    [
+        ("latency_p95_ms", 3.4149, "3.41"),
+        ("latency_p95_ms", 0.0, "0"),
+        ("latency_p95_ms", 0.01234567, "0.01235"),
+        ("latency_p95_ms", 123.456, "123.5"),
+        ("throughput_rps", 2428.4, "2428"),
+        ("throughput_rps", -3.456, "-3.46"),
+        ("accuracy", 0.958333, "0.9583"),
+        ("model_size_bytes", 123456.0, "123456"),
+        ("param_count", 8906, "8906"),
+        ("request_count", 12.5, "12.50"),  # not a whole count: shown as the number it is
+        ("unknown_metric", 7.0, "7.00"),
+        ("accuracy", None, "none"),
+        ("latency_p95_ms", math.nan, "nan"),
+        ("latency_p95_ms", math.inf, "inf"),
+    ],
+)
+def test_format_number_is_short_but_precise_without_units(metric, value, text):
+    assert format_number(metric, value) == text
+
+
+def test_format_number_with_digits_uses_that_many_significant_digits():
+    assert format_number("latency_p95_ms", 2.204912345, digits=6) == "2.20491"
+    assert format_number("model_size_bytes", 123456.0, digits=3) == "1.23e+05"
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "expected"),
+    [
+        (3.41, 2.0, ("3.41", "2.00")),  # distinct already: unchanged
+        (2.2049, 2.2, ("2.2049", "2.2")),  # '2.20' twice: more digits
+        (2.2, 2.2, ("2.20", "2.20")),  # equal values stay equal
+        (1.0000000001, 1.0, ("1.0000000001", "1")),
+    ],
+)
+def test_format_numbers_adds_digits_until_different_values_print_differently(first, second, expected):
+    assert format_numbers("latency_p95_ms", first, second) == expected
+
+
+def test_format_numbers_tells_apart_floats_one_ulp_apart():
+    a = 0.1
+    b = math.nextafter(a, 1.0)
+    shown = format_numbers("accuracy", a, b)
+    assert shown[0] != shown[1]
+    assert float(shown[0]) == a
+    assert float(shown[1]) == b

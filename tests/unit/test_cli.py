@@ -77,3 +77,86 @@ def test_schema_is_json_with_every_field_described():
         if "description" not in spec
     ]
     assert undescribed == []
+
+
+def test_validate_checks_every_file_and_names_each_one_that_fails(tmp_path, capsys):
+    from harness.cli import main
+
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(scenario_dict()))
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00\x81 not text")
+    folder = tmp_path / "folder.yaml"
+    folder.mkdir()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nmodel: [unclosed\n")
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    missing = tmp_path / "missing.yaml"
+    paths = [binary, good, missing, folder, broken, listing]
+
+    assert main(["validate", *map(str, paths)]) == 2
+    out, err = capsys.readouterr()
+    assert f"ok: {good}" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 5, err
+    assert "Traceback" not in err
+    assert "internal error" not in err
+    for path, line in zip([binary, missing, folder, broken, listing], lines, strict=True):
+        assert str(path) in line
+    assert "UTF-8" in lines[0]
+    assert "not found" in lines[1]
+    assert "folder" in lines[2]
+    assert "not valid YAML" in lines[3]
+    assert "mapping" in lines[4]
+
+
+def test_list_describes_recipes_with_params_and_defaults_from_the_params_models(capsys):
+    from harness.cli import main
+    from harness.compression.params import TorchPruneParams
+    from harness.serving.registry import TARGET_DESCRIPTIONS
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert ":Torch" not in out, "class paths are not descriptions"
+    assert "L1-magnitude unstructured pruning" in out  # TorchPruneParams' docstring
+    scope = TorchPruneParams.model_fields["scope"]
+    assert f"scope = 'layer': {scope.description}" in out
+    assert "amount = required" in out
+    assert "student_hidden = [32]" in out
+    for description in TARGET_DESCRIPTIONS.values():
+        assert description in out
+
+
+def test_schema_makes_each_step_a_union_discriminated_by_recipe(capsys):
+    import json
+
+    from harness.cli import main
+    from harness.compression.params import PARAMS
+
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    step = schema["$defs"]["RecipeStep"]
+    assert step["discriminator"] == {"propertyName": "recipe"}
+    branches = {b["properties"]["recipe"].get("const"): b for b in step["oneOf"]}
+    assert set(branches) == {*PARAMS, None}  # None: the plugin branch
+    prune = branches["torch.prune"]["properties"]["params"]
+    assert prune["required"] == ["amount"]
+    assert prune["properties"]["scope"]["default"] == "layer"
+    assert prune["additionalProperties"] is False
+    plugin = branches[None]["properties"]["recipe"]
+    assert set(plugin["not"]["enum"]) == set(PARAMS)
+
+
+def test_validate_and_schema_import_no_heavy_framework():
+    code = (
+        "import sys, json, io, contextlib\n"
+        "from harness.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['validate', 'scenarios/quickstart.yaml', 'scenarios/tf_quickstart.yaml']) == 0\n"
+        "    assert main(['schema']) == 0\n"
+        "    assert main(['list']) == 0\n"
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"

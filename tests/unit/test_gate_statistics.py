@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from harness.baselines import histogram
-from harness.gates.statistics import labels_fingerprint, latency_regression, mcnemar, window_regression
+from harness.gates.statistics import latency_regression, mcnemar, window_regression
+from harness.samples import labels_fingerprint, thin
 
 ALPHA = 0.01
 
@@ -236,7 +237,7 @@ def test_expand_thins_to_evenly_spaced_order_statistics():
     assert histogram.expand(values, counts).tolist() == [1.0] * 50 + [2.0] * 30 + [3.0] * 20
     thinned = histogram.expand(values, counts, max_n=10)
     assert thinned.tolist() == [1.0] * 5 + [2.0] * 3 + [3.0] * 2
-    assert histogram.thin([3.0, 1.0, 2.0, 4.0], max_n=2).tolist() == [2.0, 4.0]  # ranks 1 and 3 of 0..3
+    assert thin([3.0, 1.0, 2.0, 4.0], max_n=2).tolist() == [2.0, 4.0]  # ranks 1 and 3 of 0..3
 
 
 def test_bootstrap_refuses_a_single_sample_clearly():

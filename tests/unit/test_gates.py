@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 
 from harness.errors import UserError
-from harness.gates.evaluate import evaluate, failed_variants, merge_confirmation
-from harness.gates.statistics import VariantSamples, labels_fingerprint
+from harness.gates.evaluate import evaluate
 from harness.metrics.latency import latency_summary
-from harness.results import Verdict
+from harness.results import ThresholdEvidence
+from harness.samples import VariantSamples, labels_fingerprint
 from harness.scenario.schema import GatePolicySpec
 
 
@@ -116,7 +117,8 @@ def test_gate_added_after_the_baseline_passes_visibly_as_not_compared():
     assert (v.current, v.baseline, v.limit) == (9.0, None, None)
     assert "not compared" in v.message
     assert "--update-baselines" in v.message
-    assert v.evidence["compared"] is False
+    assert v.evidence.kind == "threshold"
+    assert v.evidence.compared is False
 
 
 def test_gated_metric_missing_from_current_results_fails_clearly():
@@ -188,11 +190,11 @@ def test_latency_gate_with_distributions_fails_a_significant_regression_beyond_t
     assert not v.passed
     assert "Mann-Whitney one-sided p=" in v.message
     assert v.message.endswith("significant: regression")
-    assert v.evidence["test"] == "mannwhitney"
-    assert v.evidence["p_value"] < 0.01
-    assert v.evidence["min_ratio"] == pytest.approx(1.1)
-    assert (v.evidence["n_current"], v.evidence["n_baseline"]) == (2000, 2000)
-    json.dumps(v.evidence, allow_nan=False)  # results.json refuses NaN and infinity
+    assert v.evidence.test == "mannwhitney"
+    assert v.evidence.p_value < 0.01
+    assert v.evidence.min_ratio == pytest.approx(1.1)
+    assert (v.evidence.n_current, v.evidence.n_baseline) == (2000, 2000)
+    json.dumps(asdict(v.evidence), allow_nan=False)  # results.json refuses NaN and infinity
 
 
 def test_latency_gate_passes_a_breach_that_is_not_significant():
@@ -214,8 +216,8 @@ def test_latency_gate_passes_a_breach_that_is_not_significant():
     )
     assert v.passed
     assert v.message.endswith("not significant: passed")
-    assert v.evidence["exceeds_threshold"] is True
-    assert v.evidence["significant"] is False
+    assert v.evidence.exceeds_threshold is True
+    assert v.evidence.significant is False
 
 
 def test_latency_gate_uses_the_bootstrap_when_the_policy_asks():
@@ -227,9 +229,9 @@ def test_latency_gate_uses_the_bootstrap_when_the_policy_asks():
         )
     )
     assert not v.passed
-    assert v.evidence["test"] == "bootstrap"
-    assert v.evidence["ci_low"] > 1.0
-    assert v.evidence["confidence_level"] == pytest.approx(0.98)
+    assert v.evidence.test == "bootstrap"
+    assert v.evidence.ci_low > 1.0
+    assert v.evidence.confidence_level == pytest.approx(0.98)
     assert "bootstrap 98% CI of the p95 ratio" in v.message
 
 
@@ -242,7 +244,7 @@ def test_latency_test_none_keeps_the_plain_comparison():
         )
     )
     assert not v.passed
-    assert v.evidence == {"test": "none", "reason": "gate_policy.latency_test is none"}
+    assert v.evidence == ThresholdEvidence(reason="gate_policy.latency_test is none")
 
 
 def test_latency_gate_falls_back_and_says_so_when_the_baseline_has_no_histogram():
@@ -250,7 +252,7 @@ def test_latency_gate_falls_back_and_says_so_when_the_baseline_has_no_histogram(
     v = one(evaluate({"latency_p95_ms": "+10%"}, current, baseline, current_dist=cur, baseline_dist=None))
     assert not v.passed
     assert v.message.endswith("plain comparison: the baseline stores no latency histogram")
-    assert v.evidence["test"] == "none"
+    assert v.evidence.kind == "threshold"
 
 
 def test_throughput_gate_stays_a_plain_comparison():
@@ -265,7 +267,7 @@ def test_throughput_gate_stays_a_plain_comparison():
     )
     assert not v.passed
     assert v.message == "throughput_rps 90.00 < limit 95.00 (baseline 100.0 -5%)"
-    assert v.evidence == {}
+    assert v.evidence == ThresholdEvidence()
 
 
 def _accuracy_case(flip: int, n: int = 450):
@@ -288,17 +290,17 @@ def test_accuracy_gate_fails_a_significant_drop_beyond_threshold():
     assert not v.passed
     assert "McNemar exact one-sided p=" in v.message
     assert "20 right->wrong, 0 wrong->right of 450" in v.message
-    assert v.evidence["test"] == "mcnemar"
-    assert (v.evidence["b"], v.evidence["c"], v.evidence["n"]) == (20, 0, 450)
-    assert v.evidence["ci_low"] < v.evidence["delta"] < v.evidence["ci_high"] < 0
+    assert v.evidence.test == "mcnemar"
+    assert (v.evidence.b, v.evidence.c, v.evidence.n) == (20, 0, 450)
+    assert v.evidence.ci_low < v.evidence.delta < v.evidence.ci_high < 0
 
 
 def test_accuracy_drop_beyond_threshold_but_not_significant_passes():
     current, baseline, cur, base = _accuracy_case(flip=5)  # -1.1 points: beyond -0.01, p = 1/32
     v = one(evaluate({"accuracy": "-0.01 abs"}, current, baseline, current_dist=cur, baseline_dist=base))
     assert v.passed
-    assert v.evidence["exceeds_threshold"] is True
-    assert v.evidence["p_value"] == pytest.approx(0.5**5)
+    assert v.evidence.exceeds_threshold is True
+    assert v.evidence.p_value == pytest.approx(0.5**5)
     assert v.message.endswith("not significant: passed")
 
 
@@ -308,51 +310,6 @@ def test_accuracy_gate_falls_back_when_predictions_are_for_other_examples():
     v = one(evaluate({"accuracy": "-0.01 abs"}, current, baseline, current_dist=cur, baseline_dist=base))
     assert not v.passed
     assert v.message.endswith("plain comparison: the baseline's predictions are for other examples")
-
-
-def _verdict(variant: str, metric: str, passed: bool) -> Verdict:
-    return Verdict(variant, metric, "+10%", 2.0, 1.0, 1.1, passed, f"{variant} {metric}")
-
-
-def test_failed_variants_lists_each_variant_with_a_failure_once():
-    verdicts = [
-        _verdict("a", "latency_p95_ms", False),
-        _verdict("a", "accuracy", False),
-        _verdict("b", "x", True),
-    ]
-    assert failed_variants(verdicts) == {"a"}
-
-
-def test_confirmation_that_passes_clears_the_failure_and_keeps_both_measurements():
-    first = [_verdict("a", "latency_p95_ms", False), _verdict("b", "latency_p95_ms", True)]
-    second = [_verdict("a", "latency_p95_ms", True)]
-    merged = merge_confirmation(first, second)
-    assert [(v.variant, v.passed) for v in merged] == [("a", True), ("b", True), ("a", True)]
-    cleared, untouched, confirmation = merged
-    assert "not confirmed" in cleared.message
-    assert cleared.evidence == {"measurement": 1, "confirmed": False}
-    assert untouched is first[1]
-    assert confirmation.evidence == {"confirmation": True, "measurement": 2}
-
-
-def test_confirmation_that_fails_again_fails_the_gate():
-    first = [_verdict("a", "latency_p95_ms", False), _verdict("a", "accuracy", True)]
-    second = [_verdict("a", "latency_p95_ms", False), _verdict("a", "accuracy", False)]
-    merged = merge_confirmation(first, second)
-    failed = [(v.metric, v.evidence["measurement"]) for v in merged if not v.passed]
-    assert failed == [("latency_p95_ms", 1), ("latency_p95_ms", 2)]
-    assert merged[0].evidence["confirmed"] is True
-    # accuracy failed only in the re-measurement: one measurement passed it, so it passes
-    assert "re-measurement 1 only" in merged[3].message
-
-
-def test_every_confirmation_must_fail_for_the_gate_to_fail():
-    first = [_verdict("a", "latency_p95_ms", False)]
-    merged = merge_confirmation(
-        first, [_verdict("a", "latency_p95_ms", False)], [_verdict("a", "latency_p95_ms", True)]
-    )
-    assert all(v.passed for v in merged)
-    assert [v.evidence["measurement"] for v in merged] == [1, 2, 3]
 
 
 def _window_case(current_windows: np.ndarray, baseline_windows: np.ndarray):
@@ -383,11 +340,11 @@ def test_default_window_test_passes_a_pooled_breach_caused_by_a_burst_in_some_wi
     assert not plain.passed, "precondition: the pooled value alone would fail"
     v = one(evaluate({"latency_p95_ms": "+7.5%"}, current, baseline, current_dist=cur, baseline_dist=base))
     assert v.passed
-    assert v.evidence["test"] == "windows"
-    assert v.evidence["exceeds_threshold"] is False
-    assert (v.evidence["n_current"], v.evidence["n_baseline"]) == (20, 20)
+    assert v.evidence.test == "windows"
+    assert v.evidence.exceeds_threshold is False
+    assert (v.evidence.n_current, v.evidence.n_baseline) == (20, 20)
     assert "window test: q25 of 20 vs 20 window p95s" in v.message
-    json.dumps(v.evidence, allow_nan=False)
+    json.dumps(asdict(v.evidence), allow_nan=False)
 
 
 def test_default_window_test_fails_a_slowdown_of_every_window():
@@ -398,15 +355,15 @@ def test_default_window_test_fails_a_slowdown_of_every_window():
     v = one(evaluate({"latency_p95_ms": "+7.5%"}, current, baseline, current_dist=cur, baseline_dist=base))
     assert not v.passed
     assert v.message.endswith("significant: regression")
-    assert v.evidence["ratio"] == pytest.approx(1.15, abs=0.03)
+    assert v.evidence.ratio == pytest.approx(1.15, abs=0.03)
 
 
 def test_window_test_falls_back_to_the_rank_test_with_too_few_windows_and_says_why():
     current, baseline, cur, base = _window_case(np.full(5, 1.2), np.full(20, 0.9))
     v = one(evaluate({"latency_p95_ms": "+10%"}, current, baseline, current_dist=cur, baseline_dist=base))
-    assert v.evidence["test"] == "mannwhitney"
+    assert v.evidence.test == "mannwhitney"
     assert (
-        v.evidence["fallback"]
+        v.evidence.fallback
         == "window test not possible: it needs 8 windows per side, this run has 5 and the baseline 20"
     )
     assert "(window test not possible: " in v.message

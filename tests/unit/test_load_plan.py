@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.load.plan import LoadPoint, WindowPlan, plan_points, single_point
+from harness.load.plan import LoadPoint, WindowPlan, WindowStopRule, plan_points, single_point
 from harness.load.result import Sample
+from harness.load.validity import StabilityStopRule
 from harness.scenario.schema import LoadSpec
 
 
@@ -95,3 +96,41 @@ def test_decide_stops_as_stable_when_the_rule_agrees_and_at_measure_s_without_a_
     assert plan.decide(2, [], lambda _s, _t: True) == "stable"
     assert plan.decide(2, [], None) == "measure_s"
     assert plan.decide(1, [], None) is None
+
+
+class _RecordingWindowRule:
+    """A WindowStopRule that records what it was asked about."""
+
+    def __init__(self, answer: bool) -> None:
+        self.answer = answer
+        self.calls: list[tuple[list[float], float, float]] = []
+
+    def should_stop(self, samples: list[Sample], measure_start_s: float, end_s: float) -> bool:
+        self.calls.append(([s.start_s for s in samples], measure_start_s, end_s))
+        return self.answer
+
+
+def test_decide_tells_a_window_stop_rule_where_the_measured_windows_end() -> None:
+    plan = WindowPlan(measure_start_s=1.0, window_s=1.0, min_windows=2, max_windows=4)
+    samples = [Sample(t / 2, 1.0, "ok") for t in range(12)]  # due 0.0 .. 5.5
+    rule = _RecordingWindowRule(answer=False)
+
+    assert plan.decide(1, samples, rule) is None
+    assert rule.calls == []
+    assert plan.decide(3, samples, rule) is None
+    assert rule.calls == [([1.0, 1.5, 2.0, 2.5, 3.0, 3.5], 1.0, 4.0)]  # the end, not the last completion
+    assert plan.decide(4, samples, rule) == "max_windows"
+    assert rule.calls[-1][2] == 5.0
+
+
+def test_decide_stops_as_stable_when_a_window_stop_rule_agrees() -> None:
+    plan = WindowPlan(measure_start_s=0.0, window_s=1.0, min_windows=2, max_windows=5)
+    assert plan.decide(2, [], _RecordingWindowRule(answer=True)) == "stable"
+
+
+def test_the_stability_stop_rule_is_a_window_stop_rule_for_the_load() -> None:
+    load = LoadSpec(measure_s=6.0, validity={"stable_windows": 3, "max_spread": 0.2})
+    rule = StabilityStopRule.for_load(load, 99.0)
+
+    assert isinstance(rule, WindowStopRule)
+    assert (rule.window_s, rule.percentile, rule.spec.max_spread) == (2.0, 99.0, 0.2)

@@ -152,5 +152,9 @@ def test_rate_search_defaults_to_enough_slots_for_high_at_the_slo() -> None:
 
 
 def test_low_above_high_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"low at most high \(got low 50, high 10\)"):
+        SearchSpec(slo_ms=5, low=50, high=10)
+    # a spec built without validation is still refused by the search itself
+    unchecked = SearchSpec.model_construct(slo_ms=5, low=50, high=10, over="rate", iterations=6, probe_s=1)
     with pytest.raises(ValueError, match=r"above search\.high"):
-        search_max_rps_at_slo(QueueModel(), SearchSpec(slo_ms=5, low=50, high=10), percentile_of)
+        search_max_rps_at_slo(QueueModel(), unchecked, percentile_of)

@@ -96,3 +96,20 @@ def test_params_validation_does_not_import_torch() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "params", "key"),
+    [
+        ("torch.prune", {"amount": True}, "amount"),
+        ("tf.ptq", {"mode": "int8", "calibration_samples": 10**9}, "calibration_samples"),
+        ("tf.distill", {"batch_size": True}, "batch_size"),
+        ("tf.distill", {"temperature": float("inf")}, "temperature"),
+        ("tf.distill", {"student_hidden": [10**9]}, "student_hidden"),
+        ("tf.prune", {"target_sparsity": 0.5, "end_step": 10**12}, "end_step"),
+    ],
+)
+def test_params_refuse_booleans_infinities_and_unbounded_sizes(recipe: str, params: dict, key: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        validate_step_params(recipe, params)
+    assert info.value.errors()[0]["loc"][0] == key

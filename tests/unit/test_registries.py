@@ -8,6 +8,7 @@ from harness.compression import RECIPES
 from harness.compression.base import Recipe
 from harness.compression.params import PARAMS
 from harness.errors import UserError
+from harness.frameworks import FRAMEWORKS
 from harness.serving.base import Target
 from harness.serving.registry import TARGETS
 
@@ -17,8 +18,7 @@ def test_recipe_entry_resolves_to_a_recipe_with_its_params_model(name: str) -> N
     cls = RECIPES.resolve(name)
     assert issubclass(cls, Recipe)
     assert cls.name == name
-    prefix = name.split(".", 1)[0]
-    assert cls.framework == {"tf": "tensorflow"}.get(prefix, prefix)  # ModelSpec.framework values
+    assert [spec.name for spec in FRAMEWORKS.values() if spec.owns_recipe(name)] == [cls.framework]
     assert cls.params_model is PARAMS[name]
 
 

@@ -24,7 +24,7 @@ from harness.metrics.server_metrics import (
     scrape,
     window_summary,
 )
-from harness.serving.process import free_port
+from harness.processes import free_port
 
 DATA = Path(__file__).with_name("data")
 TS_BEFORE = (DATA / "torchserve-0.12-metrics-before.prom").read_text()

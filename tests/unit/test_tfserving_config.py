@@ -34,6 +34,7 @@ from harness.serving.tfserving_config import (
     default_rest_api_num_threads,
     docker_run_argv,
     labels_from_predictions,
+    log_env,
     model_config_text,
     model_state,
     monitoring_config_text,
@@ -498,7 +499,7 @@ def test_binary_launch_writes_its_files_keeps_a_deep_socket_path_short_and_clean
 
 
 def test_a_remote_server_that_never_answers_fails_at_the_deadline_saying_what_it_saw(tmp_path):
-    from harness.serving.process import free_port
+    from harness.processes import free_port
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     spec = ServingSpec(target="tfserving", startup_timeout_s=0.5, options={"mode": "remote", "url": url})
@@ -550,3 +551,126 @@ def test_the_target_imports_neither_tensorflow_nor_grpc_and_its_options_not_even
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "False"]
+
+
+# ---- defect 9 and 19: option values, listeners, log level ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"binary": "/opt/tfs\n--port=8500"}, "binary"),
+        ({"mode": "docker", "image": "tensorflow/serving\r:latest"}, "image"),
+        ({"mode": "remote", "url": "http://10.0.0.5:8501\n"}, "url"),
+        ({"extra_flags": ["--tensorflow_intra_op_parallelism=1\n--port=8500"]}, "extra_flags.0"),
+        ({"extra_flags": ["--file_system_poll_wait_seconds=1\x00"]}, "extra_flags.0"),
+    ],
+)
+def test_option_values_with_control_characters_are_refused_naming_the_key(options, key):
+    with pytest.raises(UserError) as info:
+        TfServingOptions.from_options(options)
+    message = str(info.value)
+    assert f"{key}: " in message
+    assert "control characters" in message
+    assert "\n" not in message
+
+
+def test_launch_refuses_a_control_character_in_the_server_argv_even_past_the_options_model(tmp_path):
+    sneaked = TfServingOptions.model_construct(
+        **{**TfServingOptions().model_dump(), "extra_flags": ["--x=1\n--port=8500"]}
+    )
+    binary = tmp_path / "tensorflow_model_server"
+    binary.write_text("#!/bin/sh\nexec sleep 30\n")
+    binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
+    sneaked = sneaked.model_copy(update={"binary": str(binary)})
+    server = TfServingProcess(sneaked, ServingSpec(target="tfserving"), tmp_path / "tfs", FakeRunner())
+    with pytest.raises(UserError, match="tensorflow_model_server argument: refusing to write a control"):
+        server.launch(prefer_tflite=False, remaining_s=lambda: 10.0)
+    assert server.process is None
+
+
+# A stand-in server: REST on all interfaces like TF Serving, optionally one more TCP listener on
+# 0.0.0.0, and it records the log environment it was given.
+FAKE_SERVER = """#!{python}
+import os, socket, sys, time
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+rest = socket.socket(socket.AF_INET6)
+rest.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+rest.bind(("::", int(args["rest_api_port"])))
+rest.listen()
+extra = None
+if os.environ.get("FAKE_EXTRA_LISTENER"):
+    extra = socket.socket()
+    extra.bind(("0.0.0.0", 0))
+    extra.listen()
+with open(os.environ["FAKE_ENV_OUT"], "w") as f:
+    f.write(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "unset"))
+time.sleep(60)
+"""
+
+
+def _fake_server(tmp_path: Path, monkeypatch, *, extra_listener: bool) -> tuple[Path, Path]:
+    binary = tmp_path / "tensorflow_model_server"
+    binary.write_text(FAKE_SERVER.format(python=sys.executable))
+    binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
+    env_out = tmp_path / "env.txt"
+    monkeypatch.setenv("FAKE_ENV_OUT", str(env_out))
+    if extra_listener:
+        monkeypatch.setenv("FAKE_EXTRA_LISTENER", "1")
+    return binary, env_out
+
+
+@pytest.mark.parametrize(("level", "tf_level"), [("WARN", "1"), ("INFO", "0"), ("ERROR", "2")])
+def test_binary_server_runs_at_the_scenario_log_level_and_may_listen_on_all_interfaces_for_rest(
+    tmp_path, monkeypatch, level, tf_level
+):
+    binary, env_out = _fake_server(tmp_path, monkeypatch, extra_listener=False)
+    spec = ServingSpec(target="tfserving", log_level=level)
+    server = TfServingProcess(TfServingOptions(binary=str(binary)), spec, tmp_path / "tfs", FakeRunner())
+    server.launch(prefer_tflite=False, remaining_s=lambda: 10.0)
+    try:
+        assert server.process is not None
+        server.process.wait_until(env_out.exists, timeout_s=20, poll_s=0.05)  # runs the listener check
+        assert env_out.read_text() == tf_level
+        assert server.facts()["log_level"] == level
+        assert isinstance(server.facts()["log_bytes"], int)
+    finally:
+        server.stop()
+
+
+def test_binary_server_with_another_listener_on_all_interfaces_fails_the_start_naming_it(
+    tmp_path, monkeypatch
+):
+    binary, env_out = _fake_server(tmp_path, monkeypatch, extra_listener=True)
+    server = TfServingProcess(
+        TfServingOptions(binary=str(binary)), ServingSpec(target="tfserving"), tmp_path / "tfs", FakeRunner()
+    )
+    server.launch(prefer_tflite=False, remaining_s=lambda: 10.0)
+    try:
+        assert server.process is not None
+        with pytest.raises(
+            RunError,
+            match=r"tensorflow_model_server listens where it was not told to: 0\.0\.0\.0:\d+ \(pid \d+",
+        ):
+            server.process.wait_until(env_out.exists, timeout_s=20, poll_s=0.05)
+    finally:
+        server.stop()
+
+
+def test_docker_argv_passes_the_log_environment_to_the_container():
+    argv = docker_run_argv(
+        "docker",
+        image="tensorflow/serving:2.19.1",
+        container_name="harness-tfs-x",
+        rest_port=41001,
+        grpc_port=41002,
+        models_dir=Path("/r/models"),
+        config_dir=Path("/r/config"),
+        label="/r",
+        flags=["--x=1"],
+        env=log_env("WARN"),
+    )
+    image_at = argv.index("tensorflow/serving:2.19.1")
+    passed = [argv[i + 1] for i, a in enumerate(argv[:image_at]) if a == "-e"]
+    assert passed == ["TF_CPP_MAX_VLOG_LEVEL=0", "TF_CPP_MIN_LOG_LEVEL=1"]
+    assert log_env("DEBUG") == {"TF_CPP_MAX_VLOG_LEVEL": "1", "TF_CPP_MIN_LOG_LEVEL": "0"}

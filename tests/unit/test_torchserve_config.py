@@ -6,13 +6,16 @@ import itertools
 import json
 import stat
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.artifacts import ServedArtifact
 from harness.errors import RunError, UserError
 from harness.scenario.schema import ServingSpec
+from harness.serving.listeners import ListeningSocket, unexpected_listeners
 from harness.serving.torchserve import TorchServeTarget, find_java
 from harness.serving.torchserve_config import (
     JAVA_HINT,
@@ -21,6 +24,8 @@ from harness.serving.torchserve_config import (
     archiver_argv,
     config_properties,
     default_torch_threads,
+    handler_metadata,
+    log4j2_config,
     parse_java_major,
     server_env,
     socket_dir_fits,
@@ -137,7 +142,10 @@ def test_ports_pick_five_distinct_ports_even_when_free_port_repeats():
 
 def test_torchserve_argv_runs_the_launcher_in_the_foreground_with_our_python_and_no_snapshots():
     argv = torchserve_argv(
-        "/venv/bin/python", config_path=Path("/r/config.properties"), model_store=Path("/r/ms")
+        "/venv/bin/python",
+        config_path=Path("/r/config.properties"),
+        model_store=Path("/r/ms"),
+        log_config=Path("/r/log4j2.xml"),
     )
     assert argv[:3] == ["/venv/bin/python", "-m", "ts.model_server"]
     assert "--start" in argv
@@ -146,6 +154,7 @@ def test_torchserve_argv_runs_the_launcher_in_the_foreground_with_our_python_and
     assert argv[argv.index("--model-store") + 1] == "/r/ms"
     assert "--ncs" in argv
     assert "--disable-token-auth" in argv
+    assert argv[argv.index("--log-config") + 1] == "/r/log4j2.xml"
 
 
 def test_archiver_argv_uses_the_same_interpreter_and_ships_handler_and_metadata():
@@ -303,3 +312,142 @@ def test_relative_run_folder_is_made_absolute_because_torchserve_runs_in_its_wor
     target = TorchServeTarget(ServingSpec(target="torchserve"), Path("reports/run1"))
     assert target.work_dir == tmp_path / "reports" / "run1" / "torchserve"
     assert Path(target.describe()["config_path"]).is_absolute()
+
+
+# ---- defect 9: no key injection through option values, listeners checked ----------------------
+
+INJECTION = "-Xmx1g\nmetrics_address=http://0.0.0.0:8082"
+
+
+@pytest.mark.parametrize("bad", [INJECTION, "-Xmx1g\r-Xms1g", "-Xmx1g\x00", "-Xmx1g\u2028x", "-Xmx1g\x85"])
+def test_vmargs_with_a_control_character_is_a_one_line_user_error_naming_the_key(bad):
+    with pytest.raises(UserError) as info:
+        TorchServeOptions.from_options({"vmargs": bad})
+    message = str(info.value)
+    assert "vmargs" in message
+    assert "control character" in message
+    assert "\n" not in message
+
+
+def test_harness_validate_refuses_a_vmargs_line_break_naming_the_key(tmp_path):
+    from harness.scenario import load_scenario
+    from tests.conftest import scenario_dict
+
+    path = tmp_path / "injected.yaml"
+    data = scenario_dict(serving={"target": "torchserve", "options": {"vmargs": INJECTION}})
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(UserError) as info:
+        load_scenario(path)  # what `harness validate` runs
+    message = str(info.value)
+    assert len(message.splitlines()) == 1, message
+    assert "serving.options.vmargs" in message
+    assert "control characters" in message
+
+
+def test_config_writer_refuses_a_control_character_even_past_the_options_model():
+    sneaked = TorchServeOptions.model_construct(vmargs=INJECTION, response_timeout_s=120, job_queue_size=10)
+    with pytest.raises(UserError, match=r"config.properties vmargs: refusing to write a control character"):
+        _config(options=sneaked)
+    with pytest.raises(UserError, match="model_store"):
+        _config(model_store=Path("/runs/evil\nmetrics_address=http:/0.0.0.0:1"))
+
+
+def test_plain_vmargs_still_reach_the_config():
+    assert _config(options=TorchServeOptions(vmargs="-Xmx1g -XX:+UseG1GC"))["vmargs"] == "-Xmx1g -XX:+UseG1GC"
+
+
+def _sock(ip: str, port: int, pid: int = 10, name: str = "java") -> ListeningSocket:
+    return ListeningSocket(pid=pid, process=name, ip=ip, port=port)
+
+
+def test_listener_check_accepts_loopback_on_the_chosen_ports_in_either_socket_family():
+    sockets = [_sock("127.0.0.1", 41001), _sock("::ffff:127.0.0.1", 41002)]
+    assert unexpected_listeners(sockets, address="127.0.0.1", ports=[41001, 41002, 41003]) == []
+
+
+def test_listener_check_names_every_socket_on_another_address_or_port_with_its_process():
+    sockets = [
+        _sock("127.0.0.1", 41001),
+        _sock("0.0.0.0", 41003, pid=77, name="java"),
+        _sock("::", 41004, pid=78, name="java"),
+        _sock("127.0.0.1", 5005, pid=79, name="python3"),
+    ]
+    assert unexpected_listeners(sockets, address="127.0.0.1", ports=[41001, 41003, 41004]) == [
+        "0.0.0.0:41003 (pid 77, java)",
+        "127.0.0.1:5005 (pid 79, python3)",
+        "[::]:41004 (pid 78, java)",
+    ]
+
+
+def test_listener_check_allows_a_port_on_any_address_only_when_told():
+    sockets = [_sock("::", 8501, name="tensorflow_model_server"), _sock("0.0.0.0", 8500)]
+    wrong = unexpected_listeners(sockets, address="127.0.0.1", ports=(), any_address_ports=[8501])
+    assert wrong == ["0.0.0.0:8500 (pid 10, java)"]
+
+
+def test_check_listeners_raises_a_run_error_naming_the_address_and_process(monkeypatch):
+    from harness.serving import listeners
+
+    monkeypatch.setattr(listeners, "listening_sockets", lambda pid: [_sock("0.0.0.0", 41003, pid=pid)])
+    with pytest.raises(
+        RunError, match=r"torchserve listens where it was not told to: 0\.0\.0\.0:41003 \(pid 5, java\)"
+    ):
+        listeners.check_listeners("torchserve", 5, address="127.0.0.1", ports=[41003])
+
+
+# ---- defect 19: server log level --------------------------------------------------------------
+
+
+def _levels(xml_text: str) -> dict[str, str]:
+    root = ET.fromstring(xml_text)
+    levels = {logger.get("name"): logger.get("level") for logger in root.iter("Logger")}
+    levels["root"] = root.find("Loggers/Root").get("level")
+    return levels
+
+
+def test_log4j2_config_is_warn_by_default_and_turns_the_access_log_off():
+    spec = ServingSpec(target="torchserve")
+    assert spec.log_level == "WARN"
+    levels = _levels(log4j2_config(spec.log_level, Path("/r/logs")))
+    assert levels["ACCESS_LOG"] == "warn"  # access lines are INFO only: none is written
+    assert levels["org.pytorch.serve"] == levels["MODEL_LOG"] == levels["root"] == "warn"
+    assert levels["TS_METRICS"] == levels["MODEL_METRICS"] == "warn"
+
+
+@pytest.mark.parametrize(("level", "frontend"), [("DEBUG", "debug"), ("INFO", "info"), ("ERROR", "error")])
+def test_log4j2_config_follows_the_scenario_level(level, frontend):
+    levels = _levels(log4j2_config(level, Path("/r/logs")))
+    assert levels["org.pytorch.serve"] == frontend
+    assert levels["ACCESS_LOG"] == ("error" if level == "ERROR" else "info")
+
+
+def test_log4j2_config_writes_every_file_into_the_run_folder_and_escapes_the_path():
+    text = log4j2_config("INFO", Path('/r/a"b&c/logs'))
+    root = ET.fromstring(text)
+    files = {a.get("name"): a.get("fileName") for a in root.iter("File")}
+    assert files["access_log"] == '/r/a"b&c/logs/access_log.log'
+    assert set(files) == {"access_log", "model_log", "model_metrics", "ts_log", "ts_metrics"}
+
+
+def test_unknown_log_level_is_refused_by_the_schema():
+    with pytest.raises(ValueError, match="log_level"):
+        ServingSpec(target="torchserve", log_level="VERBOSE")
+
+
+def test_handler_metadata_carries_the_log_level():
+    meta = handler_metadata(
+        artifact_format="torch.export", input_shape=(64,), num_classes=10, torch_threads=1, log_level="INFO"
+    )
+    assert meta["log_level"] == "INFO"
+
+
+def test_describe_reports_log_bytes_of_the_server_log_files(tmp_path):
+    target = TorchServeTarget(ServingSpec(target="torchserve"), tmp_path / "run")
+    assert target.describe()["log_bytes"] == 0
+    target.log_dir.mkdir(parents=True)
+    (target.log_dir / "torchserve-console.log").write_bytes(b"x" * 10)
+    (target.log_dir / "torchserve-console.1.log").write_bytes(b"x" * 5)
+    (target.log_dir / "access_log.log").write_bytes(b"x" * 100)
+    (target.log_dir / "unrelated.txt").write_bytes(b"x" * 1000)
+    assert target.describe()["log_bytes"] == 115
+    assert target.describe()["log_level"] == "WARN"

@@ -338,3 +338,68 @@ def test_window_percentiles_leave_out_failures_and_the_warm_up():
     values = window_percentiles(samples, 2.0, 1.0, 2)
     assert values["latency_p95_ms"] == [], "100 successes cannot bound a p95"
     assert max(values["latency_p50_ms"]) < 50.0, "the slow warm-up never counts"
+
+
+def test_judge_stability_reads_only_the_last_stable_windows_and_names_them():
+    from harness.load.validity import judge_stability
+
+    windows = split_windows(_run([200, 400, 400, 400]), 2.0, 1.0, 95.0)
+    stability = judge_stability(windows, SPEC)
+    assert stability.stable
+    assert stability.judged == (1, 2, 3)
+    assert stability.spreads == {"throughput_rps": 0.0, "latency_ms": 0.0}
+    assert stability.broken == {}
+    ramp = judge_stability(windows[:3], SPEC)
+    assert not ramp.stable
+    assert set(ramp.broken) == {"throughput_rps"}
+
+
+def test_judge_stability_with_too_few_windows_is_unstable_with_nothing_judged_as_spread():
+    from harness.load.validity import judge_stability
+
+    stability = judge_stability(split_windows(_run([500, 500]), 2.0, 1.0, 95.0), SPEC)
+    assert not stability.stable
+    assert stability.judged == (0, 1)
+    assert stability.needed == 3
+    assert stability.spreads == {}
+
+
+def test_judge_stability_refuses_windows_of_different_percentiles():
+    from harness.load.validity import judge_stability
+
+    samples = _run([100] * 3)
+    mixed = [*split_windows(samples, 2.0, 1.0, 95.0)[:2], split_windows(samples, 2.0, 1.0, 99.0)[2]]
+    with pytest.raises(ValueError, match="different percentiles"):
+        judge_stability(mixed, SPEC)
+
+
+@pytest.mark.parametrize(
+    ("rates", "scale", "floor_ms"),
+    [
+        ([500] * 4, None, 0.5),
+        ([400, 460, 520], None, 0.5),
+        ([200, 400, 400, 400], None, 0.5),
+        ([100] * 3, [0.01, 0.014, 0.01], 0.5),
+        ([100] * 3, [0.01, 0.014, 0.01], 0.0),
+        ([300] * 4, [1.0, 1.0, 1.0, 1.3], 0.5),
+        ([500, 500], None, 0.5),
+    ],
+)
+def test_is_stable_and_the_verdict_agree_on_the_same_windows(rates, scale, floor_ms):
+    spec = ValiditySpec(latency_floor_ms=floor_ms)
+    samples = _run(rates, latency_scale=scale)
+    end_s = 2.0 + len(rates)
+    live = is_stable(samples, 2.0, window_s=1.0, spec=spec, percentile=95.0, end_s=end_s)
+    verdict = _assess(samples, spec=spec, end_s=end_s)
+    assert live == verdict.facts["stable"]
+    assert verdict.facts["windows"] == len(rates)
+
+
+def test_an_unstable_verdict_after_a_stable_stop_says_what_the_stop_rule_could_not_see():
+    samples = _run([300] * 4, latency_scale=[1.0, 1.0, 1.0, 1.4])
+    verdict = _assess(samples, end_s=6.0, stopped_reason="stable")
+    assert verdict.reasons[0].startswith("not stable after 4 windows:")
+    assert "before the last window's slowest requests had finished" in verdict.reasons[0]
+    assert verdict.facts["judged_windows"] == [1, 2, 3]
+    plain = _assess(samples, end_s=6.0, stopped_reason="max_windows")
+    assert "slowest requests" not in plain.reasons[0]

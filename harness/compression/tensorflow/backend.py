@@ -17,21 +17,24 @@ import numpy as np
 
 from harness.compression.backend import BaseModel, FrameworkBackend
 from harness.errors import UserError
-from harness.scenario.loader import resolve_source
+from harness.frameworks import SAVEDMODEL, TENSORFLOW
+from harness.scenario.schema import resolve_source
 
 if TYPE_CHECKING:
     from harness.artifacts import ServedArtifact
     from harness.models.digits import DigitsSplit
     from harness.scenario.schema import ModelSpec
 
-KERAS_SUFFIXES = {".keras": "keras", ".h5": "h5", ".hdf5": "h5"}
-_EXPECTED = "a SavedModel folder (with saved_model.pb) or a tf_keras .keras/.h5 file"
+_EXPECTED = (
+    f"a {SAVEDMODEL.label} folder (with {SAVEDMODEL.marker}) or a tf_keras "
+    f"{'/'.join(TENSORFLOW.user_suffixes)} file"
+)
 
 
 class TensorFlowBackend(FrameworkBackend):
     """tf_keras / TFLiteModel in memory; SavedModel (`savedmodel/`) or `model.tflite` on disk."""
 
-    framework: ClassVar[str] = "tensorflow"
+    framework: ClassVar[str] = TENSORFLOW.name
 
     def load_base(self, model: ModelSpec, scenario_dir: Path, data: DigitsSplit) -> BaseModel:
         if model.is_builtin:
@@ -153,6 +156,14 @@ class TensorFlowBackend(FrameworkBackend):
 
         return accuracy(model_scores(model, data.x_test).argmax(axis=1), data.y_test)
 
+    def runtime_info(self, artifact: ServedArtifact) -> dict[str, Any]:
+        # SavedModel: serving_default concrete function; TFLite: one ai_edge_litert interpreter per
+        # calling thread. No intra-op thread setting: the default set_intra_op_threads leaves TF alone.
+        return {
+            "tf_version": artifact.extra.get("tf_version"),
+            "quantization": artifact.extra.get("quantization"),
+        }
+
 
 def model_scores(model: Any, x: np.ndarray) -> np.ndarray:
     """[n, classes] scores of any in-memory TensorFlow variant: Keras, TFLiteModel or GenericSavedModel."""
@@ -178,8 +189,10 @@ def load_user_model(path: Path) -> tuple[Any, str, bool]:
 
     _, keras = import_tf()
     if path.is_dir():
-        if not (path / "saved_model.pb").is_file():
-            raise UserError(f"model.source: {path} is a folder without saved_model.pb; expected {_EXPECTED}")
+        if not (path / SAVEDMODEL.marker).is_file():
+            raise UserError(
+                f"model.source: {path} is a folder without {SAVEDMODEL.marker}; expected {_EXPECTED}"
+            )
         if (path / "keras_metadata.pb").is_file():
             try:
                 return keras.models.load_model(str(path), compile=False), "savedmodel", True
@@ -189,7 +202,7 @@ def load_user_model(path: Path) -> tuple[Any, str, bool]:
 
         return GenericSavedModel(path, SavedModelSignature.load(path)), "savedmodel", False
 
-    fmt = KERAS_SUFFIXES.get(path.suffix.lower())
+    fmt = TENSORFLOW.user_formats.get(path.suffix.lower())
     if fmt is None:
         raise UserError(f"model.source: {path}: unsupported suffix {path.suffix!r}; expected {_EXPECTED}")
     if not path.is_file():

@@ -2,7 +2,8 @@
 
 tensorflow-model-optimization works only with Keras 2; TensorFlow 2.16+ bundles Keras 3 unless
 TF_USE_LEGACY_KERAS=1 is set before TensorFlow is first imported. Setting it here, in the leaf
-that imports TensorFlow, keeps the choice out of the CLI and the light modules.
+that imports TensorFlow, keeps the choice out of the CLI and the light modules. `import_tf` is
+the tensorflow descriptor's import shim (`harness.frameworks.TENSORFLOW.import_framework()`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.compression.backend import BaseModel, FrameworkBackend
 from harness.errors import UserError
-from harness.scenario.loader import resolve_source
+from harness.frameworks import TORCH
+from harness.scenario.schema import resolve_source
 
 if TYPE_CHECKING:
     from harness.artifacts import ServedArtifact
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 class TorchBackend(FrameworkBackend):
     """nn.Module in memory, `.pt2` (torch.export) on disk; user TorchScript files served as given."""
 
-    framework: ClassVar[str] = "torch"
+    framework: ClassVar[str] = TORCH.name
 
     def load_base(self, model: ModelSpec, scenario_dir: Path, data: DigitsSplit) -> BaseModel:
         if model.is_builtin:
@@ -95,3 +96,15 @@ class TorchBackend(FrameworkBackend):
         with torch.inference_mode():
             labels = model(torch.tensor(data.x_test)).argmax(dim=1).numpy()
         return accuracy(labels, data.y_test)
+
+    def set_intra_op_threads(self, threads: int) -> int | None:
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        return previous
+
+    def runtime_info(self, artifact: ServedArtifact) -> dict[str, Any]:
+        import torch
+
+        return {"torch_version": torch.__version__}

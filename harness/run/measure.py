@@ -3,27 +3,37 @@
 Each load point runs in windows until stable (or the window limit), is judged VALID or INVALID
 on its own (harness.load.validity), and carries the server's own figures (metrics endpoint) and
 its process tree's CPU and memory next to the client's, so a report can say where time went.
-The last load point of a sweep is the one the gates see; every point is kept in the details.
+The last load point of a sweep is the one the gates see; every point is kept in the record.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from harness.atomic import atomic_write_json
+from harness.baselines import histogram
+from harness.load.locust_driver import LocustDriver
+from harness.load.plan import LoadPoint, MeasureHooks, StopWhen, plan_points
+from harness.load.search import search_max_rps_at_slo
+from harness.load.threadpool_driver import ThreadPoolDriver
+from harness.load.validity import StabilityStopRule, ValidityVerdict, assess, window_percentiles
+from harness.metrics.accuracy import accuracy
+from harness.metrics.host import ProcessTreeSampler
+from harness.metrics.latency import PERCENTILES, latency_summary
+from harness.metrics.server_metrics import ServerMetricsWindow
 from harness.progress import Progress
-from harness.results import VariantResult
+from harness.results import LoadPointResult, Measurement, SearchProbe, SearchResult, Validity, Window
+from harness.serving.registry import TARGETS
+from harness.timing import timed
 
 if TYPE_CHECKING:
     from harness.compression.pipeline import PreparedVariant
-    from harness.load.plan import LoadPoint, MeasureHooks
     from harness.load.result import LoadResult
-    from harness.load.validity import ValidityVerdict
     from harness.models.digits import DigitsSplit
     from harness.scenario.schema import Scenario
     from harness.serving.base import Target
@@ -43,8 +53,6 @@ class PointMeasurement:
     notes: list[str] = field(default_factory=list)
 
     def metrics(self) -> dict[str, float]:
-        from harness.metrics.latency import latency_summary
-
         load = self.load
         out: dict[str, float] = latency_summary(load.latencies_ms)
         out["throughput_rps"] = load.throughput_rps
@@ -68,32 +76,36 @@ class PointMeasurement:
 
     def window_latencies(self) -> dict[str, list[float]]:
         """Each latency percentile in each measured window (harness.load.validity.window_percentiles)."""
-        from harness.load.validity import window_percentiles
-
         load = self.load
         return window_percentiles(load.samples, load.measure_start_s, load.window_s, load.windows_measured)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.point.label,
-            "users": self.point.users,
-            "rate_rps": self.point.rate_rps,
-            "metrics": self.metrics(),
-            "valid": self.validity.valid,
-            "validity_reasons": list(self.validity.reasons),
-            "validity_facts": dict(self.validity.facts),
-            "windows": [w.as_dict() for w in self.validity.windows],
-            "stopped_reason": self.load.stopped_reason,
-            "server": dict(self.server),
-            "host": {k: v for k, v in self.host.items() if not isinstance(v, set | frozenset)},
-            "notes": list(self.notes),
-        }
+    def to_record(self, samples_file: str = "") -> LoadPointResult:
+        verdict = self.validity
+        windows = [
+            Window(w.index, w.start_s, w.end_s, w.requests, w.ok, w.failures, w.throughput_rps,
+                   w.percentile, w.latency_ms)
+            for w in verdict.windows
+        ]  # fmt: skip
+        return LoadPointResult(
+            label=self.point.label,
+            users=self.point.users,
+            rate_rps=self.point.rate_rps,
+            metrics=self.metrics(),
+            validity=Validity(verdict.valid, list(verdict.reasons), windows, dict(verdict.facts)),
+            latency_histogram=histogram.encode(self.load.latencies_ms) if self.load.latencies_ms else "",
+            window_latencies=self.window_latencies(),
+            failures=dict(self.load.failures),
+            failure_examples=list(self.load.failure_examples),
+            stopped_reason=self.load.stopped_reason,
+            server=dict(self.server),
+            host={k: v for k, v in self.host.items() if not isinstance(v, set | frozenset)},
+            notes=list(self.notes),
+            samples_file=samples_file,
+        )
 
 
 def gated_percentile(gates: dict[str, Any]) -> float:
     """The latency percentile the scenario gates on (the highest one), p95 if none."""
-    from harness.metrics.latency import PERCENTILES
-
     gated = [PERCENTILES[m] for m in gates if m in PERCENTILES]
     return max(gated) if gated else DEFAULT_GATED_PERCENTILE
 
@@ -107,97 +119,89 @@ def measure_variant(
     timings: dict[str, float],
     progress: Progress,
     *,
-    attempt: int = 0,
-) -> VariantResult:
-    """Start the target on the variant's artifact, check accuracy through it, then drive load."""
-    from harness.load.plan import plan_points
-    from harness.metrics.accuracy import accuracy
-    from harness.serving.registry import TARGETS
+    number: int = 1,
+    keep_samples: bool = False,
+) -> Measurement:
+    """Start the target on the variant's artifact, check accuracy through it, then drive load.
 
+    `number` 1 is the first measurement; re-measures get their own serving and load folders.
+    With `keep_samples`, each point's per-request latencies go to an opt-in JSON file."""
     target_name = scenario.serving.target
-    suffix = f"-confirm{attempt}" if attempt else ""
+    suffix = f"-confirm{number - 1}" if number > 1 else ""
     variant_dir = run_dir / "variants" / name
     key = f"{name}{suffix}"
     points: list[PointMeasurement] = []
-    search: dict[str, Any] | None = None
+    search: SearchResult | None = None
     with TARGETS.resolve(target_name)(scenario.serving, variant_dir / f"serving{suffix}") as target:
-        with progress.stage(f"starting {target_name} for {key}"), _timed(timings, f"serve_start:{key}"):
+        with progress.stage(f"starting {target_name} for {key}"), timed(timings, f"serve_start:{key}"):
             target.start(prepared.artifact)
         with (
             progress.stage(f"accuracy of {key} through {target_name}"),
-            _timed(timings, f"accuracy_served:{key}"),
+            timed(timings, f"accuracy_served:{key}"),
         ):
             predictions = target.predict(data.x_test)
             served_accuracy = accuracy(predictions, data.y_test)
         for i, point in enumerate(plan_points(scenario.load)):
             load_dir = variant_dir / f"load{suffix}" / (f"{i:02d}-{point.label}" if i else "")
             label = f"load {key}: {point.label}, {scenario.load.warmup_s:g}s warm-up + windows"
-            with progress.stage(label), _timed(timings, f"load:{key}:{point.label}"):
+            with progress.stage(label), timed(timings, f"load:{key}:{point.label}"):
                 points.append(measure_point(target, scenario, data, point, load_dir))
+                died = target.died()
+                if died is not None:
+                    raise died
         if scenario.load.search is not None:
-            with progress.stage(f"search max_rps_at_slo for {key}"), _timed(timings, f"search:{key}"):
+            with progress.stage(f"search max_rps_at_slo for {key}"), timed(timings, f"search:{key}"):
                 search = _search(target, scenario, data, variant_dir / f"search{suffix}")
     serving_facts = target.describe()  # after teardown, so it includes how long that took
 
+    records = [
+        p.to_record(_write_samples(p, run_dir, variant_dir / f"load{suffix}", i) if keep_samples else "")
+        for i, p in enumerate(points)
+    ]
     gated = points[-1]
     metrics: dict[str, float] = dict(prepared.metrics)
     metrics["accuracy"] = served_accuracy
     metrics.update(gated.metrics())
-    if search is not None and search.get("max_rps_at_slo") is not None:
-        metrics["max_rps_at_slo"] = float(search["max_rps_at_slo"])
-    warnings = [*prepared.warnings, *gated.load.warnings, *gated.notes]
+    if search is not None and search.max_rps_at_slo is not None:
+        metrics["max_rps_at_slo"] = float(search.max_rps_at_slo)
+    warnings = [*gated.load.warnings, *gated.notes]
     if not gated.validity.valid:
         warnings.append("measurement INVALID: " + "; ".join(gated.validity.reasons))
     for warning in warnings:
         progress.note(f"{key}: {warning}")
-    details: dict[str, Any] = {
-        "base_model": prepared.base,
-        "stage_seconds": prepared.stage_seconds,
-        **prepared.details,
-        "load_points": [p.as_dict() for p in points],
-        "validity": {"valid": gated.validity.valid, "reasons": list(gated.validity.reasons)},
-    }
-    if search is not None:
-        details["search"] = search
-    return VariantResult(
-        name=name,
-        steps=[],
-        metrics=metrics,
-        compression=prepared.compression,
-        failures=dict(gated.load.failures),
-        failure_examples=list(gated.load.failure_examples),
-        latencies_ms=list(gated.load.latencies_ms),
-        window_latencies=gated.window_latencies(),
+    return Measurement(
+        number=number,
+        accuracy=served_accuracy,
         predictions=[int(p) for p in predictions],
-        artifact=str(prepared.artifact.path.relative_to(run_dir)),
-        warnings=warnings,
+        points=records,
+        metrics=metrics,
         serving=serving_facts,
-        details=details,
+        search=search,
+        warnings=warnings,
     )
+
+
+def _write_samples(point: PointMeasurement, run_dir: Path, load_dir: Path, index: int) -> str:
+    """The point's successful requests' latencies, one JSON list, outside results.json."""
+    path = load_dir / f"latencies-{index:02d}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, [float(x) for x in point.load.latencies_ms])
+    return str(path.relative_to(run_dir))
 
 
 def measure_point(
     target: Target, scenario: Scenario, data: DigitsSplit, point: LoadPoint, load_dir: Path
 ) -> PointMeasurement:
     """Drive one load point until stable, with server metrics and the server's CPU/RSS alongside."""
-    from harness.load.plan import MeasureHooks
-    from harness.load.validity import assess, is_stable
-
     load = scenario.load
-    percentile = gated_percentile(dict(scenario.gates))
-    window_s = load.effective_window_s()
-
-    def stop_when(samples: list[Any], measure_start_s: float) -> bool:
-        return is_stable(
-            samples, measure_start_s, window_s=window_s, spec=load.validity, percentile=percentile
-        )
-
+    # one rule for stopping and for the verdict: the windows the driver stopped on are the ones judged
+    rule = StabilityStopRule.for_load(load, gated_percentile(dict(scenario.gates)))
     server, host = _server_window(target), _host_sampler(target)
     hooks = None
     if server is not None or host is not None:
         hooks = MeasureHooks(start=lambda: _start(server, host), end=lambda: _stop(server, host))
     try:
-        result = _drive(target, scenario, data, point, load_dir, stop_when, hooks)
+        result = _drive(target, scenario, data, point, load_dir, rule, hooks)
     finally:
         if host is not None:
             host.stop()  # also when the run failed: the sampler thread must not outlive it
@@ -209,9 +213,9 @@ def measure_point(
     verdict = assess(
         result.samples,
         measure_start_s=result.measure_start_s,
-        window_s=result.window_s,
-        spec=load.validity,
-        percentile=percentile,
+        window_s=rule.window_s,
+        spec=rule.spec,
+        percentile=rule.percentile,
         warmup_s=load.warmup_s,
         generator_cpu_percent=list(result.generator_cpu_percent),
         late_count=result.late_count if load.mode == "open" else None,
@@ -231,7 +235,7 @@ def _drive(
     data: DigitsSplit,
     point: LoadPoint,
     load_dir: Path,
-    stop_when: Any,
+    stop_when: StopWhen | None,
     hooks: MeasureHooks | None = None,
 ) -> LoadResult:
     """Load from threads in this process for a target without a server, else from Locust.
@@ -240,13 +244,9 @@ def _drive(
     to scrape, so they are only passed to Locust."""
     endpoint = target.endpoint
     if endpoint is None:
-        from harness.load.threadpool_driver import ThreadPoolDriver
-
         return ThreadPoolDriver().run(
             target.predict, scenario.load, data.x_test, point=point, stop_when=stop_when, seed=data.seed
         )
-    from harness.load.locust_driver import LocustDriver
-
     return LocustDriver().run(
         endpoint,
         scenario.load,
@@ -259,12 +259,8 @@ def _drive(
     )
 
 
-def _search(target: Target, scenario: Scenario, data: DigitsSplit, out_dir: Path) -> dict[str, Any]:
+def _search(target: Target, scenario: Scenario, data: DigitsSplit, out_dir: Path) -> SearchResult:
     """Binary search for the highest throughput whose percentile stays under the SLO."""
-    import numpy as np
-
-    from harness.load.search import search_max_rps_at_slo
-
     spec = scenario.load.search
     assert spec is not None
     probe_load = scenario.load.model_copy(update={"measure_s": spec.probe_s, "window_s": None})
@@ -281,26 +277,22 @@ def _search(target: Target, scenario: Scenario, data: DigitsSplit, out_dir: Path
     found = search_max_rps_at_slo(
         measure, spec, percentile_of, error_budget=scenario.load.validity.error_budget
     )
-    return {
-        "slo_ms": spec.slo_ms,
-        "percentile": spec.percentile,
-        "over": spec.over,
-        "max_rps_at_slo": found.max_rps_at_slo,
-        "probes": [_finite(probe) for probe in found.probes],
-    }
+    probes = [
+        SearchProbe(**{**probe, "percentile_ms": _finite_or_none(probe["percentile_ms"])})
+        for probe in found.probes
+    ]
+    return SearchResult(spec.slo_ms, spec.percentile, spec.over, found.max_rps_at_slo, probes)
 
 
-def _finite(record: dict[str, Any]) -> dict[str, Any]:
-    """results.json is strict JSON: a probe with no successful request has no percentile (None)."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+def _finite_or_none(value: float) -> float | None:
+    """A probe with no successful request has no percentile: None, as strict JSON needs."""
+    return value if math.isfinite(value) else None
 
 
 def _server_window(target: Target) -> Any:
     url, fmt = target.server_metrics_url, target.server_metrics_format
     if not url or not fmt:
         return None
-    from harness.metrics.server_metrics import ServerMetricsWindow
-
     return ServerMetricsWindow(url, fmt)  # scrapes never raise: a failure becomes a note
 
 
@@ -308,8 +300,6 @@ def _host_sampler(target: Target) -> Any:
     pid = target.server_pid
     if not pid:
         return None
-    from harness.metrics.host import ProcessTreeSampler
-
     return ProcessTreeSampler(pid)
 
 
@@ -325,12 +315,3 @@ def _stop(server: Any, host: Any) -> None:
         host.stop()
     if server is not None:
         server.stop()
-
-
-@contextmanager
-def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[key] = round(time.perf_counter() - start, 3)

@@ -4,6 +4,9 @@ Each process runs in its own session (so its whole group can be signalled), logs
 the run folder (never a pipe: TorchServe's Java child inherits it and a reader would hang), is
 polled for readiness with a deadline while checking that it is alive, and is stopped with
 SIGTERM to the group, a short wait, then SIGKILL.
+
+If the harness itself dies without running teardown (SIGKILL, OOM killer), an orphan watchdog
+kills the group: see `ORPHAN_WATCHDOG`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +23,7 @@ from types import TracebackType
 from typing import BinaryIO
 
 from harness.errors import RunError
+from harness.signals import teardown_hurried
 
 FATAL_MARKERS = (
     "Traceback (most recent call last)",
@@ -29,6 +34,39 @@ FATAL_MARKERS = (
 # short: a run stops Locust, then TorchServe, and GitHub Actions follows its SIGINT with SIGTERM
 # after 7.5 s and SIGKILL after 10 s; our servers need no graceful shutdown, only to be gone
 STOP_GRACE_S = 3.0
+
+# Why a watchdog process rather than prctl(PR_SET_PDEATHSIG): the death signal reaches only the
+# direct child, and TorchServe's Java and Python workers are grandchildren; it also fires when the
+# parent *thread* that forked exits. The watchdog blocks on a pipe whose only write end the harness
+# holds (non-inheritable, so no server keeps it open). The kernel closes it however the harness
+# dies; EOF then means "orphaned": SIGKILL the whole group, run the optional cleanup command (a
+# container to remove), exit. A byte on the pipe means a normal stop: exit quietly. It also exits
+# once the group is gone, so it never signals a recycled group id. It runs in its own session
+# (`-I -S`: stdlib only, starts in ~20 ms) so that a terminal's Ctrl-C to our group cannot kill it first.
+ORPHAN_WATCHDOG = """
+import os, select, signal, sys
+for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(sig, signal.SIG_IGN)
+fd, pgid, cleanup = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+while True:
+    readable = select.select([fd], [], [], 1.0)[0]
+    if readable:
+        if os.read(fd, 1):
+            sys.exit(0)
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+        if cleanup:
+            os.execvp(cleanup[0], cleanup)
+        sys.exit(0)
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        sys.exit(0)
+    except PermissionError:
+        pass
+"""
 
 
 class ManagedProcess:
@@ -44,6 +82,8 @@ class ManagedProcess:
         cwd: Path | None = None,
         stop_grace_s: float = STOP_GRACE_S,
         fatal_markers: Sequence[str] = FATAL_MARKERS,
+        orphan_cleanup: Sequence[str] | None = None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.argv = list(argv)
         self.log_path = Path(log_path)
@@ -52,7 +92,14 @@ class ManagedProcess:
         self.cwd = cwd
         self.stop_grace_s = stop_grace_s
         self.fatal_markers = tuple(fatal_markers)
+        # run by the watchdog after the group kill if the harness dies: for what the group kill
+        # cannot reach, such as a container behind a `docker run` client
+        self.orphan_cleanup = list(orphan_cleanup or [])
+        # a check once wait_until() sees the process ready (where it listens); its RunError fails the start
+        self.on_ready = on_ready
         self._proc: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._watchdog_pipe: int | None = None
         self._log_file: BinaryIO | None = None
         self._stopped = False
 
@@ -81,7 +128,46 @@ class ManagedProcess:
         except OSError as exc:
             self._close_log()
             raise RunError(f"{self.name}: could not start {self.argv[0]!r}: {exc}") from exc
+        try:
+            self._start_watchdog(self._proc.pid)
+        except BaseException:
+            self.stop()
+            raise
         return self
+
+    def _start_watchdog(self, pgid: int) -> None:
+        read_fd, write_fd = os.pipe()  # both non-inheritable: only pass_fds hands the read end on
+        try:
+            watchdog_argv = [sys.executable, "-I", "-S", "-c", ORPHAN_WATCHDOG, str(read_fd), str(pgid)]
+            self._watchdog = subprocess.Popen(
+                [*watchdog_argv, *self.orphan_cleanup],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(read_fd,),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            os.close(write_fd)
+            raise RunError(f"{self.name}: could not start its orphan watchdog: {exc}") from exc
+        finally:
+            os.close(read_fd)
+        self._watchdog_pipe = write_fd
+
+    def _dismiss_watchdog(self) -> None:
+        """Tell the watchdog that teardown ran, so it exits without touching the (gone) group."""
+        if self._watchdog_pipe is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._watchdog_pipe, b"x")
+            os.close(self._watchdog_pipe)
+            self._watchdog_pipe = None
+        if self._watchdog is not None:
+            try:
+                self._watchdog.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._watchdog.kill()
+                self._watchdog.wait()
+            self._watchdog = None
 
     def is_alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -110,22 +196,28 @@ class ManagedProcess:
         while True:
             if not self.is_alive():
                 raise RunError(
-                    f"{self.name} exited with code {self.returncode} before it was ready; "
-                    f"log {self.log_path}:\n{self.log_tail()}"
+                    f"{self.name} exited with code {self.returncode} before it was ready",
+                    log=self.log_path,
+                    log_tail=self.log_tail(),
                 )
             fatal = self.fatal_line()
             if fatal:
                 raise RunError(
-                    f"{self.name} failed while starting: {fatal}; log {self.log_path}:\n{self.log_tail()}"
+                    f"{self.name} failed while starting: {fatal}", log=self.log_path, log_tail=self.log_tail()
                 )
             try:
-                if ready():
-                    return
+                is_ready = ready()
             except Exception:  # probes raise many kinds of errors (refused, 503, bad JSON) until ready
-                pass
+                is_ready = False
+            if is_ready:
+                if self.on_ready is not None:
+                    self.on_ready()
+                return
             if time.monotonic() > deadline:
                 raise RunError(
-                    f"{self.name} not ready after {timeout_s:.0f}s; log {self.log_path}:\n{self.log_tail()}"
+                    f"{self.name} not ready after {timeout_s:.0f}s",
+                    log=self.log_path,
+                    log_tail=self.log_tail(),
                 )
             time.sleep(poll_s)
 
@@ -137,18 +229,19 @@ class ManagedProcess:
     def stop(self) -> None:
         """SIGTERM the whole group, wait up to `stop_grace_s` for the leader, then SIGKILL the group.
 
-        Safe to call twice. A second Ctrl-C or SIGTERM during the grace wait cuts the wait short
-        but never the SIGKILL: that runs in `finally`.
+        Safe to call twice. A further signal while the harness is already shutting down (see
+        harness.signals) cuts the grace wait short; an interrupt raised during the wait does too.
+        Neither can skip the SIGKILL: that runs in `finally`.
         """
         proc = self._proc
         if proc is None or self._stopped:
             self._close_log()
+            self._dismiss_watchdog()
             return
         pgid = proc.pid  # start_new_session makes the child its group's leader
         try:
             _signal_group(pgid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=self.stop_grace_s)
+            _wait_unless_hurried(proc, self.stop_grace_s)
         finally:
             # children (TorchServe's Java) may outlive the leader: kill the group regardless
             _signal_group(pgid, signal.SIGKILL)
@@ -156,6 +249,7 @@ class ManagedProcess:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
             _wait_group_gone(pgid, timeout_s=5)
+            self._dismiss_watchdog()
             self._stopped = True
 
     def _close_log(self) -> None:
@@ -175,6 +269,18 @@ class ManagedProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _wait_unless_hurried(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Wait up to `timeout_s` for `proc` to exit; return early once teardown is hurried."""
+    deadline = time.monotonic() + timeout_s
+    while not teardown_hurried():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=min(0.05, left))
+            return
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

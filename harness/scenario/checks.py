@@ -1,0 +1,117 @@
+"""Checks of a parsed scenario that need the registries, the file system or this machine.
+
+The dependency runs one way: this module imports the recipe and target registries, the framework
+descriptors and the params models; none of those imports anything from `harness.scenario` except
+the schema.
+All light: no torch or TensorFlow is imported (plugin recipes excepted, when used).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+from harness.compression import RECIPES
+from harness.compression.params import check_step_order, params_model
+from harness.errors import UserError
+from harness.frameworks import Framework, framework
+from harness.gates.thresholds import parse_threshold
+from harness.scenario.messages import validated
+from harness.scenario.schema import Scenario, resolve_source
+from harness.serving.registry import TARGET_OPTIONS, TARGETS
+
+
+def check_scenario(scenario: Scenario, path: Path) -> None:
+    """UserError (one line naming `path` and the key) for the first problem the schema cannot see."""
+    _check_model(scenario, path)
+    _check_variants(scenario, path)
+    _check_serving_and_load(scenario, path)
+    for metric, threshold in scenario.gates.items():
+        try:
+            parse_threshold(metric, threshold)
+        except ValueError as exc:
+            raise UserError(f"{path}: gates.{metric}: {exc}") from None
+
+
+def _check_model(scenario: Scenario, path: Path) -> None:
+    model = scenario.model
+    spec = framework(model.framework)
+    if model.is_builtin:
+        if model.source not in spec.builtin_models:
+            raise UserError(
+                f"{path}: model.source: unknown built-in model {model.source!r}; "
+                f"expected one of {', '.join(spec.builtin_models)}"
+            )
+    else:
+        _check_user_model(resolve_source(model.source, path.parent), spec, path)
+
+
+def _check_variants(scenario: Scenario, path: Path) -> None:
+    spec = framework(scenario.model.framework)
+    for i, variant in enumerate(scenario.variants):
+        for j, step in enumerate(variant.steps):
+            where = f"variants[{i}].steps[{j}]"
+            if step.recipe not in RECIPES:
+                raise UserError(
+                    f"{path}: {where}.recipe: unknown recipe {step.recipe!r}; expected one of: "
+                    f"{', '.join(RECIPES.names())}"
+                )
+            if not spec.owns_recipe(step.recipe):
+                raise UserError(
+                    f"{path}: {where}.recipe: {step.recipe!r} is not a {spec.name} recipe (those start "
+                    f"with {spec.recipe_prefix}.) but model.framework is {spec.name!r}"
+                )
+            validated(params_model(step.recipe), step.params, path, prefix=f"{where}.params.")
+        try:
+            check_step_order([step.recipe for step in variant.steps])
+        except UserError as exc:
+            raise UserError(f"{path}: variants[{i}].steps: {exc}") from None
+
+
+def _check_serving_and_load(scenario: Scenario, path: Path) -> None:
+    serving, load = scenario.serving, scenario.load
+    if serving.target not in TARGETS:
+        raise UserError(
+            f"{path}: serving.target: unknown target {serving.target!r}; expected one of: "
+            f"{', '.join(TARGETS.names())}"
+        )
+    batching = serving.target == "tfserving" and serving.batch_size > 1
+    if batching and load.request_batch_size > serving.batch_size:
+        # TF Serving's batching refuses a request with more rows than its max_batch_size
+        raise UserError(
+            f"{path}: load.request_batch_size: expected at most serving.batch_size ({serving.batch_size}) "
+            f"for tfserving with batching, got {load.request_batch_size}"
+        )
+    cpus = os.cpu_count() or 1
+    if load.workers > cpus and not load.force_workers:
+        # each worker is a process busy-looping on requests: more than the cores only measures contention
+        raise UserError(
+            f"{path}: load.workers: expected at most this machine's {cpus} CPUs (set load.force_workers: "
+            f"true to allow more), got {load.workers}"
+        )
+    options_model = TARGET_OPTIONS.get(serving.target)
+    if options_model:
+        # a "module:Class" string like the registries: the options model's module is imported on use
+        module_name, _, attr = options_model.partition(":")
+        model_cls = getattr(importlib.import_module(module_name), attr)
+        validated(model_cls, serving.options, path, prefix="serving.options.")
+
+
+def _check_user_model(model_path: Path, spec: Framework, path: Path) -> None:
+    folder = spec.user_folder  # a SavedModel is a folder holding saved_model.pb, not a file with a suffix
+    if folder is not None and model_path.is_dir():
+        if not (model_path / folder.marker).is_file():
+            raise UserError(
+                f"{path}: model.source: folder {model_path} is not a {folder.label} "
+                f"(no {folder.marker} in it)"
+            )
+        return
+    if not model_path.is_file():
+        raise UserError(f"{path}: model.source: model file {model_path} does not exist")
+    if model_path.suffix not in spec.user_formats:
+        also = f" or a {folder.label} folder" if folder is not None else ""
+        raise UserError(
+            f"{path}: model.source: expected a {spec.name} file ending in {', '.join(spec.user_suffixes)}"
+            f"{also}, got {model_path.name}"
+        )
