@@ -69,7 +69,8 @@ def run_scenario(
         stage_seconds=timings,
         run_dir=str(run_dir),
     )
-    stages = tracked(progress or SilentProgress(), scenario.deadline_s(), time.monotonic)
+    progress = progress or SilentProgress()
+    stages = tracked(progress, scenario.deadline_s(), time.monotonic)
     interrupted: BaseException | None = None
     try:
         with stages.stage("loading evaluation data"), timed(timings, "data"):
@@ -93,8 +94,9 @@ def run_scenario(
         result.baseline.message = (
             f"the baseline was not touched: the run did not complete ({failure.stage}: {failure.message})"
         )
-    # not timed into stage_seconds: results.json is written inside this stage and must be final
-    with stages.stage("writing report"):
+    # not timed into stage_seconds: results.json is written inside this stage and must be final;
+    # and past the deadline too, since a run that broke still leaves its record
+    with progress.stage("writing report"):
         result.finished_at = _now()
         result.write(run_dir)
         write_reports(result, run_dir)

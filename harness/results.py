@@ -371,6 +371,11 @@ class RunResult:
         data = _finite(asdict(self))
         data["outcome"] = self.outcome.value
         data["exit_code"] = self.outcome.exit_code
+        # derived, for readers of the file (CI scripts); `load` recomputes them from the measurements
+        for variant, out in zip(self.variants, data["variants"], strict=True):
+            reported = variant.reported
+            out["reported_measurement"] = None if reported is None else reported.number
+            out["metrics"] = _finite(variant.metrics)
         return data
 
     def write(self, run_dir: Path) -> Path:

@@ -63,6 +63,8 @@ def prepare_variant(
 
     t0 = time.perf_counter()
     base = load_base_model(model, Path(scenario_dir), data)
+    if base.info.get("cache_warning"):  # a cached model failed its content hash and was retrained
+        warnings.append(str(base.info["cache_warning"]))
     module = backend.fresh(base)
     stages["base_model"] = time.perf_counter() - t0
 

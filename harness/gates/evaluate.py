@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import UserError
 from harness.gates.thresholds import Threshold, parse_threshold
-from harness.metrics.catalog import METRICS
+from harness.metrics.catalog import format_number, format_numbers
 from harness.metrics.latency import PERCENTILES
 from harness.results import AccuracyEvidence, LatencyEvidence, ThresholdEvidence, Verdict
 
@@ -316,7 +316,7 @@ def _finite(value: float | None) -> float | None:
 
 def _judge(gate: Threshold, variant: str, current: float | None, base: float | None) -> Verdict:
     limit = gate.limit(base)
-    context = f" (baseline {_fmt(gate.metric, base)} {gate.text})" if gate.needs_baseline else ""
+    context = f" (baseline {format_number(gate.metric, base)} {gate.text})" if gate.needs_baseline else ""
 
     def verdict(passed: bool, message: str) -> Verdict:
         return Verdict(
@@ -339,37 +339,6 @@ def _judge(gate: Threshold, variant: str, current: float | None, base: float | N
     passed = gate.passes(current, limit)
     failed_op = ">" if gate.better == "lower" else "<"
     op = gate.comparison if passed else failed_op
-    shown_current, shown_limit = _fmt_pair(gate.metric, current, limit)
+    shown_current, shown_limit = format_numbers(gate.metric, current, limit)
     return verdict(passed, f"{gate.metric} {shown_current} {op} limit {shown_limit}{context}")
 
-
-def _fmt(metric: str, value: float | None, digits: int | None = None) -> str:
-    """Plain numbers without units, short but precise enough to compare: '3.41', '0.9583', '123456'."""
-    if value is None:
-        return "none"
-    if not math.isfinite(value):
-        return str(value)
-    spec = METRICS.get(metric)
-    if digits is not None:
-        return f"{value:.{digits}g}"
-    if spec is not None and spec.unit in ("bytes", "count") and value == int(value):
-        return str(int(value))
-    if value == 0:
-        return "0"
-    if abs(value) >= 1000:  # throughput 2428 req/s: decimals would only be noise
-        return f"{value:.0f}"
-    if abs(value) >= 100:
-        return f"{value:.1f}"
-    if abs(value) >= 1:
-        return f"{value:.2f}"
-    return f"{value:.4g}"
-
-
-def _fmt_pair(metric: str, current: float, limit: float) -> tuple[str, str]:
-    """Format both, adding digits when they would print the same but differ ('2.20 > limit 2.20')."""
-    a, b = _fmt(metric, current), _fmt(metric, limit)
-    digits = 6
-    while a == b and current != limit and digits <= 17:
-        a, b = _fmt(metric, current, digits), _fmt(metric, limit, digits)
-        digits += 2
-    return a, b

@@ -14,7 +14,7 @@ beyond the gate's threshold, which acts as the minimum effect size.
 - Accuracy (one prediction per test example, the same examples in both runs): McNemar's exact
   test on the discordant pairs, with Newcombe's interval for the paired accuracy delta.
 - Throughput is one number per run, so no test applies to it within a run: its gates stay plain
-  comparisons, and the confirmation re-measurement (`merge_confirmation` in `gates.evaluate`)
+  comparisons, and the confirmation re-measurement (`harness.gates.decide`)
   is what protects them from a one-off slow run.
 
 Caveat, stated once here: the request-level tests treat requests as independent draws. Requests

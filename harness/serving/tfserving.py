@@ -18,7 +18,7 @@ import numpy as np
 import requests
 
 from harness.artifacts import ServedArtifact
-from harness.errors import RunError, UserError
+from harness.errors import RunError, UserError, first_line
 from harness.scenario.schema import ServingSpec
 from harness.serving.base import HttpEndpoint, Target
 from harness.serving.tfserving_config import (
@@ -145,10 +145,12 @@ class TfServingTarget(Target):
                 server.process.wait_until(self._status_settled, timeout_s=self._remaining_s())
                 return
             except RunError as exc:
-                if attempt == 0 and any(marker in str(exc) for marker in PORT_CLASH_MARKERS):
+                if attempt == 0 and any(marker in f"{exc}\n{exc.log_tail}" for marker in PORT_CLASH_MARKERS):
                     server.stop()
                     continue
-                raise RunError(f"{exc}\nlast model status: {self._last_status}") from exc
+                raise RunError(
+                    f"{exc}; last model status: {self._last_status}", log=exc.log, log_tail=exc.log_tail
+                ) from exc
 
     # ---- readiness -------------------------------------------------------------------------
 
@@ -193,7 +195,11 @@ class TfServingTarget(Target):
         try:
             self._predict_chunk(zeros.reshape(1, -1), timeout_s=self._remaining_s())
         except RunError as exc:
-            raise RunError(f"tfserving is up but the known-good prediction failed: {exc}; {where}") from exc
+            raise RunError(
+                f"tfserving is up but the known-good prediction failed: {first_line(exc)}; {where}",
+                log=exc.log,
+                log_tail=exc.log_tail,
+            ) from exc
         metrics_url = self.server_metrics_url
         if metrics_url is not None:
             with contextlib.suppress(requests.RequestException):

@@ -363,7 +363,7 @@ class TorchServeTarget(Target):
                 self._await_ready()
                 return
             except RunError as exc:
-                clash = any(marker in str(exc) for marker in _PORT_CLASH)
+                clash = any(marker in f"{exc}\n{exc.log_tail}" for marker in _PORT_CLASH)
                 if attempt == 0 and clash:
                     assert self._process is not None
                     self._process.stop()

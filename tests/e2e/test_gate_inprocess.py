@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from tests.conftest import scenario_dict
 from tests.e2e.helpers import make_baseline_faster, report_path, run_cli
@@ -18,6 +20,16 @@ def test_gate_records_then_passes_then_fails_against_a_much_faster_baseline(writ
     assert first.returncode == 0, first.stderr
     assert "recorded as the baseline" in first.stderr
     assert baseline_file.is_file()
+    # the reports are a rendering of results.json alone: re-rendering gives the same bytes
+    run_dir = report_path(first.stdout).parent
+    written = {name: (run_dir / name).read_bytes() for name in ("index.html", "junit.xml", "summary.md")}
+    for name in written:
+        (run_dir / name).unlink()
+    rendered = subprocess.run(
+        [sys.executable, "-m", "harness", "report", str(run_dir)], capture_output=True, text=True, check=False
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    assert {name: (run_dir / name).read_bytes() for name in written} == written
 
     second = run_cli(scenario, tmp_path)
     assert second.returncode == 0, second.stderr

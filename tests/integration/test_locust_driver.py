@@ -277,8 +277,9 @@ def test_a_master_whose_workers_never_connect_fails_with_its_log_and_leaves_noth
 ) -> None:
     server = http_server()
     load = LoadSpec(users=2, workers=1, remote_workers=1, warmup_s=0.5, measure_s=0.5)
-    with pytest.raises(RunError, match="Gave up waiting for workers"):
+    with pytest.raises(RunError, match="locust master failed") as err:
         LocustDriver(worker_wait_s=2.0).run(server.endpoint, load, INSTANCES, tmp_path)
+    assert "Gave up waiting for workers" in err.value.log_tail
 
     assert locust_processes_in(tmp_path) == []
     assert server.arrivals == []

@@ -243,8 +243,9 @@ def test_corrupt_pt2_fails_start_with_log_text_and_leaves_no_process(tmp_path):
         target.start(artifact)
     message = str(info.value)
     assert "torchserve" in message
-    assert "Traceback" in message or "exited" in message
-    assert "torchserve-console.log" in message
+    assert "\n" not in message, "one line; the log tail is kept for the report"
+    assert "Traceback" in f"{message}\n{info.value.log_tail}" or "exited" in message
+    assert info.value.log.endswith("torchserve-console.log")
     assert _java_mentioning(str(tmp_path)) == []
     target.stop()  # still safe after a failed start
 

@@ -16,6 +16,7 @@ from harness.baselines.store import FileBaselineStore
 from harness.errors import RunError, UserError
 from harness.results import Outcome, RunResult
 from harness.run import variants as loop
+from harness.scenario.schema import Scenario
 from tests.conftest import scenario_dict
 from tests.unit.records import measurement
 
@@ -205,3 +206,13 @@ def test_a_baseline_from_other_load_settings_is_not_compared(fake, run):
     assert not [v for v in result.verdicts if v.metric == "latency_p95_ms"]
     assert "--update-baselines" in result.baseline.message
     assert result.outcome is Outcome.PASS
+
+
+def test_a_run_past_its_deadline_stops_with_a_run_error(fake, run, monkeypatch):
+    fake({})
+    monkeypatch.setattr(Scenario, "deadline_s", lambda self: -1.0)  # already past at the first stage
+    result = run()
+    assert result.outcome is Outcome.ERROR
+    assert result.failure is not None
+    assert "deadline" in result.failure.message
+    assert result.baseline.status == "not_written"

@@ -456,8 +456,10 @@ def test_a_failed_docker_start_still_removes_the_container(tmp_path, monkeypatch
     (saved / "saved_model.pb").write_bytes(b"pb")
     runner = FakeRunner()
     target = TfServingTarget(_spec(mode="docker"), tmp_path / "run" / "serving", runner=runner)
-    with pytest.raises(RunError, match="Error response from daemon"):
+    with pytest.raises(RunError) as err:
         target.start(_artifact(saved, "savedmodel"))
+    assert "\n" not in str(err.value), "one line; docker's own words are in the log tail for the report"
+    assert "Error response from daemon" in f"{err.value}\n{err.value.log_tail}"
     name = container_name(tmp_path / "run" / "serving")
     removals = [call for call in runner.calls if call == [str(docker), "rm", "-f", name]]
     assert len(removals) == 2  # a leftover before the run, and the failed container after it
