@@ -8,6 +8,7 @@ Kept light: no torch, TensorFlow or locust import happens before a command needs
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -15,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.compression import RECIPES
 from harness.errors import HarnessError, UserError, first_line
 from harness.metrics.catalog import format_value
+from harness.progress import ConsoleProgress
 from harness.results import Outcome, RunResult
+from harness.serving.registry import TARGET_DESCRIPTIONS, TARGETS
 from harness.signals import ignore_interrupts, install_interrupt_handlers
 
 _SUMMARY_METRICS = (
@@ -101,8 +105,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.api import run_scenario
-    from harness.progress import ConsoleProgress
+    from harness.api import run_scenario  # local: keeps --help fast (pydantic, jinja2, requests)
 
     progress = ConsoleProgress()
     result = run_scenario(
@@ -147,15 +150,14 @@ def _print_summary(console: Any, result: RunResult) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from harness.api import render_run
+    from harness.api import render_run  # local: keeps --help fast (pydantic, jinja2, requests)
 
     print(f"report: {render_run(args.run_dir)}")
     return 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    # harness.scenario is light (no torch/TF); imported here like every command's dependencies
-    from harness.scenario import load_scenario
+    from harness.scenario import load_scenario  # local: keeps --help fast (pydantic models)
 
     failures = 0
     for path in args.scenarios:
@@ -179,9 +181,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from harness.compression import RECIPES
-    from harness.compression.params import PARAMS, describe_params, describe_recipe
-    from harness.serving.registry import TARGET_DESCRIPTIONS, TARGETS
+    from harness.compression.params import (  # local: keeps --help fast (pydantic models)
+        PARAMS,
+        describe_params,
+        describe_recipe,
+    )
 
     print("recipes (params: default, description; as in `harness schema`):")
     for name in RECIPES.names():
@@ -197,9 +201,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    import json
-
-    from harness.scenario import Scenario
+    from harness.scenario import Scenario  # local: keeps --help fast (pydantic models)
 
     print(json.dumps(Scenario.model_json_schema(), indent=2))
     return 0

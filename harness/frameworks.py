@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from harness.artifacts import ServedArtifact
 from harness.compression.backend import FrameworkBackend
 from harness.errors import UserError
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from harness.artifacts import ServedArtifact
 
 
 class ArtifactRunner(Protocol):

@@ -24,6 +24,7 @@ import numpy as np
 from harness.atomic import atomic_write_json
 from harness.baselines import histogram
 from harness.errors import UserError
+from harness.results_migrations import MIGRATIONS
 
 RESULTS_FORMAT_VERSION = 2
 RESULTS_FILE = "results.json"
@@ -404,7 +405,7 @@ class RunResult:
                 f"({RESULTS_FORMAT_VERSION}); upgrade harness"
             )
         for step in range(version, RESULTS_FORMAT_VERSION):
-            data = _MIGRATIONS[step](data)
+            data = MIGRATIONS[step](data)
         try:
             return _run_from(data)
         except (KeyError, TypeError, ValueError) as exc:
@@ -478,93 +479,3 @@ def _run_from(data: dict[str, Any]) -> RunResult:
         baseline=_build(BaselineOutcome, data.get("baseline") or {}),
         failure=None if failure is None else _build(RunFailure, failure),
     )
-
-
-def _update_to_2(data: dict[str, Any]) -> dict[str, Any]:
-    """Format 1 (untyped details, raw latencies, one measurement's verdicts) to the typed record.
-
-    Format 1 kept only the reported numbers: each variant becomes one measurement whose gated
-    point carries the histogram of its stored latencies; re-measure history is not recovered.
-    """
-    verdicts = data.get("verdicts", [])
-    variants = []
-    for v in data.get("variants", []):
-        details = v.get("details") or {}
-        validity = details.get("validity") or {"valid": True, "reasons": []}
-        latencies = v.get("latencies_ms") or []
-        point = {
-            "label": "",
-            "users": 0,
-            "rate_rps": None,
-            "metrics": v.get("metrics", {}),
-            "validity": {"valid": bool(validity.get("valid", True)), "reasons": validity.get("reasons", [])},
-            "latency_histogram": histogram.encode(latencies) if latencies else "",
-            "window_latencies": v.get("window_latencies", {}),
-            "failures": v.get("failures", {}),
-            "failure_examples": v.get("failure_examples", []),
-        }
-        mine = [_verdict_v1(x) for x in verdicts if x.get("variant") == v["name"]]
-        failed = any(x["status"] == "fail" for x in mine)
-        variants.append(
-            {
-                "name": v["name"],
-                "steps": v.get("steps", []),
-                "compression": v.get("compression", []),
-                "artifact": v.get("artifact", ""),
-                "warnings": v.get("warnings", []),
-                "details": {k: x for k, x in details.items() if k not in ("validity", "load_points")},
-                "measurements": [
-                    {
-                        "number": 1,
-                        "accuracy": v.get("metrics", {}).get("accuracy"),
-                        "predictions": v.get("predictions", []),
-                        "points": [point],
-                        "metrics": v.get("metrics", {}),
-                        "serving": v.get("serving", {}),
-                        "verdicts": mine,
-                    }
-                ],
-                "verdicts": mine,
-                "outcome": "regression" if failed else "pass",
-            }
-        )
-    status = data.get("baseline_status", "none")
-    error = data.get("error") or ""
-    return {
-        **{k: data.get(k) for k in ("run_id", "scenario_name", "scenario", "started_at", "finished_at")},
-        "environment": data.get("environment", {}),
-        "target": data.get("target", {}),
-        "variants": variants,
-        "baseline": {
-            "status": status if status in ("compared", "recorded", "updated") else "none",
-            "message": data.get("baseline_message", ""),
-        },
-        "stage_seconds": data.get("stage_seconds", {}),
-        "run_dir": data.get("run_dir", ""),
-        "failure": {"stage": "run", "message": error} if error else None,
-        "format_version": 2,
-    }
-
-
-def _verdict_v1(data: dict[str, Any]) -> dict[str, Any]:
-    evidence = dict(data.get("evidence") or {})
-    test = evidence.get("test")
-    if test in ("windows", "mannwhitney", "bootstrap"):
-        kind = "latency"
-    elif test == "mcnemar":
-        kind = "accuracy"
-    else:
-        kind = "threshold"
-        evidence = {"reason": str(evidence.get("reason", "")), "compared": evidence.get("compared", True)}
-    return {
-        **{
-            k: data.get(k)
-            for k in ("variant", "metric", "threshold", "current", "baseline", "limit", "message")
-        },
-        "status": "pass" if data.get("passed") else "fail",
-        "evidence": {**evidence, "kind": kind},
-        "measurement": int(evidence.get("measurement", 1)),
-    }
-
-
-_MIGRATIONS = {1: _update_to_2}

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from harness.artifacts import ServedArtifact
+from harness.models.digits import DigitsSplit
+
 if TYPE_CHECKING:
-    from harness.artifacts import ServedArtifact
-    from harness.models.digits import DigitsSplit
+    # cycle: harness.scenario's __init__ -> loader -> checks -> frameworks -> this module
     from harness.scenario.schema import ModelSpec
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-if TYPE_CHECKING:
-    from harness.models.digits import DigitsSplit
+from harness.models.digits import DigitsSplit
 
 
 @dataclass

@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -21,11 +21,8 @@ from harness.compression.base import RecipeContext
 from harness.compression.params import check_step_order, validate_step_params
 from harness.errors import UserError
 from harness.frameworks import framework
-from harness.scenario.schema import resolve_source
-
-if TYPE_CHECKING:
-    from harness.models.digits import DigitsSplit
-    from harness.scenario.schema import ModelSpec, VariantSpec
+from harness.models.digits import DigitsSplit
+from harness.scenario.schema import ModelSpec, VariantSpec, resolve_source
 
 # The exported file may predict differently from the in-memory model by float rounding in a
 # handful of borderline examples; beyond this accuracy gap something in the export is wrong.

@@ -18,18 +18,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from harness.errors import UserError
+from harness.gates.statistics import (
+    MIN_WINDOWS,
+    LatencyMethod,
+    LatencyTestResult,
+    latency_regression,
+    mcnemar,
+    window_regression,
+)
 from harness.gates.thresholds import Threshold, parse_threshold
 from harness.metrics.catalog import format_number, format_numbers
 from harness.metrics.latency import PERCENTILES
 from harness.results import AccuracyEvidence, LatencyEvidence, ThresholdEvidence, Verdict
-
-if TYPE_CHECKING:
-    from harness.gates.statistics import LatencyMethod, LatencyTestResult
-    from harness.samples import VariantSamples
-    from harness.scenario.schema import GatePolicySpec
+from harness.samples import VariantSamples
+from harness.scenario.schema import GatePolicySpec
 
 Metrics = Mapping[str, float]
 Samples = Mapping[str, "VariantSamples"]
@@ -66,8 +70,6 @@ def evaluate(
     """
     gates = parse_gates(thresholds)
     if policy is None:
-        from harness.scenario.schema import GatePolicySpec
-
         policy = GatePolicySpec()
     verdicts: list[Verdict] = []
     for variant, metrics in current.items():
@@ -145,7 +147,6 @@ def _latency_test(
         return _plain(verdict, "too few latency samples for a test")
     if verdict.baseline is None or verdict.limit is None or verdict.baseline <= 0:
         return _plain(verdict, "a baseline of 0 ms gives no ratio to test")
-    from harness.gates.statistics import latency_regression
 
     result = latency_regression(
         cur.latencies_ms,
@@ -184,8 +185,6 @@ def _window_test(
     Unlike the request-level tests, the threshold is judged here on the windows' lower quartile,
     not on the pooled percentile: the pooled value is exactly what a burst of interference moves.
     """
-    from harness.gates.statistics import MIN_WINDOWS, window_regression
-
     cur_w = (cur.window_latencies or {}).get(gate.metric) if cur is not None else None
     base_w = (base.window_latencies or {}).get(gate.metric) if base is not None else None
     n_cur = 0 if cur_w is None else len(cur_w)
@@ -251,7 +250,6 @@ def _accuracy_test(
     sizes = {len(base.predictions), len(cur.predictions), len(cur.labels)}
     if base.fingerprint() != cur.fingerprint() or len(sizes) != 1:
         return _plain(verdict, "the baseline's predictions are for other examples")
-    from harness.gates.statistics import mcnemar
 
     result = mcnemar(cur.predictions, base.predictions, cur.labels, alpha=policy.alpha)
     beyond = not verdict.passed
@@ -341,4 +339,3 @@ def _judge(gate: Threshold, variant: str, current: float | None, base: float | N
     op = gate.comparison if passed else failed_op
     shown_current, shown_limit = format_numbers(gate.metric, current, limit)
     return verdict(passed, f"{gate.metric} {shown_current} {op} limit {shown_limit}{context}")
-

@@ -6,14 +6,10 @@ imported inside the call.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from harness.artifacts import ServedArtifact
 from harness.frameworks import framework
-
-if TYPE_CHECKING:
-    from harness.artifacts import ServedArtifact
 
 
 def accuracy(labels_pred: np.ndarray, labels_true: np.ndarray) -> float:

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from harness.compression.tensorflow.tf_import import import_tf
 from harness.models.cache import CacheIntegrityError, cache_dir, read_verified, seal, write_verified
 from harness.models.digits import DigitsSplit
 
@@ -91,8 +92,6 @@ def build_mlp(hidden: list[int] | tuple[int, ...], input_dim: int = 64, classes:
     Layers get fixed names (hidden_1.., logits) so reports and per-kernel stats read the same in
     every process, whatever Keras' global name counter says. Also the distillation students.
     """
-    from harness.compression.tensorflow.tf_import import import_tf
-
     _, keras = import_tf()
     layers: list[Any] = [keras.Input(shape=(input_dim,), name="inputs")]
     for i, width in enumerate(hidden, start=1):
@@ -106,8 +105,6 @@ def build_cnn(
 ) -> Any:
     """An untrained small CNN on the flat rows: Reshape to (8, 8, 1), Conv2D+MaxPool per entry of
     `filters`, Flatten, Dense+ReLU, Dense logits."""
-    from harness.compression.tensorflow.tf_import import import_tf
-
     _, keras = import_tf()
     side = round(input_dim**0.5)
     if side * side != input_dim:
@@ -132,8 +129,6 @@ def build_model(config: TfModelConfig, input_dim: int = 64, classes: int = 10) -
 
 
 def cache_key(data: DigitsSplit, seed: int, config: TfModelConfig) -> str:
-    from harness.compression.tensorflow.tf_import import import_tf
-
     tf, keras = import_tf()
     spec = {
         "format": CACHE_FORMAT,
@@ -190,8 +185,6 @@ def train_tf_model(config: TfModelConfig, data: DigitsSplit, seed: int = 0) -> A
     it also makes the fine-tuning of later recipes reproducible. The Python and numpy global
     random states that set_random_seed overwrites are restored afterwards.
     """
-    from harness.compression.tensorflow.tf_import import import_tf
-
     tf, keras = import_tf()
     tf.config.experimental.enable_op_determinism()
     py_state, np_state = random.getstate(), np.random.get_state()
@@ -224,8 +217,6 @@ def logits_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
 
 def _read_cache(path: Path) -> tuple[Any, float] | None:
     """(model, train_seconds) from the cache; None if absent, CacheIntegrityError if damaged."""
-    from harness.compression.tensorflow.tf_import import import_tf
-
     _, keras = import_tf()
     meta_path = path.with_suffix(".json")
     meta_bytes = read_verified(meta_path)  # written last: present means the model was written too

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.models.cache import CacheIntegrityError, cache_dir, read_verified, write_verified
+from harness.models.digits import DigitsSplit
 
 if TYPE_CHECKING:
     from torch import nn
-
-    from harness.models.digits import DigitsSplit
 
 logger = logging.getLogger(__name__)
 

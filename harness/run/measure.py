@@ -11,14 +11,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from harness.atomic import atomic_write_json
 from harness.baselines import histogram
+from harness.compression.pipeline import PreparedVariant
 from harness.load.locust_driver import LocustDriver
 from harness.load.plan import LoadPoint, MeasureHooks, StopWhen, plan_points
+from harness.load.result import LoadResult
 from harness.load.search import search_max_rps_at_slo
 from harness.load.threadpool_driver import ThreadPoolDriver
 from harness.load.validity import StabilityStopRule, ValidityVerdict, assess, window_percentiles
@@ -26,17 +28,13 @@ from harness.metrics.accuracy import accuracy
 from harness.metrics.host import ProcessTreeSampler
 from harness.metrics.latency import PERCENTILES, latency_summary
 from harness.metrics.server_metrics import ServerMetricsWindow
+from harness.models.digits import DigitsSplit
 from harness.progress import Progress
 from harness.results import LoadPointResult, Measurement, SearchProbe, SearchResult, Validity, Window
+from harness.scenario.schema import Scenario
+from harness.serving.base import Target
 from harness.serving.registry import TARGETS
 from harness.timing import timed
-
-if TYPE_CHECKING:
-    from harness.compression.pipeline import PreparedVariant
-    from harness.load.result import LoadResult
-    from harness.models.digits import DigitsSplit
-    from harness.scenario.schema import Scenario
-    from harness.serving.base import Target
 
 DEFAULT_GATED_PERCENTILE = 95.0
 

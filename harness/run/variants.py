@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,15 +19,13 @@ from harness.compression.pipeline import PreparedVariant, prepare_variant
 from harness.errors import RunError
 from harness.gates.decide import decide, needs_remeasure
 from harness.gates.judge import judge_measurement
+from harness.models.digits import DigitsSplit
 from harness.progress import Progress
 from harness.results import Measurement, Outcome, RunResult, VariantResult
 from harness.run.measure import measure_variant
 from harness.samples import VariantSamples
 from harness.scenario.schema import REFERENCE_VARIANT, Scenario
 from harness.timing import timed
-
-if TYPE_CHECKING:
-    from harness.models.digits import DigitsSplit
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import requests
@@ -32,6 +32,7 @@ from harness.serving.tfserving_config import (
     model_state,
     signature_keys,
 )
+from harness.serving.tfserving_grpc import TfServingGrpcClient
 from harness.serving.tfserving_launch import (
     PORT_CLASH_MARKERS,
     Runner,
@@ -40,9 +41,6 @@ from harness.serving.tfserving_launch import (
     run_command,
     unavailable_reason,
 )
-
-if TYPE_CHECKING:
-    from harness.serving.tfserving_grpc import TfServingGrpcClient
 
 
 class TfServingTarget(Target):
@@ -279,8 +277,6 @@ class TfServingTarget(Target):
             raise RunError(f"tfserving answered an unexpected body ({exc}): {resp.text[:300]}") from exc
 
     def _predict_grpc(self, rows: np.ndarray, *, timeout_s: float) -> list[int]:
-        from harness.serving.tfserving_grpc import TfServingGrpcClient
-
         assert self._artifact is not None
         if self._grpc is None:
             target = self.server.grpc_target if self.server is not None else self.options.remote_grpc

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.compression.tensorflow.tf_import import import_tf
 from harness.errors import RunError
 
 DT_FLOAT, DT_INT32, DT_INT64 = 1, 3, 9  # tensorflow/core/framework/types.proto
@@ -42,8 +43,6 @@ class TfServingGrpcClient:
     """A channel and PredictionService stub for one model's `serving_default` signature."""
 
     def __init__(self, target: str, *, model_name: str, input_name: str) -> None:
-        from harness.compression.tensorflow.tf_import import import_tf
-
         import_tf()
         import grpc
         from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc

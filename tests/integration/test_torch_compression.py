@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from harness.compression.pipeline import prepare_variant
+from harness.compression.torch import backend as torch_backend
 from harness.compression.torch.export import TorchArtifactRunner, export_module
 from harness.compression.torch.int8 import TorchInt8Recipe
 from harness.compression.torch.prune import TorchPruneRecipe
@@ -316,15 +317,11 @@ def test_prepare_variant_composes_steps_and_measures_the_exported_file(
 def test_prepare_variant_accuracy_comes_from_the_file_not_the_in_memory_model(
     data, tmp_path: Path, use_cache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import harness.compression.torch.export as export
-
-    real_export = export.export_module
-
     def broken_export(module: Any, out_dir: Path, **kwargs: Any):
         torch.manual_seed(1)
-        return real_export(build_mlp().eval(), out_dir, **kwargs)  # an untrained model lands on disk
+        return export_module(build_mlp().eval(), out_dir, **kwargs)  # an untrained model lands on disk
 
-    monkeypatch.setattr(export, "export_module", broken_export)
+    monkeypatch.setattr(torch_backend, "export_module", broken_export)
     prepared = prepare_variant(
         ModelSpec(framework="torch", source="builtin:mlp"),
         variant("reference"),

@@ -20,6 +20,8 @@ from harness.scenario.schema import Scenario
 from tests.conftest import scenario_dict
 from tests.unit.records import measurement
 
+DATA = Path(__file__).parent / "data"
+
 
 class FakeServing:
     """Each call measures the next planned kind ("valid", "invalid", "dead", "slow", "boom")."""
@@ -216,3 +218,30 @@ def test_a_run_past_its_deadline_stops_with_a_run_error(fake, run, monkeypatch):
     assert result.failure is not None
     assert "deadline" in result.failure.message
     assert result.baseline.status == "not_written"
+
+
+def test_a_format_1_results_file_reads_back_and_renders(tmp_path):
+    """results.json as the previous harness wrote it (untyped details, raw latencies)."""
+    run_dir = tmp_path / "old-run"
+    run_dir.mkdir()
+    (run_dir / "results.json").write_text((DATA / "results-format1.json").read_text())
+    result = RunResult.load(run_dir)
+    assert result.format_version == 2
+    assert [v.name for v in result.variants] == ["reference", "pruned"]
+    pruned = result.variant("pruned")
+    assert pruned.outcome is Outcome.REGRESSION
+    assert result.outcome.exit_code == 1
+    (failed,) = [v for v in pruned.verdicts if v.failed]
+    assert failed.evidence.kind == "latency"
+    assert failed.evidence.test == "windows"
+    gated = pruned.measurements[0].gated
+    assert gated is not None
+    assert len(gated.latencies_ms()) == 50
+    assert result.baseline.status == "recorded"
+    assert api.render_run(run_dir).is_file()
+
+
+def test_a_results_file_from_a_newer_harness_is_refused_in_one_line(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"format_version": 99}))
+    with pytest.raises(UserError, match=r"format_version 99 is newer than this harness reads \(2\)"):
+        RunResult.load(tmp_path)

@@ -11,19 +11,35 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
+from harness.artifacts import ServedArtifact
 from harness.compression.backend import BaseModel, FrameworkBackend
+from harness.compression.tensorflow.export import copy_user_savedmodel, export_savedmodel, export_tflite
+from harness.compression.tensorflow.runner import (
+    GenericSavedModel,
+    SavedModelSignature,
+    TfArtifactRunner,
+    TfliteScorer,
+)
+from harness.compression.tensorflow.stats import (
+    is_keras_model,
+    path_sizes,
+    require_keras_model,
+    savedmodel_tensors,
+    tensor_stats,
+    tflite_stats,
+)
+from harness.compression.tensorflow.tf_import import import_tf
+from harness.compression.tensorflow.tflite_model import TFLiteModel
 from harness.errors import UserError
 from harness.frameworks import SAVEDMODEL, TENSORFLOW
-from harness.scenario.schema import resolve_source
-
-if TYPE_CHECKING:
-    from harness.artifacts import ServedArtifact
-    from harness.models.digits import DigitsSplit
-    from harness.scenario.schema import ModelSpec
+from harness.metrics.accuracy import accuracy
+from harness.models.digits import DigitsSplit
+from harness.models.tf_models import BUILTIN_TF_MODELS, get_reference_tf_model
+from harness.scenario.schema import ModelSpec, resolve_source
 
 _EXPECTED = (
     f"a {SAVEDMODEL.label} folder (with {SAVEDMODEL.marker}) or a tf_keras "
@@ -38,8 +54,6 @@ class TensorFlowBackend(FrameworkBackend):
 
     def load_base(self, model: ModelSpec, scenario_dir: Path, data: DigitsSplit) -> BaseModel:
         if model.is_builtin:
-            from harness.models.tf_models import BUILTIN_TF_MODELS, get_reference_tf_model
-
             kind = BUILTIN_TF_MODELS.get(model.source)
             if kind is None:
                 known = ", ".join(sorted(BUILTIN_TF_MODELS))
@@ -56,9 +70,6 @@ class TensorFlowBackend(FrameworkBackend):
         return BaseModel(model=loaded, info=info, path=path, format=fmt)
 
     def fresh(self, base: BaseModel) -> Any:
-        from harness.compression.tensorflow.stats import is_keras_model
-        from harness.compression.tensorflow.tf_import import import_tf
-
         if not is_keras_model(base.model):
             return base.model  # a GenericSavedModel: nothing can modify it
         _, keras = import_tf()
@@ -73,14 +84,6 @@ class TensorFlowBackend(FrameworkBackend):
         return clone
 
     def export(self, model: Any, out_dir: Path, data: DigitsSplit) -> ServedArtifact:
-        from harness.compression.tensorflow.export import (
-            copy_user_savedmodel,
-            export_savedmodel,
-            export_tflite,
-        )
-        from harness.compression.tensorflow.runner import GenericSavedModel
-        from harness.compression.tensorflow.tflite_model import TFLiteModel
-
         shape, classes = tuple(data.input_shape), data.num_classes
         if isinstance(model, TFLiteModel):
             return export_tflite(model, out_dir, input_shape=shape, num_classes=classes)
@@ -88,14 +91,11 @@ class TensorFlowBackend(FrameworkBackend):
             return copy_user_savedmodel(
                 model.path, out_dir, input_shape=shape, num_classes=classes, keras=False
             )
-        from harness.compression.tensorflow.stats import require_keras_model
 
         require_keras_model(model, "export")
         return export_savedmodel(model, out_dir, input_shape=shape, num_classes=classes)
 
     def copy_user_artifact(self, base: BaseModel, out_dir: Path, data: DigitsSplit) -> ServedArtifact:
-        from harness.compression.tensorflow.export import copy_user_savedmodel, export_savedmodel
-
         assert base.path is not None
         shape, classes = tuple(data.input_shape), data.num_classes
         if base.format == "savedmodel":
@@ -114,15 +114,6 @@ class TensorFlowBackend(FrameworkBackend):
     def measure_artifact(
         self, artifact: ServedArtifact, data: DigitsSplit
     ) -> tuple[dict[str, float], dict[str, Any]]:
-        from harness.compression.tensorflow.runner import TfArtifactRunner
-        from harness.compression.tensorflow.stats import (
-            path_sizes,
-            savedmodel_tensors,
-            tensor_stats,
-            tflite_stats,
-        )
-        from harness.metrics.accuracy import accuracy
-
         runner = TfArtifactRunner(artifact)  # loaded back from disk, as a server would
         labels = runner.predict_labels(data.x_test)
         details: dict[str, Any] = {}
@@ -152,8 +143,6 @@ class TensorFlowBackend(FrameworkBackend):
         return metrics, details
 
     def in_memory_accuracy(self, model: Any, data: DigitsSplit) -> float:
-        from harness.metrics.accuracy import accuracy
-
         return accuracy(model_scores(model, data.x_test).argmax(axis=1), data.y_test)
 
     def runtime_info(self, artifact: ServedArtifact) -> dict[str, Any]:
@@ -167,9 +156,6 @@ class TensorFlowBackend(FrameworkBackend):
 
 def model_scores(model: Any, x: np.ndarray) -> np.ndarray:
     """[n, classes] scores of any in-memory TensorFlow variant: Keras, TFLiteModel or GenericSavedModel."""
-    from harness.compression.tensorflow.runner import GenericSavedModel, TfliteScorer
-    from harness.compression.tensorflow.tflite_model import TFLiteModel
-
     rows = np.ascontiguousarray(x, dtype=np.float32)
     if isinstance(model, TFLiteModel):
         return TfliteScorer(model.content).scores(rows)
@@ -185,8 +171,6 @@ def load_user_model(path: Path) -> tuple[Any, str, bool]:
     any other SavedModel is kept as a GenericSavedModel (tf_keras would "load" it too, but only as
     an opaque object without layers).
     """
-    from harness.compression.tensorflow.tf_import import import_tf
-
     _, keras = import_tf()
     if path.is_dir():
         if not (path / SAVEDMODEL.marker).is_file():
@@ -198,7 +182,6 @@ def load_user_model(path: Path) -> tuple[Any, str, bool]:
                 return keras.models.load_model(str(path), compile=False), "savedmodel", True
             except Exception:
                 pass  # not loadable as Keras after all (e.g. custom layers): serve it as a plain SavedModel
-        from harness.compression.tensorflow.runner import GenericSavedModel, SavedModelSignature
 
         return GenericSavedModel(path, SavedModelSignature.load(path)), "savedmodel", False
 

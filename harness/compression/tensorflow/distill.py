@@ -30,6 +30,7 @@ from harness.compression.distillation import (
 from harness.compression.params import DistillParams
 from harness.compression.tensorflow.tf_import import import_tf
 from harness.errors import RunError, UserError
+from harness.models.tf_models import build_mlp
 
 
 class TfDistillRecipe(Recipe):
@@ -90,7 +91,6 @@ def train_student(
     CPU (the tests check that two trainings give identical weights).
     """
     tf, keras = import_tf()
-    from harness.models.tf_models import build_mlp
 
     temperature = float(params.temperature)
     alpha = float(params.alpha) if teacher_logits is not None else 0.0

@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.artifacts import ServedArtifact
 from harness.atomic import atomic_write_bytes
+from harness.compression.tensorflow.runner import SavedModelSignature
 from harness.compression.tensorflow.tf_import import import_tf
 from harness.compression.tensorflow.tflite_model import TFLiteModel
 from harness.errors import RunError
@@ -125,8 +126,6 @@ def copy_user_savedmodel(
     source: Path, out_dir: Path, *, input_shape: tuple[int, ...], num_classes: int, keras: bool
 ) -> ServedArtifact:
     """Serve a user's SavedModel folder exactly as given (copied to `<out_dir>/savedmodel/`)."""
-    from harness.compression.tensorflow.runner import SavedModelSignature
-
     tf, _ = import_tf()
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / SAVEDMODEL_DIR

@@ -12,17 +12,15 @@ import math
 import random
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from harness.compression.base import RecipeContext
+from harness.compression.params import _FineTune
 from harness.compression.tensorflow.tf_import import import_tf
 from harness.errors import RunError, UserError
-
-if TYPE_CHECKING:
-    from harness.compression.base import RecipeContext
-    from harness.compression.params import _FineTune
-    from harness.models.digits import DigitsSplit
+from harness.models.digits import DigitsSplit
 
 
 def require_context(context: RecipeContext | None, recipe: str) -> RecipeContext:

@@ -20,6 +20,9 @@ import numpy as np
 
 from harness.compression.base import Recipe, RecipeContext, StepReport
 from harness.compression.params import TfPtqParams
+from harness.compression.tensorflow.export import serving_module
+from harness.compression.tensorflow.runner import GenericSavedModel
+from harness.compression.tensorflow.stats import require_keras_model, tflite_stats
 from harness.compression.tensorflow.tf_import import import_tf
 from harness.compression.tensorflow.tflite_model import TFLiteModel
 from harness.errors import RunError
@@ -34,8 +37,6 @@ class TfPtqRecipe(Recipe):
     params: TfPtqParams
 
     def apply(self, model: Any, context: RecipeContext | None = None) -> tuple[Any, StepReport]:
-        from harness.compression.tensorflow.stats import tflite_stats
-
         if context is None:
             raise RunError(f"{self.name} needs a RecipeContext (training data for calibration)")
         mode, io = self.params.mode, self.params.io  # io int8 with another mode: refused by TfPtqParams
@@ -103,10 +104,6 @@ class TfPtqRecipe(Recipe):
 def tflite_converter(model: Any, recipe: str, input_dim: int) -> Any:
     """A TFLiteConverter for a Keras model (through the harness's serving function, so the TFLite
     signature is serving_default: inputs -> scores) or for a plain SavedModel as given."""
-    from harness.compression.tensorflow.export import serving_module
-    from harness.compression.tensorflow.runner import GenericSavedModel
-    from harness.compression.tensorflow.stats import require_keras_model
-
     tf, _ = import_tf()
     if isinstance(model, GenericSavedModel):
         return tf.lite.TFLiteConverter.from_saved_model(str(model.path), signature_keys=[model.signature.key])

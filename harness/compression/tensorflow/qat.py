@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -32,14 +32,13 @@ from harness.compression.tensorflow.finetune import (
     require_context,
     seeded,
 )
+from harness.compression.tensorflow.ptq import tflite_converter
 from harness.compression.tensorflow.runner import TfliteScorer
 from harness.compression.tensorflow.stats import require_keras_model, tflite_stats
 from harness.compression.tensorflow.tf_import import import_tf, import_tfmot
 from harness.compression.tensorflow.tflite_model import TFLiteModel
 from harness.errors import RunError, UserError
-
-if TYPE_CHECKING:
-    from harness.models.digits import DigitsSplit
+from harness.models.digits import DigitsSplit
 
 # Training rows the converter sees when it needs activation statistics (int8 I/O). The QAT model
 # already carries learned ranges, so a modest sample is enough.
@@ -143,8 +142,6 @@ def convert_to_tflite(quantized: Any, data: DigitsSplit, io: str, seed: int) -> 
     Converted through the same serving function as tf.ptq and the SavedModel export, so the file's
     signature is serving_default: inputs -> scores like every other TensorFlow artifact.
     """
-    from harness.compression.tensorflow.ptq import tflite_converter
-
     tf, _ = import_tf()
     converter = tflite_converter(quantized, "tf.qat", int(data.input_shape[0]))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

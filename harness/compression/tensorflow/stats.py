@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.compression.tensorflow.tf_import import import_tf
+from harness.compression.tensorflow.tflite_model import TFLiteModel
 from harness.errors import UserError
 
 # TFLite builtin ops whose input 1 is a weight tensor and input 2 (if any) a bias
@@ -50,8 +52,6 @@ class NamedTensor:
 
 def is_keras_model(model: Any) -> bool:
     """True for a tf_keras model (what the tfmot recipes can wrap)."""
-    from harness.compression.tensorflow.tf_import import import_tf
-
     _, keras = import_tf()
     return isinstance(model, keras.Model)
 
@@ -60,7 +60,6 @@ def require_keras_model(model: Any, recipe: str) -> Any:
     """`model` if it is a tf_keras model; UserError saying why it cannot be compressed by `recipe`."""
     if is_keras_model(model):
         return model
-    from harness.compression.tensorflow.tflite_model import TFLiteModel
 
     if isinstance(model, TFLiteModel):
         why = "it is already a TFLite model (tf.qat / tf.ptq must be the last step)"

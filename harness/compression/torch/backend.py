@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+from harness.artifacts import ServedArtifact
 from harness.compression.backend import BaseModel, FrameworkBackend
+from harness.compression.torch.export import TorchArtifactRunner, copy_user_artifact, export_module
+from harness.compression.torch.stats import archive_breakdown, file_sizes, param_count, sparsity_stats
 from harness.errors import UserError
 from harness.frameworks import TORCH
-from harness.scenario.schema import resolve_source
-
-if TYPE_CHECKING:
-    from harness.artifacts import ServedArtifact
-    from harness.models.digits import DigitsSplit
-    from harness.scenario.schema import ModelSpec
+from harness.metrics.accuracy import accuracy
+from harness.models.digits import DigitsSplit
+from harness.models.torch_loader import check_classifier, load_torch_model
+from harness.models.torch_mlp import BUILTIN_MLP, get_reference_mlp
+from harness.scenario.schema import ModelSpec, resolve_source
 
 
 class TorchBackend(FrameworkBackend):
@@ -24,16 +26,12 @@ class TorchBackend(FrameworkBackend):
 
     def load_base(self, model: ModelSpec, scenario_dir: Path, data: DigitsSplit) -> BaseModel:
         if model.is_builtin:
-            from harness.models.torch_mlp import BUILTIN_MLP, get_reference_mlp
-
             if model.source != BUILTIN_MLP:
                 raise UserError(
                     f"model.source: unknown built-in model {model.source!r}; expected {BUILTIN_MLP}"
                 )
             trained = get_reference_mlp(data, seed=model.seed)
             return BaseModel(model=trained.module, info=trained.info())
-
-        from harness.models.torch_loader import check_classifier, load_torch_model
 
         loaded = load_torch_model(resolve_source(model.source, scenario_dir))
         check_classifier(loaded.module, loaded.path, data.x_test, data.num_classes)
@@ -44,20 +42,15 @@ class TorchBackend(FrameworkBackend):
         if base.path is None:
             return copy.deepcopy(base.model)
         # loaded ScriptModules/GraphModules do not deep-copy reliably: read the file again
-        from harness.models.torch_loader import load_torch_model
 
         return load_torch_model(base.path).module
 
     def export(self, model: Any, out_dir: Path, data: DigitsSplit) -> ServedArtifact:
-        from harness.compression.torch.export import export_module
-
         shape, classes = data.input_shape, data.num_classes
         artifact, _ = export_module(model, out_dir, input_shape=shape, num_classes=classes)
         return artifact
 
     def copy_user_artifact(self, base: BaseModel, out_dir: Path, data: DigitsSplit) -> ServedArtifact:
-        from harness.compression.torch.export import copy_user_artifact
-
         assert base.path is not None
         assert base.format is not None
         return copy_user_artifact(
@@ -67,10 +60,6 @@ class TorchBackend(FrameworkBackend):
     def measure_artifact(
         self, artifact: ServedArtifact, data: DigitsSplit
     ) -> tuple[dict[str, float], dict[str, Any]]:
-        from harness.compression.torch.export import TorchArtifactRunner
-        from harness.compression.torch.stats import archive_breakdown, file_sizes, param_count, sparsity_stats
-        from harness.metrics.accuracy import accuracy
-
         runner = TorchArtifactRunner(artifact)  # loaded back from disk, as a server would
         labels = runner.predict_labels(data.x_test)
         sparsity = sparsity_stats(runner.module)
@@ -90,8 +79,6 @@ class TorchBackend(FrameworkBackend):
 
     def in_memory_accuracy(self, model: Any, data: DigitsSplit) -> float:
         import torch
-
-        from harness.metrics.accuracy import accuracy
 
         with torch.inference_mode():
             labels = model(torch.tensor(data.x_test)).argmax(dim=1).numpy()

@@ -20,8 +20,10 @@ import numpy as np
 
 from harness.artifacts import ServedArtifact
 from harness.atomic import atomic_write_bytes
+from harness.compression.torch.quiet_import import import_torchao
 from harness.compression.torch.stats import is_quantized
 from harness.errors import RunError, UserError
+from harness.models.torch_loader import load_exported_program, load_torchscript
 
 EXPORT_FILE = "model.pt2"
 _EXAMPLE_BATCH = 2  # a batch of 1 would let export specialise the batch dimension to 1
@@ -56,8 +58,6 @@ def export_module(
         "quantized": quantized,
     }
     if quantized:
-        from harness.compression.torch.quiet_import import import_torchao
-
         torchao = import_torchao()
         # torch.export.load imports torchao itself; listed so a server image knows it needs it
         extra.update(torchao_version=torchao.__version__, imports=["torchao"])
@@ -93,8 +93,6 @@ def copy_user_artifact(
 
 def load_artifact_module(artifact: ServedArtifact) -> Any:
     """The callable module in a served artifact, loaded fresh from disk on CPU."""
-    from harness.models.torch_loader import load_exported_program, load_torchscript
-
     path = Path(artifact.path)
     if not path.is_file():
         raise RunError(f"artifact file not found: {path}")

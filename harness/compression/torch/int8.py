@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from harness.compression.base import Recipe, RecipeContext, StepReport
 from harness.compression.params import TorchInt8Params
+from harness.compression.torch.quiet_import import import_torchao
 from harness.compression.torch.stats import is_quantized, require_linear_layers, sparsity_stats
 from harness.errors import RunError, UserError
 
@@ -28,8 +29,6 @@ class TorchInt8Recipe(Recipe):
 
     def apply(self, model: Any, context: RecipeContext | None = None) -> tuple[Any, StepReport]:
         import torch
-
-        from harness.compression.torch.quiet_import import import_torchao
 
         torchao = import_torchao()
         from torchao.quantization import (
