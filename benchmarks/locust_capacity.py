@@ -21,7 +21,7 @@ import numpy as np
 
 from harness.load.locust_driver import LocustDriver
 from harness.processes import ManagedProcess, free_port
-from harness.scenario.schema import LoadSpec
+from harness.scenario.load_spec import LoadSpec
 from harness.serving.base import HttpEndpoint
 from harness.signals import interrupts_unwind
 

@@ -31,7 +31,7 @@ from harness.load.plan import LoadPoint, MeasureHooks, StopWhen, WindowPlan, sin
 from harness.load.result import LoadResult, Sample
 from harness.load.samples import read_samples, summarize
 from harness.processes import ManagedProcess, free_port
-from harness.scenario.schema import LoadSpec
+from harness.scenario.load_spec import LoadSpec
 from harness.serving.base import HttpEndpoint
 
 LOCUSTFILE_PACKAGE = "harness.load.locustfiles"

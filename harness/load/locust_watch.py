@@ -20,7 +20,7 @@ from harness.load.plan import MeasureHooks, StopWhen, WindowPlan
 from harness.load.result import Sample
 from harness.load.samples import SampleTail
 from harness.processes import ManagedProcess
-from harness.scenario.schema import LoadSpec
+from harness.scenario.load_spec import LoadSpec
 
 FLUSH_S = 0.5  # how often Locust processes hand their finished requests on
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from harness.load.result import Sample
-from harness.scenario.schema import LoadSpec
+from harness.scenario.load_spec import LoadSpec
 
 
 @runtime_checkable

@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.load.plan import LoadPoint, point_label
 from harness.load.result import LoadResult
-from harness.scenario.schema import SearchSpec
+from harness.scenario.load_spec import SearchSpec
 
 
 @dataclass

@@ -22,7 +22,7 @@ from harness.load.arrivals import ArrivalSchedule, process_seed
 from harness.load.plan import LoadPoint, StopWhen, WindowPlan, single_point
 from harness.load.result import OK, LoadResult, Sample
 from harness.load.samples import summarize
-from harness.scenario.schema import LoadSpec
+from harness.scenario.load_spec import LoadSpec
 
 Predict = Callable[[np.ndarray], Any]
 MAX_MESSAGE_CHARS = 200

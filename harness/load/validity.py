@@ -22,7 +22,7 @@ import numpy as np
 
 from harness.load.samples import OK, Sample
 from harness.metrics.latency import PERCENTILE_METHOD, PERCENTILES
-from harness.scenario.schema import LoadSpec, ValiditySpec
+from harness.scenario.load_spec import LoadSpec, ValiditySpec
 
 # MLPerf LoadGen early stopping: 99% confidence, no tolerance, and at least one over-latency
 # query in the tail (loadgen.cc, SingleStream early stopping: find_min_passing(1, p, 0.0, 0.99))

@@ -24,7 +24,8 @@ from harness.progress import Progress
 from harness.results import Measurement, Outcome, RunResult, VariantResult
 from harness.run.measure import measure_variant
 from harness.samples import VariantSamples
-from harness.scenario.schema import REFERENCE_VARIANT, Scenario
+from harness.scenario.bounds import REFERENCE_VARIANT
+from harness.scenario.schema import Scenario
 from harness.timing import timed
 
 

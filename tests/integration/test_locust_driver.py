@@ -15,7 +15,7 @@ from harness.errors import RunError
 from harness.load.locust_driver import LocustDriver
 from harness.load.samples import Sample, read_samples
 from harness.processes import free_port
-from harness.scenario.schema import LoadSpec
+from harness.scenario.load_spec import LoadSpec
 from harness.serving.base import HttpEndpoint
 from tests.integration.json_http_server import JsonHttpServer
 

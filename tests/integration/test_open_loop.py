@@ -18,7 +18,7 @@ import pytest
 
 from harness.load.locust_driver import LocustDriver
 from harness.load.result import LoadResult
-from harness.scenario.schema import LoadSpec
+from harness.scenario.load_spec import LoadSpec
 from harness.serving.base import HttpEndpoint
 from tests.integration.json_http_server import JsonHttpServer
 

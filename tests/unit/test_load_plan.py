@@ -7,7 +7,7 @@ import pytest
 from harness.load.plan import LoadPoint, WindowPlan, WindowStopRule, plan_points, single_point
 from harness.load.result import Sample
 from harness.load.validity import StabilityStopRule
-from harness.scenario.schema import LoadSpec
+from harness.scenario.load_spec import LoadSpec
 
 
 def test_a_plain_closed_loop_is_one_point() -> None:

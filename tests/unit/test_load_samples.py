@@ -12,7 +12,7 @@ from harness.load.locust_watch import LocustRunFiles
 from harness.load.plan import WindowPlan, single_point
 from harness.load.result import LoadResult
 from harness.load.samples import SAMPLES_HEADER, Sample, SampleTail, read_samples, summarize, write_samples
-from harness.scenario.schema import LoadSpec
+from harness.scenario.load_spec import LoadSpec
 
 
 def cut(samples: list[Sample], start: float = 1.0, end: float = 3.0, **kw: object) -> LoadResult:

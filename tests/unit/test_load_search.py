@@ -10,7 +10,7 @@ import pytest
 from harness.load.plan import LoadPoint
 from harness.load.result import FAILURE_CLASSES, LoadResult
 from harness.load.search import default_rate_search_users, search_max_rps_at_slo
-from harness.scenario.schema import SearchSpec
+from harness.scenario.load_spec import SearchSpec
 
 MEASURE_S = 10.0
 

@@ -8,7 +8,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from harness.scenario.schema import GatePolicySpec, LoadSpec
+from harness.scenario.load_spec import LoadSpec
+from harness.scenario.schema import GatePolicySpec
 from tests.conftest import ROOT
 
 README = ROOT / "README.md"

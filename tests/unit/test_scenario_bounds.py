@@ -9,7 +9,8 @@ import pytest
 
 from harness.errors import UserError
 from harness.scenario import load_scenario
-from harness.scenario.schema import MAX_USERS, Scenario
+from harness.scenario.bounds import MAX_USERS
+from harness.scenario.schema import Scenario
 from tests.conftest import scenario_dict
 
 

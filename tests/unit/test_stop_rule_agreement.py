@@ -14,7 +14,7 @@ import pytest
 from harness.load.plan import StopWhen, WindowPlan
 from harness.load.result import Sample
 from harness.load.validity import StabilityStopRule, ValidityVerdict, assess, is_stable
-from harness.scenario.schema import LoadSpec
+from harness.scenario.load_spec import LoadSpec
 
 LOAD = LoadSpec(users=2, warmup_s=1.0, measure_s=3.0, window_s=1.0, validity={"max_windows": 16})
 PERCENTILE = 95.0

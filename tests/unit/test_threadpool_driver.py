@@ -14,7 +14,7 @@ from harness.load import threadpool_driver
 from harness.load.plan import plan_points
 from harness.load.result import LoadResult, Sample
 from harness.load.threadpool_driver import ThreadPoolDriver
-from harness.scenario.schema import LoadSpec
+from harness.scenario.load_spec import LoadSpec
 
 ROWS = np.arange(40, dtype=np.float32).reshape(10, 4)
 

@@ -21,7 +21,7 @@ from harness.load.validity import (
     split_windows,
     spread,
 )
-from harness.scenario.schema import ValiditySpec
+from harness.scenario.load_spec import ValiditySpec
 
 SPEC = ValiditySpec()
 # latencies repeat this pattern, so every window holding a multiple of 10 requests has the same
