@@ -68,9 +68,17 @@ def test_update_baselines_rewrites_a_faster_baseline_deliberately(write_scenario
     assert run_cli(scenario, tmp_path).returncode == 0
     make_baseline_faster(baseline_file)
 
-    updated = run_cli(scenario, tmp_path, "--update-baselines")
+    updated = run_cli(scenario, tmp_path, "--update-baselines", "--keep-samples")
     assert updated.returncode == 0, updated.stderr
     assert "baseline rewritten" in updated.stderr
+    # per-request latencies only on request, in their own file; results.json keeps the histogram
+    run_dir = report_path(updated.stdout).parent
+    results = json.loads((run_dir / "results.json").read_text())
+    (point,) = results["variants"][0]["measurements"][0]["points"]
+    samples = json.loads((run_dir / point["samples_file"]).read_text())
+    assert len(samples) == results["variants"][0]["metrics"]["request_count"]
+    assert point["latency_histogram"]
+    assert "latencies_ms" not in results["variants"][0]
     assert run_cli(scenario, tmp_path).returncode == 0
 
 

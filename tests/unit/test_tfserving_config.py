@@ -258,19 +258,23 @@ def test_batching_and_tflite_add_their_flags_only_when_asked():
     assert not [f for f in plain if "batching" in f or "tflite" in f]
 
 
+def _docker_argv(**overrides):
+    kwargs = {
+        "image": "tensorflow/serving:2.19.1",
+        "container_name": "harness-tfs-x",
+        "rest_port": 41001,
+        "grpc_port": 41002,
+        "models_dir": Path("/r/models"),
+        "config_dir": Path("/r/config"),
+        "label": "/r",
+        **overrides,
+    }
+    return docker_run_argv("docker", **kwargs)
+
+
 def test_docker_argv_publishes_both_ports_on_loopback_and_mounts_read_only():
     flags = server_flags(**_flags_kwargs(model_config_file="/config/models.config"))
-    argv = docker_run_argv(
-        "docker",
-        image="tensorflow/serving:2.19.1",
-        container_name="harness-tfs-x",
-        rest_port=41001,
-        grpc_port=41002,
-        models_dir=Path("/r/models"),
-        config_dir=Path("/r/config"),
-        label="/r",
-        flags=flags,
-    )
+    argv = _docker_argv(flags=flags)
     assert argv[:4] == ["docker", "run", "--rm", "--pull=never"]
     assert argv[argv.index("--name") + 1] == "harness-tfs-x"
     published = [argv[i + 1] for i, a in enumerate(argv) if a == "-p"]
@@ -660,18 +664,7 @@ def test_binary_server_with_another_listener_on_all_interfaces_fails_the_start_n
 
 
 def test_docker_argv_passes_the_log_environment_to_the_container():
-    argv = docker_run_argv(
-        "docker",
-        image="tensorflow/serving:2.19.1",
-        container_name="harness-tfs-x",
-        rest_port=41001,
-        grpc_port=41002,
-        models_dir=Path("/r/models"),
-        config_dir=Path("/r/config"),
-        label="/r",
-        flags=["--x=1"],
-        env=log_env("WARN"),
-    )
+    argv = _docker_argv(flags=["--x=1"], env=log_env("WARN"))
     image_at = argv.index("tensorflow/serving:2.19.1")
     passed = [argv[i + 1] for i, a in enumerate(argv[:image_at]) if a == "-e"]
     assert passed == ["TF_CPP_MAX_VLOG_LEVEL=0", "TF_CPP_MIN_LOG_LEVEL=1"]
