@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.baselines.fingerprint import environment_fingerprint
-from harness.errors import RunError, UserError, first_line
+from harness.errors import RunError, RunInterrupted, UserError, first_line
 from harness.models.digits import load_digits_split
 from harness.progress import Progress, SilentProgress
 from harness.report import write_reports
@@ -41,7 +41,8 @@ def run_scenario(
     UserError. From then on nothing raises except an interrupt: a broken run returns its record
     with `failure` set (outcome ERROR), after writing results.json and the reports with what it
     measured. The caller reads `result.outcome` for the exit code. An interrupt (Ctrl-C, SIGTERM)
-    writes the same files, then re-raises KeyboardInterrupt so servers unwind and the CLI exits 130.
+    writes the same files (outcome "interrupted"), then raises RunInterrupted, a KeyboardInterrupt
+    naming the report, so callers unwind as from Ctrl-C and the CLI exits 130.
     """
     scenario_path = Path(scenario_path)
     timings: dict[str, float] = {}
@@ -101,7 +102,7 @@ def run_scenario(
         result.write(run_dir)
         write_reports(result, run_dir)
     if interrupted is not None:
-        raise interrupted
+        raise RunInterrupted(str(interrupted), run_dir / "index.html") from interrupted
     return result
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from harness import __version__
 from harness.compression import RECIPES
-from harness.errors import HarnessError, UserError, first_line
+from harness.errors import HarnessError, RunInterrupted, UserError, first_line
 from harness.metrics.catalog import format_value
 from harness.progress import ConsoleProgress
 from harness.results import Outcome, RunResult
@@ -45,11 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"harness: error: {first_line(exc)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # teardown is done: a further signal must not turn exit code 130 into death by signal
         ignore_interrupts()
         print("harness: interrupted; servers were stopped", file=sys.stderr)
-        return 130
+        if isinstance(exc, RunInterrupted):
+            print(f"report: {exc.report}")
+        return Outcome.INTERRUPTED.exit_code
     except Exception as exc:
         if os.environ.get("HARNESS_DEBUG"):
             raise

@@ -32,6 +32,14 @@ class RunError(HarnessError):
         self.log_tail = log_tail
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """An interrupted run, after its run folder was written: `report` is its index.html."""
+
+    def __init__(self, message: str, report: Path) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 def first_line(exc: BaseException | str) -> str:
     """The first non-empty line of an error, for one-line messages."""
     text = str(exc).strip()

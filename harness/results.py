@@ -37,16 +37,23 @@ class Outcome(StrEnum):
     REGRESSION = "regression"  # a gate failed and the failure held
     ERROR = "error"  # bad input or a broken run: nothing can be concluded
     INCONCLUSIVE = "inconclusive"  # still INVALID after re-measuring: too noisy to decide
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: a run's outcome only, never a variant's
 
     @property
     def exit_code(self) -> int:
         return _EXIT_CODES[self]
 
 
-_EXIT_CODES = {Outcome.PASS: 0, Outcome.REGRESSION: 1, Outcome.ERROR: 2, Outcome.INCONCLUSIVE: 3}
+_EXIT_CODES = {
+    Outcome.PASS: 0,
+    Outcome.REGRESSION: 1,
+    Outcome.ERROR: 2,
+    Outcome.INCONCLUSIVE: 3,
+    Outcome.INTERRUPTED: 130,  # the shell's code for death by SIGINT, which CI systems expect
+}
 # when variants disagree, the run reports the most serious: a broken run says nothing reliable,
 # a confirmed regression is known even if another variant could not be decided
-_SEVERITY = [Outcome.ERROR, Outcome.REGRESSION, Outcome.INCONCLUSIVE, Outcome.PASS]
+_SEVERITY = [Outcome.INTERRUPTED, Outcome.ERROR, Outcome.REGRESSION, Outcome.INCONCLUSIVE, Outcome.PASS]
 
 
 def worst(outcomes: list[Outcome]) -> Outcome:
@@ -334,6 +341,8 @@ class RunResult:
 
     @property
     def outcome(self) -> Outcome:
+        if self.failure is not None and self.failure.interrupted:
+            return Outcome.INTERRUPTED
         if self.failure is not None or any(v.outcome is None for v in self.variants):
             return Outcome.ERROR
         return worst([v.outcome for v in self.variants if v.outcome is not None])
@@ -350,7 +359,8 @@ class RunResult:
             f = self.failure
             where = f.stage + (f" ({f.variant})" if f.variant else "")
             log = f"; log: {Path(self.run_dir) / f.log}" if f.log else ""
-            return [f"error: {where}: {f.message}{log}"]
+            kind = "interrupted" if f.interrupted else "error"
+            return [f"{kind}: {where}: {f.message}{log}"]
         lines = [f"error: {v.name}: {v.error}" for v in self.variants if v.outcome is Outcome.ERROR]
         failed = [v for v in self.verdicts if v.failed]
         if failed:

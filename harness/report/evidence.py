@@ -29,6 +29,7 @@ OUTCOME_MEANING = {
     Outcome.REGRESSION: "a gate failed and the failure held when the variant was measured again",
     Outcome.ERROR: "the run broke or its input was bad: nothing can be concluded from it",
     Outcome.INCONCLUSIVE: "a measurement stayed INVALID after re-measuring: too noisy to decide",
+    Outcome.INTERRUPTED: "the run was stopped (Ctrl-C or SIGTERM) before it finished: nothing concluded",
 }
 STATUS_LABEL = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
 TEST_NAMES = {"mannwhitney": "Mann-Whitney", "bootstrap": "bootstrap", "windows": "window test"}

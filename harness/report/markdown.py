@@ -38,7 +38,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 # shown only when some variant has them (an SLO search ran)
 OPTIONAL_COLUMNS: tuple[tuple[str, str], ...] = (("max rps at SLO", "max_rps_at_slo"),)
 
-ICON = {Outcome.PASS: "✅", Outcome.REGRESSION: "❌", Outcome.ERROR: "💥", Outcome.INCONCLUSIVE: "⚠️"}
+ICON = {
+    Outcome.PASS: "✅",
+    Outcome.REGRESSION: "❌",
+    Outcome.ERROR: "💥",
+    Outcome.INCONCLUSIVE: "⚠️",
+    Outcome.INTERRUPTED: "⏹️",
+}
 LOG_TAIL_LINES = 20  # of the failure's log tail; the HTML report has all of it
 
 _SPECIAL = re.compile(r"([\\|`*_\[\]])")

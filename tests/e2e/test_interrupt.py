@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import signal
 import subprocess
@@ -76,6 +77,14 @@ def test_signal_during_load_tears_down_torchserve_and_locust(write_scenario, tmp
     assert "Traceback" not in output
     assert _processes_mentioning(str(tmp_path)) == [], "a server or load process outlived the interrupted run"
     assert not (tmp_path / "baselines").exists(), "an interrupted run must not record a baseline"
+    # the run folder says the same as the exit code
+    (run_dir,) = (tmp_path / "reports").iterdir()
+    assert f"report: {run_dir / 'index.html'}" in output
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["outcome"] == "interrupted"
+    assert results["exit_code"] == 130
+    assert results["failure"]["interrupted"] is True
+    assert results["variants"], "what was measured before the signal is kept"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -106,7 +115,7 @@ def test_sigterm_to_pytest_during_load_tears_down_torchserve_and_locust(write_sc
     code, output = _signal_during_load(argv, tmp_path, signal.SIGTERM, cwd=tmp_path)
 
     assert code == pytest.ExitCode.INTERRUPTED, output
-    assert "KeyboardInterrupt" in output
+    assert "RunInterrupted" in output, "pytest names the KeyboardInterrupt the run raised"
     assert "received SIGTERM" in output
     assert _processes_mentioning(str(tmp_path)) == [], "a server or load process outlived pytest"
     assert not (tmp_path / "baselines").exists(), "an interrupted run must not record a baseline"
