@@ -26,7 +26,7 @@ from harness.report.load_view import search_views, sweep_view, validity_cards
 from harness.report.metrics_view import finite, has_evidence, metric_sections, reference_of, verdict_views
 from harness.report.run_view import failure_view, outcome_view, stage_rows
 from harness.report.server_view import server_views
-from harness.report.serving_view import serving_panel
+from harness.report.serving_view import flatten, serving_panel
 from harness.report.variant_view import compression_steps, confirmation_views
 from harness.results import RunResult, VariantResult
 
@@ -107,7 +107,7 @@ def build_view(result: RunResult) -> dict[str, Any]:
         "scenario_text": _dump_config(result.scenario),
         "environment_rows": [
             ("fingerprint_id", fingerprint_id(result.environment)),
-            *_flatten(result.environment),
+            *_environment_rows(result.environment),
         ],
     }
 
@@ -151,15 +151,12 @@ def _dump_config(config: dict[str, Any]) -> str:
     return str(yaml.dump(config, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1_000_000))
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
-    """Nested dicts as dotted keys ('packages.torch'), values as short strings."""
-    rows: list[tuple[str, str]] = []
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            rows += _flatten(value, f"{name}.")
-        elif isinstance(value, list | tuple):
-            rows.append((name, json.dumps(value, default=str)))
-        else:
-            rows.append((name, "-" if value is None else str(value)))
-    return rows
+def _environment_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
+    """The environment as dotted keys ('packages.torch') with short text values."""
+    return [(name, _leaf_text(value)) for name, value in flatten(environment)]
+
+
+def _leaf_text(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return json.dumps(value, default=str)
+    return "-" if value is None else str(value)

@@ -31,9 +31,9 @@ def serving_panel(result: RunResult) -> dict[str, Any]:
         if m.serving
     ]
     if not entries:
-        target = dict(_flatten(result.target))
+        target = dict(flatten(result.target))
         return {"shared": _texts(target, result.run_dir), "columns": [], "entries": [], "log_total": ""}
-    flat = [dict(_flatten({k: v for k, v in facts.items() if k != LOG_BYTES})) for _, _, facts in entries]
+    flat = [dict(flatten({k: v for k, v in facts.items() if k != LOG_BYTES})) for _, _, facts in entries]
     keys = list(dict.fromkeys(k for facts in flat for k in facts))
     if len(flat) == 1:
         shared_keys = [k for k in keys if not _per_run(k)]
@@ -93,13 +93,13 @@ def _with_size(key: str, text: str, sizes: dict[str, int]) -> str:
     return text
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+def flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     """Nested dicts as dotted keys ('logs.console'), leaves kept as they are."""
     rows: list[tuple[str, Any]] = []
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
-            rows += _flatten(value, f"{name}.")
+            rows += flatten(value, f"{name}.")
         else:
             rows.append((name, value))
     return rows
