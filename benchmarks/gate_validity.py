@@ -39,7 +39,7 @@ from harness.load.plan import plan_points
 from harness.models.digits import load_digits_split
 from harness.run.measure import PointMeasurement, measure_point
 from harness.samples import VariantSamples
-from harness.scenario import load_scenario
+from harness.scenario.loader import load_scenario
 from harness.scenario.schema import GatePolicySpec, Scenario, VariantSpec
 from harness.serving.registry import TARGETS
 from harness.signals import interrupts_unwind

@@ -22,7 +22,7 @@ import numpy as np
 from harness.load.locust_driver import LocustDriver
 from harness.processes import ManagedProcess, free_port
 from harness.scenario.load_spec import LoadSpec
-from harness.serving.base import HttpEndpoint
+from harness.serving.base import EncodedRequests, HttpEndpoint
 from harness.signals import interrupts_unwind
 
 RESPONSE = b'{"predictions": [0]}'
@@ -71,7 +71,14 @@ def main() -> int:
         asyncio.run(_serve(args.serve))
         return 0
 
-    instances = np.zeros((16, 64), dtype=np.float32)
+    # the server answers any body; one small JSON body, sent over and over, like the harness's own
+    requests = EncodedRequests(
+        content_type="application/json",
+        bodies=(b'{"instances": [[0]]}',),
+        rows_per_body=1,
+        encoding="json-instances",
+        output_path=None,  # the trivial server's answer is not checked row by row
+    )
     with tempfile.TemporaryDirectory(prefix="harness-locust-capacity-") as tmp:
         port = free_port()
         server = ManagedProcess(
@@ -90,7 +97,7 @@ def main() -> int:
                         warmup_s=2.0, measure_s=args.measure_s, spawn_rate=100.0, timeout_s=5.0,
                     )  # fmt: skip
                     run_dir = Path(tmp) / f"w{workers}-r{rate:g}"
-                    result = LocustDriver().run(HttpEndpoint(url, "/p"), load, instances, run_dir)
+                    result = LocustDriver().run(HttpEndpoint(url, "/p"), load, requests, run_dir)
                     p50 = (
                         float(np.percentile(result.latencies_ms, 50)) if result.latencies_ms else float("nan")
                     )

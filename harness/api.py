@@ -13,17 +13,24 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from harness.baselines.fingerprint import environment_fingerprint
+from harness.compression.pipeline import load_base_model
+from harness.data.loaders import load_data
 from harness.errors import RunError, RunInterrupted, UserError, first_line
-from harness.models.digits import load_digits_split
 from harness.progress import Progress, SilentProgress
 from harness.report import write_reports
 from harness.results import RunFailure, RunResult
 from harness.run.baseline import read_baseline, settle_baseline
 from harness.run.variants import StageTracker, measure_all, tracked
-from harness.scenario import Scenario, load_scenario
+from harness.scenario.applicability import check_loaded_data
+from harness.scenario.loader import load_scenario
+from harness.scenario.schema import Scenario
 from harness.serving.registry import TARGETS
 from harness.timing import timed
+
+TEST_LABELS_FILE = "test_labels.npy"
 
 
 def run_scenario(
@@ -53,19 +60,33 @@ def run_scenario(
     if reason:
         raise UserError(f"{scenario_path}: serving.target: {reason}")
     environment = environment_fingerprint()
-    plan = read_baseline(scenario, str(baselines_dir), environment, update=update_baselines)
+    # before anything is written: bad data is bad input (exit 2), and its hash keys the baseline
+    with timed(timings, "data"):
+        data = load_data(scenario, scenario_path.parent, scenario_file=scenario_path)
+    check_loaded_data(scenario, data, scenario_path)
+    plan = read_baseline(
+        scenario,
+        str(baselines_dir),
+        environment,
+        update=update_baselines,
+        data_fingerprint=data.fingerprint(),
+    )
 
     run_id = f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{scenario.name}-{secrets.token_hex(2)}"
     # absolute: servers and Locust run with their own working directories
     run_dir = (Path(reports_dir) / run_id).resolve()
     (run_dir / "inputs").mkdir(parents=True)
     shutil.copy2(scenario_path, run_dir / "inputs" / scenario_path.name)
+    if data.test.labels is not None:
+        # in the order the served outputs (variants/*/outputs.npy) are in, so anyone can rescore them
+        np.save(run_dir / "inputs" / TEST_LABELS_FILE, data.test.labels)
     result = RunResult(
         run_id=run_id,
         scenario_name=scenario.name,
         scenario=scenario.model_dump(mode="json"),
         started_at=started,
         environment=environment,
+        data=data.describe(),
         target={"target": scenario.serving.target},
         stage_seconds=timings,
         run_dir=str(run_dir),
@@ -74,14 +95,16 @@ def run_scenario(
     stages = tracked(progress, scenario.deadline_s(), time.monotonic)
     interrupted: BaseException | None = None
     try:
-        with stages.stage("loading evaluation data"), timed(timings, "data"):
-            data = load_digits_split(seed=scenario.model.seed)
+        # first on its own, so a model that does not load or fit the data is named as this stage;
+        # the pipeline reuses the load for every variant
+        with stages.stage("loading the model"), timed(timings, "base_model"):
+            load_base_model(scenario.model, scenario_path.parent, data)
         measure_all(
             result, scenario, scenario_path.parent, run_dir, data, plan.compare_with, stages,
             keep_samples=keep_samples,
         )  # fmt: skip
         with stages.stage("comparing with baseline"), timed(timings, "baseline"):
-            settle_baseline(result, plan, data.y_test)
+            settle_baseline(result, plan, data.test.labels)
     except KeyboardInterrupt as exc:
         interrupted = exc
         result.failure = _failure(stages, exc, run_dir)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.data.tensors import Signature
+
 
 @dataclass(frozen=True)
 class ServedArtifact:
@@ -17,7 +19,19 @@ class ServedArtifact:
 
     path: Path
     framework: str  # "torch" | "tensorflow"
-    format: str  # "torch.export" (.pt2) | "torchscript" (.pt) | later "savedmodel", "tflite"
-    input_shape: tuple[int, ...]  # one example, without the batch dimension, e.g. (64,)
-    num_classes: int
+    format: str  # "torch.export" (.pt2) | "torchscript" (.pt) | "savedmodel" | "tflite"
+    signature: Signature  # named inputs, the output and the task: what servers and clients send
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example of a one-input model (ValueError for several inputs)."""
+        single = self.signature.single
+        if single is None:
+            raise ValueError(f"{self.path} takes several inputs: {self.signature.describe_inputs()}")
+        return single.shape
+
+    @property
+    def num_classes(self) -> int:
+        """Width of the output row: classes for classification, values for regression."""
+        return self.signature.output.width

@@ -159,7 +159,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from harness.scenario import load_scenario  # local: keeps --help fast (pydantic models)
+    from harness.scenario.loader import load_scenario  # local: keeps --help fast (pydantic models)
 
     failures = 0
     for path in args.scenarios:
@@ -203,7 +203,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from harness.scenario import Scenario  # local: keeps --help fast (pydantic models)
+    from harness.scenario.schema import Scenario  # local: keeps --help fast (pydantic models)
 
     print(json.dumps(Scenario.model_json_schema(), indent=2))
     return 0

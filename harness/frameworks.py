@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.artifacts import ServedArtifact
 from harness.compression.backend import FrameworkBackend
+from harness.data.tensors import Batch
 from harness.errors import UserError
 
 if TYPE_CHECKING:
@@ -25,8 +26,9 @@ if TYPE_CHECKING:
 class ArtifactRunner(Protocol):
     """Runs a served artifact, loaded from its file, in this process (safe to call from many threads)."""
 
-    def predict_labels(self, x: np.ndarray) -> np.ndarray:
-        """Predicted class per row of the float32 batch `x`."""
+    def predict_outputs(self, batch: Batch) -> np.ndarray:
+        """The model's output for a batch (name -> array in the signature's dtypes): float32
+        (n, signature.output.width)."""
         ...
 
 

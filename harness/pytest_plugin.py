@@ -61,7 +61,7 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         # local: this plugin loads in every pytest session of the venv, the run machinery only here
         from harness.api import run_scenario, target_unavailable_reason
-        from harness.scenario import load_scenario
+        from harness.scenario.loader import load_scenario
 
         # a target that cannot run on this machine (no TF Serving binary) skips with its reason
         reason = target_unavailable_reason(load_scenario(self.path))

@@ -117,11 +117,32 @@ class AccuracyEvidence:
     kind: Literal["accuracy"] = "accuracy"
 
 
-Evidence = ThresholdEvidence | LatencyEvidence | AccuracyEvidence
+@dataclass(frozen=True)
+class BootstrapEvidence:
+    """A quality gate (macro F1, MAE, RMSE, KL, output difference) decided by a paired bootstrap
+    over the examples both runs predicted (harness.gates.bootstrap); deltas are current - baseline."""
+
+    alpha: float
+    n: int  # examples
+    resamples: int
+    current_value: float
+    baseline_value: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    confidence_level: float
+    significant: bool
+    exceeds_threshold: bool
+    test: Literal["bootstrap"] = "bootstrap"
+    kind: Literal["bootstrap"] = "bootstrap"
+
+
+Evidence = ThresholdEvidence | LatencyEvidence | AccuracyEvidence | BootstrapEvidence
 _EVIDENCE_KINDS: dict[str, type[Evidence]] = {
     "threshold": ThresholdEvidence,
     "latency": LatencyEvidence,
     "accuracy": AccuracyEvidence,
+    "bootstrap": BootstrapEvidence,
 }
 
 VerdictStatus = Literal["pass", "fail", "inconclusive"]
@@ -244,10 +265,14 @@ class Measurement:
     predictions: list[int]  # served per-example labels
     points: list[LoadPointResult]
     metrics: dict[str, float]  # model metrics + served accuracy + the gated point's load metrics
+    # served per-example quality vectors, keyed as harness.metrics.quality.PER_EXAMPLE ("agree",
+    # "kl", ...): what the paired quality gates compare with a baseline's; files before it lack it
+    per_example: dict[str, list[float]] = field(default_factory=dict)
     serving: dict[str, Any] = field(default_factory=dict)  # the target's describe() after teardown
     search: SearchResult | None = None
     warnings: list[str] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
+    outputs_file: str = ""  # the served outputs on the test split (.npy), relative to the run folder
 
     @property
     def gated(self) -> LoadPointResult | None:
@@ -326,6 +351,7 @@ class RunResult:
     started_at: str
     finished_at: str = ""
     environment: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # Dataset.describe(): kind, inputs, sizes, sha256
     target: dict[str, Any] = field(default_factory=dict)
     variants: list[VariantResult] = field(default_factory=list)
     baseline: BaselineOutcome = field(default_factory=BaselineOutcome)

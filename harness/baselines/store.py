@@ -45,8 +45,15 @@ import numpy as np
 
 from harness.atomic import atomic_write_bytes
 from harness.baselines import histogram
-from harness.baselines.document import Document, decode_predictions, validate_document
+from harness.baselines.document import (
+    Document,
+    decode_per_example,
+    decode_predictions,
+    encode_per_example,
+    validate_document,
+)
 from harness.errors import RunError, UserError
+from harness.metrics.quality import ExampleVectors
 from harness.samples import VariantSamples, labels_fingerprint
 
 FORMAT_VERSION = 2
@@ -321,6 +328,26 @@ def variant_distributions(
     return samples
 
 
+def variant_examples(
+    entry: Mapping[str, Any] | None, configs: Mapping[str, str] | None = None
+) -> dict[str, ExampleVectors] | None:
+    """{variant: ExampleVectors} of a stored entry, for the paired quality tests; same `configs`
+    filter as `variant_metrics`. Unreadable vectors are a UserError naming the variant."""
+    if entry is None:
+        return None
+    examples = {}
+    for name, stored in entry.get("variants", {}).items():
+        if configs is not None and stored.get("config") != configs.get(name):
+            continue
+        if not stored.get("per_example"):
+            continue
+        try:
+            examples[name] = decode_per_example(stored["per_example"])
+        except ValueError as exc:
+            raise UserError(f"baseline of variant {name!r}: per_example cannot be read: {exc}") from None
+    return examples
+
+
 def _read_samples(stored: Mapping[str, Any]) -> VariantSamples:
     latencies = None
     if stored.get("latency_histogram"):
@@ -360,6 +387,9 @@ def _variant_entry(
         entry["predictions"] = _encode_predictions(
             predictions, distribution.get("labels"), distribution.get("labels_fingerprint")
         )
+    examples = distribution.get("per_example")
+    if isinstance(examples, ExampleVectors) and examples.values and examples.fingerprint:
+        entry["per_example"] = encode_per_example(examples)
     return entry
 
 

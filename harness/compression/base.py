@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from harness.models.digits import DigitsSplit
+from harness.data.dataset import Dataset
+from harness.data.tensors import Signature
 
 
 @dataclass
@@ -37,9 +38,10 @@ class RecipeContext:
     """What a recipe may need beyond the model: training data for fine-tuning, calibration or
     distillation, the scenario's seed, and a scratch folder inside the variant's run folder."""
 
-    data: DigitsSplit
+    data: Dataset
     seed: int = 0
     work_dir: Path | None = None
+    signature: Signature | None = None  # the base model's inputs, output and task
 
 
 class Recipe(ABC):

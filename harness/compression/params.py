@@ -29,26 +29,39 @@ class RecipeParams(BaseModel):
 
 
 class TorchPruneParams(RecipeParams):
-    """torch.prune: L1-magnitude unstructured pruning of nn.Linear weights, made permanent."""
+    """torch.prune: L1-magnitude unstructured pruning of linear and conv weights, made permanent."""
 
     amount: float = Field(
-        gt=0.0, lt=1.0, description="Fraction of Linear weights set to zero, strictly between 0 and 1."
+        gt=0.0,
+        lt=1.0,
+        description="Fraction of the linear and conv weights (nn.Linear/nn.Conv*, or a .pt2 program's "
+        "linear/conv weight operands) set to zero, strictly between 0 and 1.",
     )
     scope: Literal["layer", "global"] = Field(
         default="layer",
-        description="'layer': prune `amount` of each Linear layer's weights; 'global': prune the "
-        "`amount` smallest weights across all Linear layers together (layers end up unevenly sparse).",
+        description="'layer': prune `amount` of each layer's weights; 'global': prune the `amount` "
+        "smallest weights across all those layers together (layers end up unevenly sparse).",
     )
 
 
 class TorchInt8Params(RecipeParams):
-    """torch.int8: torchao int8 quantization of nn.Linear layers (CPU)."""
+    """torch.int8: torchao int8 quantization on CPU: quantize_ on nn.Linear layers, or PT2E on a graph."""
 
-    mode: Literal["weight_only", "dynamic"] = Field(
+    mode: Literal["weight_only", "dynamic", "static"] = Field(
         default="weight_only",
-        description="'weight_only': int8 weights, float activations (torchao Int8WeightOnlyConfig); "
-        "'dynamic': int8 weights, activations quantized to int8 per batch at run time "
-        "(Int8DynamicActivationInt8WeightConfig).",
+        description="'weight_only': int8 weights, float activations (torchao Int8WeightOnlyConfig on the "
+        "nn.Linear layers; not for .pt2 sources); 'dynamic': int8 weights, activations quantized per "
+        "batch at run time (Int8DynamicActivationInt8WeightConfig on an nn.Module, PT2E with the x86 "
+        "quantizer's dynamic config on a .pt2 program); 'static': int8 weights and activations, "
+        "activation scales calibrated on the calibration data (torchao PT2E, X86InductorQuantizer; an "
+        "nn.Module is torch.exported first).",
+    )
+    calibration_samples: int = Field(
+        default=256,
+        ge=1,
+        le=10_000,
+        description="mode static: calibration examples run through the observers (1 to 10000); the "
+        "calibration split, else the train split.",
     )
 
 
@@ -110,7 +123,8 @@ class TfPtqParams(RecipeParams):
 
     mode: Literal["dynamic", "float16", "int8"] = Field(
         description="'dynamic': int8 weights, float activations; 'float16': float16 weights; 'int8': full "
-        "integer, activations calibrated on a representative dataset from the training split."
+        "integer, activations calibrated on a representative dataset from the calibration split (else "
+        "the train split)."
     )
     io: Literal["float", "int8"] = Field(
         default="float", description="mode int8 only: input/output tensor type of the TFLite model."
@@ -119,7 +133,8 @@ class TfPtqParams(RecipeParams):
         default=200,
         ge=1,
         le=10_000,
-        description="mode int8: training examples used as the representative dataset (1 to 10000).",
+        description="mode int8: examples of the calibration split (else the train split) used as the "
+        "representative dataset, all of them if fewer (1 to 10000).",
     )
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
 from harness.artifacts import ServedArtifact
@@ -19,13 +20,15 @@ from harness.compression import RECIPES
 from harness.compression.backend import BaseModel
 from harness.compression.base import RecipeContext
 from harness.compression.params import check_step_order, validate_step_params
+from harness.data.dataset import Dataset
+from harness.data.tensors import predict_in_chunks
 from harness.errors import UserError
 from harness.frameworks import framework
-from harness.models.digits import DigitsSplit
+from harness.metrics.quality import evaluate_outputs
 from harness.scenario.schema import ModelSpec, VariantSpec, resolve_source
 
 # The exported file may predict differently from the in-memory model by float rounding in a
-# handful of borderline examples; beyond this accuracy gap something in the export is wrong.
+# handful of borderline examples; beyond this fraction something in the export is wrong.
 EXPORT_ACCURACY_TOLERANCE = 0.005
 
 
@@ -35,10 +38,12 @@ class PreparedVariant:
 
     name: str
     artifact: ServedArtifact
-    # accuracy_inprocess, model_size_bytes, model_size_gzip_bytes, sparsity, param_count
+    # model_size_bytes, model_size_gzip_bytes, sparsity, param_count, and the in-process quality
+    # figures with an `_inprocess` suffix (accuracy_inprocess, ...)
     metrics: dict[str, float]
     compression: list[dict[str, Any]]  # one StepReport.as_dict() per applied step
     seconds: float
+    outputs: np.ndarray  # the exported file's outputs on the test split, in this process
     stage_seconds: dict[str, float] = field(default_factory=dict)
     base: dict[str, Any] = field(default_factory=dict)  # how the base model was obtained
     details: dict[str, Any] = field(default_factory=dict)  # e.g. archive breakdown, in-memory accuracy
@@ -50,9 +55,9 @@ _BASES_LOCK = threading.Lock()
 
 
 def prepare_variant(
-    model: ModelSpec, variant: VariantSpec, scenario_dir: Path, out_dir: Path, data: DigitsSplit
+    model: ModelSpec, variant: VariantSpec, scenario_dir: Path, out_dir: Path, data: Dataset
 ) -> PreparedVariant:
-    """Compress, export to `out_dir` and evaluate one variant of `model` on `data`'s test set."""
+    """Compress, export to `out_dir` and evaluate one variant of `model` on `data`'s test split."""
     backend = framework(model.framework).backend()
     start = time.perf_counter()
     stages: dict[str, float] = {}
@@ -66,27 +71,41 @@ def prepare_variant(
     stages["base_model"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    context = RecipeContext(data=data, seed=model.seed, work_dir=out_dir / "work")
+    context = RecipeContext(data=data, seed=model.seed, work_dir=out_dir / "work", signature=base.signature)
     module, reports = _apply_steps(model.framework, variant, module, context)
     stages["compress"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     if base.path is not None and not variant.steps:
-        artifact = backend.copy_user_artifact(base, out_dir, data)
+        artifact = backend.copy_user_artifact(base, out_dir)
     else:
-        artifact = backend.export(module, out_dir, data)
+        artifact = backend.export(module, out_dir, base.signature)
     stages["export"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    metrics, details = backend.measure_artifact(artifact, data)
+    metrics, details = backend.measure_artifact(artifact)
+    runner = framework(artifact.framework).runner(artifact)  # the file loaded back, as a server would
+    outputs = predict_in_chunks(runner.predict_outputs, data.test.inputs)
+    quality = evaluate_outputs(
+        outputs,
+        task=artifact.signature.task,
+        output_kind=artifact.signature.output.kind,
+        labels=data.test.labels,
+        num_classes=data.num_classes,
+        reference=None,
+    )
+    metrics.update({f"{name}_inprocess": value for name, value in quality.metrics.items()})
     if base.path is None or variant.steps:
-        memory_accuracy = backend.in_memory_accuracy(module, data)
-        details["accuracy_in_memory"] = memory_accuracy
-        gap = abs(memory_accuracy - metrics["accuracy_inprocess"])
-        if gap > EXPORT_ACCURACY_TOLERANCE:
+        memory = predict_in_chunks(
+            lambda batch: backend.in_memory_outputs(module, batch, base.signature), data.test.inputs
+        )
+        drift = export_drift(outputs, memory, artifact.signature.task)
+        details["export_drift"] = drift
+        if drift["changed_fraction"] > EXPORT_ACCURACY_TOLERANCE:
             warnings.append(
-                f"the exported file's accuracy {metrics['accuracy_inprocess']:.4f} differs from the "
-                f"in-memory model's {memory_accuracy:.4f}: the export changed what the model computes"
+                f"the exported file's outputs differ from the in-memory model's on "
+                f"{drift['changed_fraction']:.2%} of the test examples: the export changed what the "
+                "model computes"
             )
     stages["evaluate"] = time.perf_counter() - t0
 
@@ -96,6 +115,7 @@ def prepare_variant(
         metrics=metrics,
         compression=[r.as_dict() for r in reports],
         seconds=time.perf_counter() - start,
+        outputs=outputs,
         stage_seconds={k: round(v, 4) for k, v in stages.items()},
         base=dict(base.info),
         details=details,
@@ -103,15 +123,31 @@ def prepare_variant(
     )
 
 
-def load_base_model(model: ModelSpec, scenario_dir: Path, data: DigitsSplit) -> BaseModel:
+def export_drift(exported: np.ndarray, in_memory: np.ndarray, task: str) -> dict[str, float]:
+    """How far the exported file's outputs are from the in-memory model's: the fraction of examples
+    whose top-1 changed (classification) or whose values moved by more than 1% of their spread."""
+    diff = np.abs(exported.astype(np.float64) - in_memory.astype(np.float64))
+    if task == "classification":
+        changed = exported.argmax(axis=1) != in_memory.argmax(axis=1)
+    else:
+        spread = float(np.std(in_memory)) or 1.0
+        changed = diff.max(axis=1) > 0.01 * spread
+    return {"changed_fraction": float(np.mean(changed)), "max_abs_diff": float(diff.max(initial=0.0))}
+
+
+def load_base_model(model: ModelSpec, scenario_dir: Path, data: Dataset) -> BaseModel:
     """The uncompressed model, built (or read from cache) once per process and source."""
     if model.is_builtin:
         key: tuple[Any, ...] = (model.framework, model.source, model.seed, data.fingerprint())
     else:
-        path = resolve_source(model.source, scenario_dir)
-        stat = path.stat() if path.exists() else None  # a SavedModel is a folder
-        version = (stat.st_mtime_ns, stat.st_size) if stat else None
-        key = (model.framework, str(path), version, data.fingerprint())
+        files = [] if model.is_python else [resolve_source(model.source, scenario_dir)]
+        if model.weights is not None:
+            files.append(resolve_source(model.weights, scenario_dir))
+        versions = []
+        for path in files:
+            stat = path.stat() if path.exists() else None  # a SavedModel is a folder
+            versions.append((str(path), (stat.st_mtime_ns, stat.st_size) if stat else None))
+        key = (model.model_dump_json(), str(scenario_dir), tuple(versions), data.fingerprint())
     with _BASES_LOCK:
         if key not in _BASES:
             _BASES[key] = framework(model.framework).backend().load_base(model, scenario_dir, data)

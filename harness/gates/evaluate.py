@@ -1,13 +1,15 @@
 """Apply the scenario's gates to a run's metrics, against the stored baseline where one exists.
 
 Every gate compares the current value with a limit (a bare number, or the baseline moved by the
-threshold). Where both runs kept their distributions, two gates also ask whether the change is
-real, and fail only if it is significant AND beyond the threshold (the threshold is the minimum
-effect size; see `harness.gates.statistics`):
-- latency percentile gates against a baseline: the window test (lower quartile of the per-window
-  percentiles, which also decides the threshold) or, with fewer than 8 windows a side or when
-  chosen, Mann-Whitney or a bootstrap over requests, per `GatePolicySpec`;
-- the `accuracy` gate against a baseline: McNemar's exact test on the per-example predictions.
+threshold). Where both runs kept their distributions, gates against a baseline also ask whether
+the change is real, and fail only if it is significant AND beyond the threshold (the threshold is
+the minimum effect size; see `harness.gates.statistics` and `harness.gates.outcome`):
+- latency percentile gates: the window test (lower quartile of the per-window percentiles, which
+  also decides the threshold) or, with fewer than 8 windows a side or when chosen, Mann-Whitney
+  or a bootstrap over requests, per `GatePolicySpec`;
+- quality gates (accuracy, top-5, macro F1, MAE, RMSE, agreement, KL divergence, output
+  differences): a paired test on the per-example data of both runs, McNemar for 0/1 outcomes and
+  a bootstrap over examples otherwise (`harness.gates.quality_tests`).
 Without distributions (a format-1 baseline, or a run that kept none) the plain comparison decides
 and the message says so. Throughput and the other one-number-per-run metrics are always plain
 comparisons; the confirmation re-measurement (`harness.gates.decide`) guards them instead.
@@ -20,23 +22,26 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from harness.errors import UserError
+from harness.gates.outcome import decided, finite, plain
+from harness.gates.quality_tests import QUALITY_TESTS, RunExamples
 from harness.gates.statistics import (
     MIN_WINDOWS,
     LatencyMethod,
     LatencyTestResult,
     latency_regression,
-    mcnemar,
     window_regression,
 )
 from harness.gates.thresholds import Threshold, parse_threshold
 from harness.metrics.catalog import format_number, format_numbers
 from harness.metrics.latency import PERCENTILES
-from harness.results import AccuracyEvidence, LatencyEvidence, ThresholdEvidence, Verdict
+from harness.metrics.quality import ExampleVectors
+from harness.results import LatencyEvidence, ThresholdEvidence, Verdict
 from harness.samples import VariantSamples
 from harness.scenario.schema import GatePolicySpec
 
 Metrics = Mapping[str, float]
 Samples = Mapping[str, "VariantSamples"]
+Examples = Mapping[str, ExampleVectors]
 
 
 def parse_gates(thresholds: Mapping[str, str | int | float]) -> list[Threshold]:
@@ -58,6 +63,8 @@ def evaluate(
     policy: GatePolicySpec | None = None,
     current_dist: Samples | None = None,
     baseline_dist: Samples | None = None,
+    current_examples: Examples | None = None,
+    baseline_examples: Examples | None = None,
 ) -> list[Verdict]:
     """One verdict per (variant, gated metric), variants in `current` order, gates in scenario order.
 
@@ -67,6 +74,8 @@ def evaluate(
     that says "not compared": it must not vanish silently, nor fail a run that could not know.
     A gated metric missing from the current results fails: a run that could not measure latency
     must not pass a latency gate. `policy` defaults to GatePolicySpec()'s defaults.
+    `*_dist` hold each variant's latencies and predictions, `*_examples` its per-example quality
+    vectors (`harness.metrics.quality`), for the statistical tests.
     """
     gates = parse_gates(thresholds)
     if policy is None:
@@ -84,8 +93,8 @@ def evaluate(
                     continue
             verdict = _judge(gate, variant, metrics.get(gate.metric), base_value)
             if gate.needs_baseline and verdict.current is not None and not math.isnan(verdict.current):
-                cur = (current_dist or {}).get(variant)
-                base = (baseline_dist or {}).get(variant)
+                cur = RunExamples((current_dist or {}).get(variant), (current_examples or {}).get(variant))
+                base = RunExamples((baseline_dist or {}).get(variant), (baseline_examples or {}).get(variant))
                 verdict = _with_test(verdict, gate, policy, cur, base)
             verdicts.append(verdict)
     return verdicts
@@ -107,17 +116,14 @@ def _not_compared(gate: Threshold, variant: str, current: float | None) -> Verdi
 
 
 def _with_test(
-    verdict: Verdict,
-    gate: Threshold,
-    policy: GatePolicySpec,
-    cur: VariantSamples | None,
-    base: VariantSamples | None,
+    verdict: Verdict, gate: Threshold, policy: GatePolicySpec, cur: RunExamples, base: RunExamples
 ) -> Verdict:
     """The plain verdict, decided again by a statistical test where one applies and can run."""
     if gate.metric in PERCENTILES:
-        return _latency_test(verdict, gate, policy, cur, base)
-    if gate.metric == "accuracy":
-        return _accuracy_test(verdict, policy, cur, base)
+        return _latency_test(verdict, gate, policy, cur.samples, base.samples)
+    quality_test = QUALITY_TESTS.get(gate.metric)
+    if quality_test is not None:
+        return quality_test.run(verdict, gate, policy, cur, base)
     return verdict  # one number per run: no test applies
 
 
@@ -140,13 +146,13 @@ def _latency_test(
     else:
         method = policy.latency_test
     if cur is None or cur.latencies_ms is None or len(cur.latencies_ms) == 0:
-        return _plain(verdict, "this run kept no latency samples")
+        return plain(verdict, "this run kept no latency samples")
     if base is None or base.latencies_ms is None or len(base.latencies_ms) == 0:
-        return _plain(verdict, "the baseline stores no latency histogram")
+        return plain(verdict, "the baseline stores no latency histogram")
     if min(len(cur.latencies_ms), len(base.latencies_ms)) < 2:
-        return _plain(verdict, "too few latency samples for a test")
+        return plain(verdict, "too few latency samples for a test")
     if verdict.baseline is None or verdict.limit is None or verdict.baseline <= 0:
-        return _plain(verdict, "a baseline of 0 ms gives no ratio to test")
+        return plain(verdict, "a baseline of 0 ms gives no ratio to test")
 
     result = latency_regression(
         cur.latencies_ms,
@@ -170,7 +176,7 @@ def _latency_test(
     evidence = _latency_evidence(
         result, policy.alpha, verdict.limit / verdict.baseline, beyond, fallback=fallback.strip(" ()")
     )
-    return _decided(verdict, beyond, result.significant, test, evidence)
+    return decided(verdict, beyond, result.significant, test, evidence)
 
 
 def _window_test(
@@ -212,10 +218,10 @@ def _window_test(
         _latency_evidence(result, policy.alpha, min_ratio, result.exceeds_threshold),
         p_value=None,  # the window test has an interval, not a p-value
         window_quantile=policy.window_quantile,
-        current_windows_value=_finite(result.current_value),
-        baseline_windows_value=_finite(result.baseline_value),
+        current_windows_value=finite(result.current_value),
+        baseline_windows_value=finite(result.baseline_value),
     )
-    return _decided(verdict, result.exceeds_threshold, result.significant, test, evidence)
+    return decided(verdict, result.exceeds_threshold, result.significant, test, evidence)
 
 
 def _latency_evidence(
@@ -226,11 +232,11 @@ def _latency_evidence(
         test=result.method,
         alpha=alpha,
         percentile=result.percentile,
-        p_value=_finite(result.p_value),
-        ci_low=_finite(result.ci_low),
-        ci_high=_finite(result.ci_high),
-        confidence_level=_finite(result.confidence_level),
-        ratio=_finite(result.ratio),
+        p_value=finite(result.p_value),
+        ci_low=finite(result.ci_low),
+        ci_high=finite(result.ci_high),
+        confidence_level=finite(result.confidence_level),
+        ratio=finite(result.ratio),
         min_ratio=min_ratio,
         significant=bool(result.significant),
         exceeds_threshold=beyond,
@@ -238,78 +244,6 @@ def _latency_evidence(
         n_baseline=int(result.n_baseline),
         fallback=fallback,
     )
-
-
-def _accuracy_test(
-    verdict: Verdict, policy: GatePolicySpec, cur: VariantSamples | None, base: VariantSamples | None
-) -> Verdict:
-    if cur is None or cur.predictions is None or cur.labels is None or len(cur.predictions) == 0:
-        return _plain(verdict, "this run kept no per-example predictions")
-    if base is None or base.predictions is None or len(base.predictions) == 0:
-        return _plain(verdict, "the baseline stores no per-example predictions")
-    sizes = {len(base.predictions), len(cur.predictions), len(cur.labels)}
-    if base.fingerprint() != cur.fingerprint() or len(sizes) != 1:
-        return _plain(verdict, "the baseline's predictions are for other examples")
-
-    result = mcnemar(cur.predictions, base.predictions, cur.labels, alpha=policy.alpha)
-    beyond = not verdict.passed
-    test = (
-        f"McNemar exact one-sided p={result.p_value_worse:.3g} vs alpha {policy.alpha:g} "
-        f"({result.b} right->wrong, {result.c} wrong->right of {result.n}; delta {result.delta:+.4f}, "
-        f"{result.confidence_level:.0%} CI [{result.ci_low:+.4f}, {result.ci_high:+.4f}])"
-    )
-    evidence = AccuracyEvidence(
-        alpha=policy.alpha,
-        p_value=float(result.p_value_worse),
-        p_value_two_sided=float(result.p_value),
-        b=int(result.b),
-        c=int(result.c),
-        n=int(result.n),
-        delta=float(result.delta),
-        ci_low=_finite(result.ci_low),
-        ci_high=_finite(result.ci_high),
-        confidence_level=float(result.confidence_level),
-        significant=bool(result.significant_drop),
-        exceeds_threshold=beyond,
-    )
-    return _decided(verdict, beyond, result.significant_drop, test, evidence)
-
-
-def _decided(
-    verdict: Verdict,
-    beyond: bool,
-    significant: bool,
-    test: str,
-    evidence: LatencyEvidence | AccuracyEvidence,
-) -> Verdict:
-    """Fail only when the change is beyond the threshold AND significant; the message says which."""
-    if beyond and significant:
-        outcome = "significant: regression"
-    elif beyond:
-        outcome = "not significant: passed"
-    elif significant:
-        outcome = "significant but within the threshold"
-    else:
-        outcome = "within the threshold, not significant"
-    return replace(
-        verdict,
-        status="fail" if beyond and significant else "pass",
-        message=f"{verdict.message}; {test}: {outcome}",
-        evidence=evidence,
-    )
-
-
-def _plain(verdict: Verdict, reason: str) -> Verdict:
-    message = f"{verdict.message}; plain comparison: {reason}"
-    return replace(verdict, message=message, evidence=ThresholdEvidence(reason=reason))
-
-
-def _finite(value: float | None) -> float | None:
-    """results.json is strict JSON: NaN and infinity become None."""
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _judge(gate: Threshold, variant: str, current: float | None, base: float | None) -> Verdict:

@@ -2,8 +2,9 @@
 
 An INVALID measurement (harness.load.validity) is never compared with a baseline as if it were a
 result: its load gates are left out and one `validity` verdict, inconclusive, carries the reasons.
-Gates on what the model itself is (accuracy, size) are judged either way: load noise cannot move
-them. Latency and accuracy gates get the stored distributions for their statistical tests.
+Gates on what the model itself is (accuracy, fidelity, size) are judged either way: load noise
+cannot move them. Latency and quality gates get the stored distributions and per-example vectors
+for their statistical tests.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from harness.gates.evaluate import evaluate
 from harness.metrics.catalog import is_load_metric
+from harness.metrics.quality import ExampleVectors
 from harness.results import Measurement, Verdict
 from harness.samples import VariantSamples
 from harness.scenario.schema import GatePolicySpec
@@ -29,11 +31,16 @@ def judge_measurement(
     baseline: Mapping[str, float] | None,
     baseline_samples: VariantSamples | None,
     labels: np.ndarray | None,
+    *,
+    examples_fingerprint: str | None = None,
+    baseline_examples: ExampleVectors | None = None,
 ) -> list[Verdict]:
     """This measurement's verdicts: the scenario's gates, and `validity` when it is INVALID.
 
     `baseline` is the variant's stored metrics under the same configuration (None: nothing to
-    compare with, so only bare limits apply)."""
+    compare with, so only bare limits apply). `labels` are the test labels (None: unlabelled).
+    `examples_fingerprint` names the test examples this measurement's per-example vectors are
+    for; the paired quality tests run only when the baseline's (`baseline_examples`) name the same."""
     valid = measurement.valid
     metrics = {k: x for k, x in measurement.metrics.items() if valid or not is_load_metric(k)}
     verdicts = evaluate(
@@ -43,6 +50,8 @@ def judge_measurement(
         policy=policy,
         current_dist={variant: current_samples(measurement, labels)},
         baseline_dist=None if baseline_samples is None else {variant: baseline_samples},
+        current_examples={variant: current_examples(measurement, examples_fingerprint)},
+        baseline_examples=None if baseline_examples is None else {variant: baseline_examples},
     )
     if not valid:
         verdicts = [v for v in verdicts if not is_load_metric(v.metric)]
@@ -66,6 +75,12 @@ def current_samples(measurement: Measurement, labels: np.ndarray | None) -> Vari
         predictions=predictions,
         labels=labels if predictions is not None else None,
     )
+
+
+def current_examples(measurement: Measurement, fingerprint: str | None) -> ExampleVectors:
+    """The measurement's per-example quality vectors for the paired tests, as a baseline would store them."""
+    values = {key: np.asarray(v, dtype=np.float64) for key, v in measurement.per_example.items()}
+    return ExampleVectors(values=values, fingerprint=fingerprint)
 
 
 def _invalid(variant: str, measurement: Measurement) -> Verdict:

@@ -278,16 +278,8 @@ def mcnemar(
 ) -> McNemarResult:
     """Paired comparison of two classifiers on the same examples (McNemar's exact test).
 
-    Only discordant examples carry information: b (baseline right, current wrong) and c (baseline
-    wrong, current right). Under "no change" b ~ Binomial(b + c, 1/2); scipy.stats.binomtest gives
-    the exact two-sided p-value and the one-sided one for "current is worse", which decides
-    `significant_drop`. The interval of the accuracy delta is Newcombe's hybrid score interval for
-    paired proportions (Newcombe 1998, Stat. Med. 17:2635, method 10), built from scipy's Wilson
-    intervals; it stays sensible where the Wald interval collapses (b = c = 0, accuracy near 1).
-    Default level 1 - 2 alpha: its lower end is the one-sided bound matching the test.
+    A prediction is right when it equals the label; `mcnemar_paired` does the rest.
     """
-    from scipy.stats import binomtest
-
     cur = np.asarray(pred_current).ravel()
     base = np.asarray(pred_baseline).ravel()
     truth = np.asarray(labels).ravel()
@@ -296,16 +288,45 @@ def mcnemar(
             f"McNemar needs one prediction per example in both runs: {cur.size} current, "
             f"{base.size} baseline, {truth.size} labels"
         )
-    if truth.size == 0:
+    return mcnemar_paired(cur == truth, base == truth, alpha=alpha, confidence_level=confidence_level)
+
+
+def mcnemar_paired(
+    right_now: ArrayLike,
+    right_before: ArrayLike,
+    *,
+    alpha: float,
+    confidence_level: float | None = None,
+) -> McNemarResult:
+    """McNemar's exact test on paired 0/1 outcomes: right (top-1 or top-5 correct, agreeing with
+    the reference) or not, per example, in the current run and in the baseline.
+
+    Only discordant examples carry information: b (baseline right, current wrong) and c (baseline
+    wrong, current right). Under "no change" b ~ Binomial(b + c, 1/2); scipy.stats.binomtest gives
+    the exact two-sided p-value and the one-sided one for "current is worse", which decides
+    `significant_drop`. The interval of the delta of the proportions right is Newcombe's hybrid
+    score interval for paired proportions (Newcombe 1998, Stat. Med. 17:2635, method 10), built
+    from scipy's Wilson intervals; it stays sensible where the Wald interval collapses (b = c = 0,
+    proportions near 1). Default level 1 - 2 alpha: its lower end is the one-sided bound matching
+    the test.
+    """
+    from scipy.stats import binomtest
+
+    now = np.asarray(right_now).ravel().astype(bool)
+    before = np.asarray(right_before).ravel().astype(bool)
+    if now.size != before.size:
+        raise ValueError(
+            f"McNemar needs one outcome per example in both runs: {now.size} current, {before.size} baseline"
+        )
+    if now.size == 0:
         raise ValueError("McNemar needs at least one example")
     if not 0 < alpha < 0.5:
         raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
     level = 1.0 - 2.0 * alpha if confidence_level is None else confidence_level
-    right_now, right_before = cur == truth, base == truth
-    n = int(truth.size)
-    both = int(np.sum(right_now & right_before))
-    b = int(np.sum(right_before & ~right_now))
-    c = int(np.sum(~right_before & right_now))
+    n = int(now.size)
+    both = int(np.sum(now & before))
+    b = int(np.sum(before & ~now))
+    c = int(np.sum(~before & now))
     neither = n - both - b - c
     if b + c == 0:
         p_two = p_worse = 1.0  # no discordant pair: no evidence of any change

@@ -4,7 +4,9 @@ Three forms:
 - '+10%' / '-5%'         relative to the baseline value;
 - '+2 abs' / '-0.01 abs' an absolute change from the baseline value;
 - 0 / 0.05 / '0'         a limit on the value itself (a maximum if lower is better, a minimum if
-                         higher is better); needs no baseline.
+                         higher is better); needs no baseline. `agreement: 0.99` asks for at least
+                         99 % agreement with the reference, `kl_divergence: 0.01` for at most 0.01
+                         nats; a fraction's limit cannot exceed 1.
 For the first two the sign states the allowed direction of worsening, and must agree with the
 metric's direction: '+10%' on latency (lower is better) allows a rise of up to 10%, '-0.01 abs'
 on accuracy (higher is better) allows a drop of up to 0.01. Pure Python, no heavy imports: the
@@ -18,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from harness.metrics.catalog import METRICS, Better
+from harness.metrics.catalog import METRICS, Better, MetricSpec
 
 Kind = Literal["relative", "absolute", "limit"]
 
@@ -84,7 +86,7 @@ def parse_threshold(metric: str, text: str | int | float) -> Threshold:
     if isinstance(text, bool) or not isinstance(text, str | int | float):
         raise ValueError(f"gate {metric}: expected a string like '+10%' or a number, got {text!r}")
     if isinstance(text, int | float):
-        return _bare_limit(metric, spec.better, float(text), str(text))
+        return _bare_limit(spec, float(text), str(text))
 
     written = text.strip()
     match = _PATTERN.fullmatch(written)
@@ -100,7 +102,7 @@ def parse_threshold(metric: str, text: str | int | float) -> Threshold:
                 f"gate {metric}: {written!r} is ambiguous; write '{sign}{match['num']} abs' for a change "
                 f"from the baseline, or a bare {match['num']} for a limit on the value itself"
             )
-        return _bare_limit(metric, spec.better, number, written)
+        return _bare_limit(spec, number, written)
 
     worse = "+" if spec.better == "lower" else "-"
     direction = "rise" if spec.better == "lower" else "drop"
@@ -121,7 +123,8 @@ def parse_threshold(metric: str, text: str | int | float) -> Threshold:
     return Threshold(metric=metric, text=written, kind=kind, amount=amount, better=spec.better)
 
 
-def _bare_limit(metric: str, better: Better, value: float, written: str) -> Threshold:
+def _bare_limit(spec: MetricSpec, value: float, written: str) -> Threshold:
+    metric, better = spec.name, spec.better
     if not math.isfinite(value):
         raise ValueError(f"gate {metric}: {written!r} is not a finite number")
     if value < 0:
@@ -130,5 +133,11 @@ def _bare_limit(metric: str, better: Better, value: float, written: str) -> Thre
         raise ValueError(
             f"gate {metric}: a bare number is a limit on the value itself and cannot be negative; "
             f"for a change from the baseline write '{worse}{magnitude} abs' or '{worse}{magnitude}%'"
+        )
+    if spec.unit == "fraction" and value > 1:
+        # 'agreement: 99' meant 99 %, and as written no variant could ever reach it
+        raise ValueError(
+            f"gate {metric}: {written!r} is beyond 1; {metric} is a fraction (0..1): "
+            f"write {value / 100:g} for {value:g} %"
         )
     return Threshold(metric=metric, text=written, kind="limit", amount=value, better=better)

@@ -9,6 +9,10 @@ the numbers are stable), cuts the windows out of the samples and watches each pr
 With `load.workers: N` a Locust master and N local workers run (Locust's own distributed mode);
 `load.remote_workers: M` makes the master also wait for M workers started elsewhere with
 `locust -f - --worker --master-host <this host> --master-port <load.master_bind_port>`.
+
+Request bodies come encoded (`EncodedRequests`, by the target, before load starts) and reach the
+Locust processes through a file (local) or the master's config message (workers, remote ones
+included), so Locust only sends bytes.
 """
 
 from __future__ import annotations
@@ -16,13 +20,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 import sys
+from collections.abc import Sequence
 from contextlib import ExitStack
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from harness.errors import RunError, UserError
 from harness.load.cpu import CpuSampler, cpu_percent
@@ -32,7 +36,7 @@ from harness.load.result import LoadResult, Sample
 from harness.load.samples import read_samples, summarize
 from harness.processes import ManagedProcess, free_port
 from harness.scenario.load_spec import LoadSpec
-from harness.serving.base import HttpEndpoint
+from harness.serving.base import EncodedRequests, HttpEndpoint
 
 LOCUSTFILE_PACKAGE = "harness.load.locustfiles"
 LOCUSTFILE_NAME = "predict.py"
@@ -41,6 +45,7 @@ LOCUST_FATAL_MARKERS = ("Traceback (most recent call last)",)
 # Locust's default master port: remote workers must know it in advance, local ones get a free one
 DEFAULT_MASTER_PORT = 5557
 SAFETY_MARGIN_S = 30.0  # a Locust process stops by itself this long after the longest run
+BODY_LENGTH = struct.Struct("<Q")  # the bodies file the locustfile reads: length, then the bytes
 
 
 class LocustDriver:
@@ -65,7 +70,7 @@ class LocustDriver:
         self,
         endpoint: HttpEndpoint,
         load: LoadSpec,
-        instances: np.ndarray,
+        requests: EncodedRequests,
         run_dir: Path,
         *,
         point: LoadPoint | None = None,
@@ -73,7 +78,8 @@ class LocustDriver:
         seed: int = 0,
         hooks: MeasureHooks | None = None,
     ) -> LoadResult:
-        """Drive `point` of `load` at `endpoint` with rows of `instances`; files go to `run_dir`.
+        """Drive `point` of `load` at `endpoint` with the bodies of `requests` (cycled through in
+        order, each holding `load.request_batch_size` examples); files go to `run_dir`.
 
         `point` may be omitted when `load` sweeps nothing. `stop_when(samples, measure_start_s)`
         is asked after each window once `measure_s` is covered; True ends the run as "stable".
@@ -81,6 +87,13 @@ class LocustDriver:
         called as the measured windows begin and once they are decided (within one poll).
         """
         point = single_point(load, point)
+        if not requests.bodies:
+            raise RunError("no request bodies to send")
+        if requests.rows_per_body != load.request_batch_size:
+            raise RunError(
+                f"the requests hold {requests.rows_per_body} example(s) each but load.request_batch_size "
+                f"is {load.request_batch_size}: encode them with the load's batch size"
+            )
         plan = WindowPlan.for_load(load, has_stop_rule=stop_when is not None)
         processes = load.workers + load.remote_workers
         if point.mode == "open" and processes > point.users:
@@ -93,9 +106,12 @@ class LocustDriver:
         port = None
         if processes:
             port = load.master_bind_port or (DEFAULT_MASTER_PORT if load.remote_workers else free_port())
-        config = _config(endpoint, load, point, instances, files_, plan, processes, seed)
+        write_bodies(files_.bodies, requests.bodies)
+        config = _config(endpoint, load, point, requests, files_, plan, processes, seed)
         files_.config.write_text(json.dumps(config))
         with as_file(files(LOCUSTFILE_PACKAGE).joinpath(LOCUSTFILE_NAME)) as locustfile, ExitStack() as stack:
+            # once every Locust process is gone: the bodies are the test set again, up to 64 MiB of it
+            stack.callback(files_.bodies.unlink, missing_ok=True)
             main = ManagedProcess(
                 self._main_argv(locustfile, load, point, endpoint, files_, processes, port),
                 files_.log,
@@ -229,7 +245,7 @@ def _config(
     endpoint: HttpEndpoint,
     load: LoadSpec,
     point: LoadPoint,
-    instances: np.ndarray,
+    requests: EncodedRequests,
     files_: LocustRunFiles,
     plan: WindowPlan,
     processes: int,
@@ -238,9 +254,11 @@ def _config(
     """Everything the locustfile needs; a master passes the request part on to its workers."""
     return {
         "path": endpoint.path if endpoint.path.startswith("/") else "/" + endpoint.path,
-        "headers": endpoint.headers or {},
-        "instances": _instances_to_rows(instances),
-        "batch": load.request_batch_size,
+        "headers": {**(endpoint.headers or {}), "Content-Type": requests.content_type},
+        "bodies_path": str(files_.bodies),
+        "rows": requests.rows_per_body,
+        "output_path": requests.output_path,
+        "output_width": requests.output_width,
         "timeout_s": load.timeout_s,
         "mode": point.mode,
         "rate_rps": point.rate_rps,
@@ -262,11 +280,12 @@ def _local_address(bind_host: str) -> str:
     return "127.0.0.1" if bind_host in ("", "*", "0.0.0.0", "::") else bind_host
 
 
-def _instances_to_rows(instances: np.ndarray) -> list[list[float]]:
-    array = np.asarray(instances)
-    if array.ndim != 2 or array.shape[0] == 0:
-        raise RunError(f"load instances must be a non-empty 2-D array of rows, got shape {array.shape}")
-    return array.astype(float).tolist()
+def write_bodies(path: Path, bodies: Sequence[bytes]) -> None:
+    """The bodies file the locustfile reads: each body's 8-byte little-endian length, then its bytes."""
+    with open(path, "wb") as fh:
+        for body in bodies:
+            fh.write(BODY_LENGTH.pack(len(body)))
+            fh.write(body)
 
 
 def _locust_env(config: Path | None) -> dict[str, str]:

@@ -32,6 +32,7 @@ class LocustRunFiles:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.dir = run_dir
         self.config = run_dir / "locust_config.json"
+        self.bodies = run_dir / "locust_bodies.bin"  # the request bodies, named by the config
         self.samples = run_dir / "locust_samples.csv"  # a single process's; workers' get _w<index>
         self.started = run_dir / "locust_started.json"
         self.meta = run_dir / "locust_meta.json"

@@ -12,11 +12,12 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from harness.data.tensors import Batch
 from harness.errors import RunError
 from harness.load.arrivals import ArrivalSchedule, process_seed
 from harness.load.plan import LoadPoint, StopWhen, WindowPlan, single_point
@@ -24,7 +25,7 @@ from harness.load.result import OK, LoadResult, Sample
 from harness.load.samples import summarize
 from harness.scenario.load_spec import LoadSpec
 
-Predict = Callable[[np.ndarray], Any]
+Predict = Callable[[Batch], Any]
 MAX_MESSAGE_CHARS = 200
 # after the run a thread still inside predict gets this long past its timeout to return
 JOIN_SLACK_S = 5.0
@@ -41,22 +42,21 @@ class ThreadPoolDriver:
         self,
         predict: Predict,
         load: LoadSpec,
-        instances: np.ndarray,
+        batch: Batch,
         *,
         point: LoadPoint | None = None,
         stop_when: StopWhen | None = None,
         seed: int = 0,
     ) -> LoadResult:
-        """Call `predict` with batches of `load.request_batch_size` rows of `instances`, cycling.
+        """Call `predict` with batches (input name -> array) of `load.request_batch_size` examples of
+        `batch`, cycling over them.
 
         `point`, `stop_when` and `seed` mean what they mean for LocustDriver.run.
         """
-        rows = np.asarray(instances)
-        if rows.ndim != 2 or rows.shape[0] == 0:
-            raise RunError(f"load instances must be a non-empty 2-D array of rows, got shape {rows.shape}")
+        examples = _examples(batch)
         point = single_point(load, point)
         plan = WindowPlan.for_load(load, has_stop_rule=stop_when is not None)
-        pool = _Pool(predict, load, point, rows, seed, plan.longest_s)
+        pool = _Pool(predict, load, point, examples, seed, plan.longest_s)
         pool.start()
         windows, reason = 0, None
         grace = 0.0 if stop_when is None else WINDOW_GRACE_S
@@ -108,12 +108,12 @@ class _Pool:
         predict: Predict,
         load: LoadSpec,
         point: LoadPoint,
-        rows: np.ndarray,
+        examples: dict[str, np.ndarray],
         seed: int,
         longest_s: float,
     ) -> None:
         self.predict, self.load, self.point = predict, load, point
-        self.batches = _BatchCycle(rows, load.request_batch_size)
+        self.batches = _BatchCycle(examples, load.request_batch_size)
         self.schedule = (
             ArrivalSchedule(point.rate_rps, load.arrival, process_seed(seed, 0)) if point.rate_rps else None
         )
@@ -197,22 +197,34 @@ class _Pool:
 
 
 class _BatchCycle:
-    """The next `batch_size` rows on each call, wrapping around; safe to share between threads."""
+    """The next `batch_size` examples on each call, wrapping around; safe to share between threads."""
 
-    def __init__(self, rows: np.ndarray, batch_size: int) -> None:
-        self._rows = rows
+    def __init__(self, examples: dict[str, np.ndarray], batch_size: int) -> None:
+        self._examples = examples
+        self._total = len(next(iter(examples.values())))
         self._batch_size = batch_size
         self._counter = itertools.count()
         self._lock = threading.Lock()
 
-    def next(self) -> np.ndarray:
+    def next(self) -> dict[str, np.ndarray]:
         with self._lock:
             first = next(self._counter) * self._batch_size
-        index = (first + np.arange(self._batch_size)) % len(self._rows)
-        return self._rows[index]
+        index = (first + np.arange(self._batch_size)) % self._total
+        return {name: array[index] for name, array in self._examples.items()}
 
 
-def _call(predict: Predict, batch: np.ndarray) -> tuple[str, str]:
+def _examples(batch: Batch) -> dict[str, np.ndarray]:
+    """The load's examples as arrays with one shared, non-zero number of rows; RunError otherwise."""
+    if not isinstance(batch, Mapping) or not batch:
+        raise RunError(f"load examples must be a mapping of input name to array, got {type(batch).__name__}")
+    arrays = {str(name): np.asarray(array) for name, array in batch.items()}
+    rows = {name: array.shape[0] if array.ndim else 0 for name, array in arrays.items()}
+    if len(set(rows.values())) != 1 or 0 in rows.values():
+        raise RunError(f"load examples must have the same, non-zero number of rows per input, got {rows}")
+    return arrays
+
+
+def _call(predict: Predict, batch: dict[str, np.ndarray]) -> tuple[str, str]:
     try:
         out = predict(batch)
     except Exception as exc:  # any failure of the model call is a counted failure
@@ -221,8 +233,9 @@ def _call(predict: Predict, batch: np.ndarray) -> tuple[str, str]:
         n = len(out)
     except TypeError:
         return "bad_payload", f"predict returned {type(out).__name__}, which has no length"
-    if n != len(batch):
-        return "bad_payload", f"{n} predictions for {len(batch)} instances"
+    rows = len(next(iter(batch.values())))
+    if n != rows:
+        return "bad_payload", f"{n} output rows for {rows} examples"
     return OK, ""
 
 

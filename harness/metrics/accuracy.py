@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.artifacts import ServedArtifact
+from harness.data.tensors import Batch, as_batch, predict_in_chunks
 from harness.frameworks import framework
 
 
@@ -23,12 +24,14 @@ def accuracy(labels_pred: np.ndarray, labels_true: np.ndarray) -> float:
     return float(np.mean(pred.astype(np.int64) == true.astype(np.int64)))
 
 
-def predict_artifact(artifact: ServedArtifact, x: np.ndarray) -> np.ndarray:
-    """Labels the artifact, loaded fresh from its file in this process, predicts for `x`."""
+def predict_artifact(artifact: ServedArtifact, x: Batch | np.ndarray) -> np.ndarray:
+    """Labels the artifact, loaded fresh from its file in this process, predicts for `x` (a batch,
+    or the array of a one-input model)."""
     runner = framework(artifact.framework).runner(artifact)
-    return np.asarray(runner.predict_labels(x))
+    batch = as_batch(x, artifact.signature.inputs)
+    return predict_in_chunks(runner.predict_outputs, batch).argmax(axis=1)
 
 
-def artifact_accuracy(artifact: ServedArtifact, x: np.ndarray, y: np.ndarray) -> float:
+def artifact_accuracy(artifact: ServedArtifact, x: Batch | np.ndarray, y: np.ndarray) -> float:
     """Accuracy of the served file itself (not of the in-memory model it was exported from)."""
     return accuracy(predict_artifact(artifact, x), y)

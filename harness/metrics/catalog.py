@@ -58,6 +58,89 @@ def _load(
 
 _LATENCY = "client-side request latency over the measured window (successful requests, warm-up excluded)"
 
+# Quality of the served outputs on the test split (harness.metrics.quality): against the labels,
+# and fidelity to the reference variant of the same run (which needs no labels). "model" metrics:
+# load noise cannot move them. Units the name cannot carry: "label" is the unit of the regression
+# labels, "output" that of the model's raw outputs (logits, probabilities or values), "nats" the
+# natural-log unit of information.
+_SERVED = "of the served outputs, measured through the serving target on the whole test split"
+_QUALITY: tuple[MetricSpec, ...] = (
+    _model(
+        "top5_accuracy",
+        "fraction",
+        "higher",
+        f"Top-5 accuracy {_SERVED}: the true class is among the 5 highest outputs (ties ranked as "
+        "scikit-learn's top_k_accuracy_score does). Classification with more than 5 classes (0..1).",
+        "top-5 accuracy",
+    ),
+    _model(
+        "macro_f1",
+        "fraction",
+        "higher",
+        f"Macro-averaged F1 {_SERVED}: the unweighted mean of per-class F1 over the classes present "
+        "in the labels or the predictions (scikit-learn's f1_score average='macro'; 0..1).",
+        "macro F1",
+    ),
+    _model(
+        "mae",
+        "label",
+        "lower",
+        f"Mean absolute error {_SERVED}, over every output value, in the labels' unit (regression).",
+        "MAE",
+    ),
+    _model(
+        "rmse",
+        "label",
+        "lower",
+        f"Root mean squared error {_SERVED}, pooled over every output value (the root of "
+        "scikit-learn's mean_squared_error), in the labels' unit (regression).",
+        "RMSE",
+    ),
+    _model(
+        "agreement",
+        "fraction",
+        "higher",
+        "Fraction of test examples whose top-1 class is the reference variant's in the same run "
+        "(served outputs of both; 1 for the reference itself). Needs no labels (0..1).",
+        "agreement vs reference",
+    ),
+    _model(
+        "kl_divergence",
+        "nats",
+        "lower",
+        "Mean over test examples of KL(reference || variant) between the output distributions "
+        "(softmax of logits; probabilities clipped at 1e-12 and renormalised), served outputs of "
+        "both, in nats; 0 for the reference itself. Needs no labels.",
+        "KL vs reference",
+    ),
+    _model(
+        "output_abs_diff_max",
+        "output",
+        "lower",
+        "Largest absolute difference between any raw output value of the variant and the "
+        "reference's on the same example (served outputs; 0 for the reference itself). Logits "
+        "differ by a constant without changing the prediction: use kl_divergence for logits.",
+        "max |Δ output|",
+    ),
+    _model(
+        "output_abs_diff_mean",
+        "output",
+        "lower",
+        "Mean absolute difference between the variant's raw output values and the reference's on "
+        "the same examples (served outputs; 0 for the reference itself).",
+        "mean |Δ output|",
+    ),
+)
+# figures against the labels, which the pipeline also measures on the exported file in-process
+_LABEL_METRICS = frozenset({"top5_accuracy", "macro_f1", "mae", "rmse"})
+
+
+def _inprocess(spec: MetricSpec) -> MetricSpec:
+    """The same figure measured on the exported artifact loaded in-process (suffix `_inprocess`)."""
+    description = spec.description.replace(_SERVED, "of the exported artifact loaded in-process")
+    return _model(f"{spec.name}_inprocess", spec.unit, spec.better, description, f"{spec.title} (in-process)")
+
+
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
@@ -103,6 +186,8 @@ METRICS: dict[str, MetricSpec] = {
             "the compression cost (0 for the reference itself; negative if it gained).",
             "accuracy drop vs reference",
         ),
+        *_QUALITY,
+        *(_inprocess(spec) for spec in _QUALITY if spec.name in _LABEL_METRICS),
         _model(
             "model_size_bytes",
             "bytes",
@@ -210,6 +295,13 @@ def get_metric(name: str) -> MetricSpec:
         return METRICS[name]
     except KeyError:
         raise ValueError(f"unknown metric {name!r}; known metrics: {', '.join(METRICS)}") from None
+
+
+# metrics that compare outputs with labels: meaningless on unlabelled data (synthetic, labels: null)
+LABELLED_METRICS: frozenset[str] = frozenset(
+    {"accuracy", "accuracy_drop_vs_reference", *_LABEL_METRICS}
+    | {f"{name}_inprocess" for name in ("accuracy", *_LABEL_METRICS)}
+)
 
 
 def is_load_metric(name: str) -> bool:

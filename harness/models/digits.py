@@ -10,45 +10,22 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from harness.data.dataset import Dataset, Split
+from harness.data.tensors import TensorSpec
+
+INPUT_NAME = "inputs"  # the name the built-in models' SavedModel signature gives it
 INPUT_SHAPE: tuple[int, ...] = (64,)
 NUM_CLASSES = 10
 TEST_FRACTION = 0.25
 
 
-@dataclass(frozen=True)
-class DigitsSplit:
-    """Stratified train/test split: float32 features in [0, 1] of shape (n, 64), int64 labels.
-
-    The arrays are read-only because one split is shared (cached) by every caller in the process.
-    """
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    seed: int
-
-    input_shape: tuple[int, ...] = INPUT_SHAPE
-    num_classes: int = NUM_CLASSES
-
-    def fingerprint(self) -> str:
-        """sha256 over the exact bytes of the four arrays: part of the built-in model's cache key."""
-        digest = hashlib.sha256()
-        for array in (self.x_train, self.y_train, self.x_test, self.y_test):
-            digest.update(f"{array.dtype}{array.shape}".encode())
-            digest.update(np.ascontiguousarray(array).tobytes())
-        return digest.hexdigest()
-
-
 @functools.lru_cache(maxsize=8)
-def load_digits_split(seed: int = 0) -> DigitsSplit:
+def load_digits_split(seed: int = 0) -> Dataset:
     """The digits split for `seed`: 1347 train / 450 test examples, each class split 75/25."""
     pixels, labels = load_digits_arrays()
     # pixel values are integers 0..16; scaling to [0, 1] keeps the MLP's inputs well conditioned
@@ -57,7 +34,16 @@ def load_digits_split(seed: int = 0) -> DigitsSplit:
     x_train, y_train, x_test, y_test = (
         _frozen(a) for a in (features[train_idx], labels[train_idx], features[test_idx], labels[test_idx])
     )
-    return DigitsSplit(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, seed=seed)
+    return Dataset(
+        name="digits",
+        inputs=(TensorSpec(INPUT_NAME, INPUT_SHAPE, "float32"),),
+        task="classification",
+        test=Split({INPUT_NAME: x_test}, y_test),
+        train=Split({INPUT_NAME: x_train}, y_train),
+        num_classes=NUM_CLASSES,
+        seed=seed,
+        source={"description": "scikit-learn's bundled digits, stratified 75/25 split", "split_seed": seed},
+    )
 
 
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:

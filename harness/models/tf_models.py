@@ -1,7 +1,8 @@
 """The built-in TensorFlow reference models on digits: `builtin:mlp` (64-128-64-10) and `builtin:cnn`.
 
 Both are tf_keras (Keras 2) models, because tensorflow-model-optimization only wraps Keras 2
-layers, and both take the flat [n, 64] float32 rows and return [n, 10] logits: the CNN starts with
+layers, and both take the flat [n, 64] float32 rows (one float vector input, named like the
+data's) and return [n, 10] logits: the CNN starts with
 a Reshape to 8x8x1, so every variant and every server takes identical requests, and logits (not
 softmax) keep the teacher's outputs usable for distillation at any temperature; the label is the
 argmax either way.
@@ -28,8 +29,8 @@ from typing import Any, Literal
 import numpy as np
 
 from harness.compression.tensorflow.tf_import import import_tf
+from harness.data.dataset import Dataset
 from harness.models.cache import CacheIntegrityError, cache_dir, read_verified, seal, write_verified
-from harness.models.digits import DigitsSplit
 
 logger = logging.getLogger(__name__)
 
@@ -86,14 +87,17 @@ class TrainedTfModel:
         return info
 
 
-def build_mlp(hidden: list[int] | tuple[int, ...], input_dim: int = 64, classes: int = 10) -> Any:
+def build_mlp(
+    hidden: list[int] | tuple[int, ...], input_dim: int = 64, classes: int = 10, input_name: str = "inputs"
+) -> Any:
     """An untrained tf_keras MLP: Dense+ReLU per hidden width, then a Dense logits layer.
 
     Layers get fixed names (hidden_1.., logits) so reports and per-kernel stats read the same in
-    every process, whatever Keras' global name counter says. Also the distillation students.
+    every process, whatever Keras' global name counter says. Also the distillation students. The
+    input is named like the data's, so the exported signature takes what clients already send.
     """
     _, keras = import_tf()
-    layers: list[Any] = [keras.Input(shape=(input_dim,), name="inputs")]
+    layers: list[Any] = [keras.Input(shape=(input_dim,), name=input_name)]
     for i, width in enumerate(hidden, start=1):
         layers.append(keras.layers.Dense(int(width), activation="relu", name=f"hidden_{i}"))
     layers.append(keras.layers.Dense(classes, name="logits"))
@@ -101,7 +105,11 @@ def build_mlp(hidden: list[int] | tuple[int, ...], input_dim: int = 64, classes:
 
 
 def build_cnn(
-    filters: tuple[int, ...] = (16, 32), dense: int = 64, input_dim: int = 64, classes: int = 10
+    filters: tuple[int, ...] = (16, 32),
+    dense: int = 64,
+    input_dim: int = 64,
+    classes: int = 10,
+    input_name: str = "inputs",
 ) -> Any:
     """An untrained small CNN on the flat rows: Reshape to (8, 8, 1), Conv2D+MaxPool per entry of
     `filters`, Flatten, Dense+ReLU, Dense logits."""
@@ -111,7 +119,7 @@ def build_cnn(
         raise ValueError(f"the CNN needs a square image; {input_dim} inputs are not one")
     L = keras.layers
     layers: list[Any] = [
-        keras.Input(shape=(input_dim,), name="inputs"),
+        keras.Input(shape=(input_dim,), name=input_name),
         L.Reshape((side, side, 1), name="image"),
     ]
     for i, count in enumerate(filters, start=1):
@@ -122,13 +130,15 @@ def build_cnn(
     return keras.Sequential(layers, name="digits_cnn")
 
 
-def build_model(config: TfModelConfig, input_dim: int = 64, classes: int = 10) -> Any:
+def build_model(
+    config: TfModelConfig, input_dim: int = 64, classes: int = 10, input_name: str = "inputs"
+) -> Any:
     if config.kind == "mlp":
-        return build_mlp(config.hidden, input_dim, classes)
-    return build_cnn(config.hidden[:-1], config.hidden[-1], input_dim, classes)
+        return build_mlp(config.hidden, input_dim, classes, input_name)
+    return build_cnn(config.hidden[:-1], config.hidden[-1], input_dim, classes, input_name)
 
 
-def cache_key(data: DigitsSplit, seed: int, config: TfModelConfig) -> str:
+def cache_key(data: Dataset, seed: int, config: TfModelConfig) -> str:
     tf, keras = import_tf()
     spec = {
         "format": CACHE_FORMAT,
@@ -144,7 +154,7 @@ def cache_key(data: DigitsSplit, seed: int, config: TfModelConfig) -> str:
 
 def get_reference_tf_model(
     kind: str,
-    data: DigitsSplit,
+    data: Dataset,
     seed: int = 0,
     config: TfModelConfig | None = None,
     cache_root: Path | None = None,
@@ -178,7 +188,7 @@ def get_reference_tf_model(
     )
 
 
-def train_tf_model(config: TfModelConfig, data: DigitsSplit, seed: int = 0) -> Any:
+def train_tf_model(config: TfModelConfig, data: Dataset, seed: int = 0) -> Any:
     """Train from scratch, reproducibly for a given seed, data and TensorFlow build.
 
     Op determinism is switched on for the whole process (TensorFlow cannot switch it off again);
@@ -186,11 +196,15 @@ def train_tf_model(config: TfModelConfig, data: DigitsSplit, seed: int = 0) -> A
     random states that set_random_seed overwrites are restored afterwards.
     """
     tf, keras = import_tf()
+    if data.num_classes is None:
+        raise ValueError("the built-in models are classifiers: the data needs labels and classes")
     tf.config.experimental.enable_op_determinism()
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
         keras.utils.set_random_seed(seed)
-        model = build_model(config, input_dim=data.x_train.shape[1], classes=data.num_classes)
+        model = build_model(
+            config, input_dim=data.x_train.shape[1], classes=data.num_classes, input_name=data.inputs[0].name
+        )
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -1,4 +1,5 @@
-"""The built-in reference model: an MLP 64-128-64-10 trained on digits, cached by content hash.
+"""The built-in reference model: an MLP 64-128-64-10 trained on digits (or sized to any data with
+one flat float input and class labels), cached by content hash.
 
 Training is deterministic (seeded, one CPU thread, deterministic algorithms) and takes one to
 two seconds; the trained weights are cached under $HARNESS_CACHE_DIR (default ~/.cache/harness) keyed
@@ -14,12 +15,12 @@ import io
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.data.dataset import Dataset
 from harness.models.cache import CacheIntegrityError, cache_dir, read_verified, write_verified
-from harness.models.digits import DigitsSplit
 
 if TYPE_CHECKING:
     from torch import nn
@@ -78,7 +79,14 @@ def build_mlp(config: MlpConfig = MlpConfig()) -> nn.Sequential:
     return nn.Sequential(*parts)
 
 
-def cache_key(data: DigitsSplit, seed: int, config: MlpConfig = MlpConfig()) -> str:
+def config_for(data: Dataset) -> MlpConfig:
+    """The default architecture sized to `data`: its flat input width in, its classes out (digits:
+    64-128-64-10). The data must have one 1-D float input and class labels."""
+    hidden = MlpConfig().layers[1:-1]
+    return replace(MlpConfig(), layers=(data.input_shape[0], *hidden, int(data.num_classes or 0)))
+
+
+def cache_key(data: Dataset, seed: int, config: MlpConfig = MlpConfig()) -> str:
     import torch
 
     spec = {"format": CACHE_FORMAT, "config": asdict(config), "seed": seed, "torch": torch.__version__}
@@ -88,13 +96,15 @@ def cache_key(data: DigitsSplit, seed: int, config: MlpConfig = MlpConfig()) -> 
 
 
 def get_reference_mlp(
-    data: DigitsSplit, seed: int = 0, config: MlpConfig = MlpConfig(), cache_root: Path | None = None
+    data: Dataset, seed: int = 0, config: MlpConfig | None = None, cache_root: Path | None = None
 ) -> TrainedMlp:
-    """The trained reference MLP, from the cache if present and intact, else trained now and cached.
+    """The trained reference MLP (default: `config_for(data)`), from the cache if present and
+    intact, else trained now and cached.
 
     A cached file that fails its checksum or does not load is retrained over; the reason is
     logged as a warning and kept in `TrainedMlp.cache_warning` (and `info()`) for the report.
     """
+    config = config or config_for(data)
     key = cache_key(data, seed, config)
     path = (cache_root or cache_dir()) / "models" / f"mlp-{key[:24]}.pt"
     warning = None
@@ -114,7 +124,7 @@ def get_reference_mlp(
     return TrainedMlp(module, _accuracy(module, data), seconds, False, path, key, warning)
 
 
-def train_mlp(data: DigitsSplit, seed: int = 0, config: MlpConfig = MlpConfig()) -> nn.Sequential:
+def train_mlp(data: Dataset, seed: int = 0, config: MlpConfig = MlpConfig()) -> nn.Sequential:
     """Train from scratch, bit-for-bit reproducibly for a given seed, data and torch build."""
     import torch
     from torch import nn
@@ -132,8 +142,9 @@ def train_mlp(data: DigitsSplit, seed: int = 0, config: MlpConfig = MlpConfig())
         torch.manual_seed(seed)
         model = build_mlp(config)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-        x = torch.from_numpy(data.x_train.copy())
-        y = torch.from_numpy(data.y_train.copy())
+        # torch.tensor copies (the dataset's arrays are read-only) and casts float64 features
+        x = torch.tensor(data.x_train, dtype=torch.float32)
+        y = torch.tensor(data.y_train, dtype=torch.int64)
         order = torch.Generator().manual_seed(seed)
         model.train()
         for _ in range(config.epochs):
@@ -151,11 +162,11 @@ def train_mlp(data: DigitsSplit, seed: int = 0, config: MlpConfig = MlpConfig())
     return model
 
 
-def _accuracy(module: nn.Module, data: DigitsSplit) -> float:
+def _accuracy(module: nn.Module, data: Dataset) -> float:
     import torch
 
     with torch.inference_mode():
-        labels = module(torch.from_numpy(data.x_test.copy())).argmax(dim=1).numpy()
+        labels = module(torch.tensor(data.x_test, dtype=torch.float32)).argmax(dim=1).numpy()
     return float((labels == data.y_test).mean())
 
 

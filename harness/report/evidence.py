@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from harness.metrics.catalog import METRICS
 from harness.results import (
     AccuracyEvidence,
+    BootstrapEvidence,
     Evidence,
     LatencyEvidence,
     Measurement,
@@ -130,6 +131,8 @@ def evidence_text(metric: str, evidence: Evidence) -> str:
         return _latency_text(evidence)
     if isinstance(evidence, AccuracyEvidence):
         return _accuracy_text(metric, evidence)
+    if isinstance(evidence, BootstrapEvidence):
+        return _bootstrap_text(evidence)
     return _threshold_text(evidence)
 
 
@@ -174,6 +177,7 @@ def _latency_text(e: LatencyEvidence) -> str:
 def _accuracy_text(metric: str, e: AccuracyEvidence) -> str:
     head = f"McNemar {_p(e.p_value)}" + (" (significant)" if e.significant else " (not significant)")
     spec = METRICS.get(metric)
+    label = "Δ" + (spec.title if spec is not None else metric) if metric != "accuracy" else "Δacc"
     points = spec is None or spec.unit == "fraction"
 
     def show(value: float) -> str:
@@ -181,7 +185,16 @@ def _accuracy_text(metric: str, e: AccuracyEvidence) -> str:
 
     unit = " pp" if points else ""
     ci = f" [{show(e.ci_low)}, {show(e.ci_high)}]" if e.ci_low is not None and e.ci_high is not None else ""
-    return f"{head}, Δacc {show(e.delta)}{unit}{ci}, {e.b:,} right→wrong / {e.c:,} wrong→right of {e.n:,}"
+    return f"{head}, {label} {show(e.delta)}{unit}{ci}, {e.b:,} right→wrong / {e.c:,} wrong→right of {e.n:,}"
+
+
+def _bootstrap_text(e: BootstrapEvidence) -> str:
+    head = "paired bootstrap" + (" (significant)" if e.significant else " (not significant)")
+    level = f" {e.confidence_level * 100:.0f} %"
+    return (
+        f"{head}, Δ {e.delta:+.4g} [{e.ci_low:+.4g}, {e.ci_high:+.4g}]{level}, "
+        f"{e.current_value:.4g} vs {e.baseline_value:.4g}, n {e.n:,}, {e.resamples:,} resamples"
+    )
 
 
 def _p(p_value: float) -> str:

@@ -105,6 +105,7 @@ def build_view(result: RunResult) -> dict[str, Any]:
         "warnings": [(v.name, w) for v in variants for w in v.warnings],
         "stages": stage_rows(result),
         "scenario_text": _dump_config(result.scenario),
+        "data_rows": _environment_rows(result.data),
         "environment_rows": [
             ("fingerprint_id", fingerprint_id(result.environment)),
             *_environment_rows(result.environment),

@@ -71,6 +71,14 @@ def render_markdown(result: RunResult) -> str:
     if result.baseline.message:
         baseline += f" — {_md(result.baseline.message)}"
     lines += [baseline, ""]
+    if result.data:
+        d = result.data
+        labelled = "" if d.get("labelled", True) else ", unlabelled"
+        lines += [
+            f"**data:** {_md(str(d.get('kind')))}, {d.get('test_examples')} test examples{labelled}, "
+            f"sha256 `{str(d.get('fingerprint', ''))[:12]}`",
+            "",
+        ]
 
     if result.variants:
         lines += _table(result)

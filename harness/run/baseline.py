@@ -16,8 +16,10 @@ from harness.baselines.store import (
     BaselineSnapshot,
     FileBaselineStore,
     variant_distributions,
+    variant_examples,
     variant_metrics,
 )
+from harness.gates.judge import current_examples
 from harness.results import BaselineOutcome, Outcome, RunResult
 from harness.run.variants import Baseline
 from harness.scenario.schema import Scenario
@@ -34,6 +36,7 @@ class BaselinePlan:
     update: bool
     compare_with: Baseline  # empty when nothing is compared (first run, or --update-baselines)
     entry_run_id: str | None  # the run that recorded the compared entry
+    examples_fingerprint: str = ""  # the evaluation data's: names the examples per-example vectors are for
 
     @property
     def compares(self) -> bool:
@@ -41,7 +44,12 @@ class BaselinePlan:
 
 
 def read_baseline(
-    scenario: Scenario, directory: str, environment: Mapping[str, object], *, update: bool
+    scenario: Scenario,
+    directory: str,
+    environment: Mapping[str, object],
+    *,
+    update: bool,
+    data_fingerprint: str = "",
 ) -> BaselinePlan:
     """Read and fully check the stored baseline before any measuring (a corrupt file stops here).
 
@@ -49,12 +57,14 @@ def read_baseline(
     store = FileBaselineStore(directory)
     snapshot = store.check(scenario.name)
     fp = fingerprint_id(dict(environment))
-    configs = variant_config_ids(scenario)
+    configs = variant_config_ids(scenario, data_fingerprint)
     entry = None if update else snapshot.entry(fp)
     compare_with = Baseline()
     if entry is not None:
         compare_with = Baseline(
-            metrics=variant_metrics(entry, configs) or {}, samples=variant_distributions(entry, configs) or {}
+            metrics=variant_metrics(entry, configs) or {},
+            samples=variant_distributions(entry, configs) or {},
+            examples=variant_examples(entry, configs) or {},
         )
     return BaselinePlan(
         store=store,
@@ -64,21 +74,24 @@ def read_baseline(
         update=update,
         compare_with=compare_with,
         entry_run_id=None if entry is None else str(entry.get("run_id", "?")),
+        examples_fingerprint=data_fingerprint,
     )
 
 
-def variant_config_ids(scenario: Scenario) -> dict[str, str]:
-    """Per variant, an id of every setting its measurements depend on."""
+def variant_config_ids(scenario: Scenario, data_fingerprint: str = "") -> dict[str, str]:
+    """Per variant, an id of every setting its measurements depend on, and of the data's content:
+    changed data (one example, one label) is a new configuration, never silently compared."""
     shared = scenario.model_dump(
-        mode="json", include={"model", "serving", "load"}, exclude={"serving": {"startup_timeout_s"}}
+        mode="json", include={"model", "data", "serving", "load"}, exclude={"serving": {"startup_timeout_s"}}
     )
+    shared["data_sha256"] = data_fingerprint
     return {
         v.name: config_id({**shared, "steps": [step.model_dump(mode="json") for step in v.steps]})
         for v in scenario.all_variants()
     }
 
 
-def settle_baseline(result: RunResult, plan: BaselinePlan, labels: np.ndarray) -> None:
+def settle_baseline(result: RunResult, plan: BaselinePlan, labels: np.ndarray | None) -> None:
     """Decide whether this run becomes the baseline, write it if so, and say truthfully what happened.
 
     - A run that compared with a stored entry never writes (the entry stays the reference).
@@ -100,7 +113,7 @@ def settle_baseline(result: RunResult, plan: BaselinePlan, labels: np.ndarray) -
         if missing:
             outcome.message += (
                 f"; variant(s) {', '.join(missing)} have no baseline under these settings (new variant, or "
-                "model, steps, serving or load changed): run with --update-baselines to record them"
+                "model, data, steps, serving or load changed): run with --update-baselines to record them"
             )
         return
     outcome.status = "not_written"
@@ -117,8 +130,14 @@ def settle_baseline(result: RunResult, plan: BaselinePlan, labels: np.ndarray) -
         distributions[name] = {
             "latencies_ms": gated.latencies_ms() if gated is not None else [],
             "window_latencies": gated.window_latencies if gated is not None else {},
-            "predictions": reported.predictions if reported is not None else [],
+            # class ids are stored with the labels they are scored against: none without labels
+            "predictions": reported.predictions if reported is not None and labels is not None else [],
             "labels": labels,
+            "per_example": (
+                current_examples(reported, plan.examples_fingerprint or None)
+                if reported is not None
+                else None
+            ),
         }
     plan.store.record(
         result.scenario_name,

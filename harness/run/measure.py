@@ -18,21 +18,23 @@ import numpy as np
 from harness.atomic import atomic_write_json
 from harness.baselines import histogram
 from harness.compression.pipeline import PreparedVariant
+from harness.data.dataset import Dataset
+from harness.data.tensors import predict_in_chunks
+from harness.errors import RunError
 from harness.load.locust_driver import LocustDriver
 from harness.load.plan import LoadPoint, MeasureHooks, StopWhen, plan_points
 from harness.load.result import LoadResult
 from harness.load.search import search_max_rps_at_slo
 from harness.load.threadpool_driver import ThreadPoolDriver
 from harness.load.validity import StabilityStopRule, ValidityVerdict, assess, window_percentiles
-from harness.metrics.accuracy import accuracy
 from harness.metrics.host import ProcessTreeSampler
 from harness.metrics.latency import PERCENTILES, latency_summary
+from harness.metrics.quality import evaluate_outputs
 from harness.metrics.server_metrics import ServerMetricsWindow
-from harness.models.digits import DigitsSplit
 from harness.progress import Progress
 from harness.results import LoadPointResult, Measurement, SearchProbe, SearchResult, Validity, Window
 from harness.scenario.schema import Scenario
-from harness.serving.base import Target
+from harness.serving.base import EncodedRequests, Target
 from harness.serving.registry import TARGETS
 from harness.timing import timed
 
@@ -112,44 +114,63 @@ def measure_variant(
     scenario: Scenario,
     name: str,
     prepared: PreparedVariant,
-    data: DigitsSplit,
+    data: Dataset,
     run_dir: Path,
     timings: dict[str, float],
     progress: Progress,
     *,
     number: int = 1,
     keep_samples: bool = False,
+    reference_outputs: np.ndarray | None = None,
+    scenario_dir: Path | None = None,
 ) -> Measurement:
-    """Start the target on the variant's artifact, check accuracy through it, then drive load.
+    """Start the target on the variant's artifact, evaluate its outputs through it, then drive load.
 
-    `number` 1 is the first measurement; re-measures get their own serving and load folders.
-    With `keep_samples`, each point's per-request latencies go to an opt-in JSON file."""
+    Quality (accuracy, errors, fidelity to `reference_outputs`: the reference variant's served
+    outputs) is computed on what the server answered. `number` 1 is the first measurement;
+    re-measures get their own serving and load folders. With `keep_samples`, each point's
+    per-request latencies go to an opt-in JSON file."""
     target_name = scenario.serving.target
     suffix = f"-confirm{number - 1}" if number > 1 else ""
     variant_dir = run_dir / "variants" / name
     key = f"{name}{suffix}"
     points: list[PointMeasurement] = []
     search: SearchResult | None = None
-    with TARGETS.resolve(target_name)(scenario.serving, variant_dir / f"serving{suffix}") as target:
+    target_cls = TARGETS.resolve(target_name)
+    with target_cls(scenario.serving, variant_dir / f"serving{suffix}", scenario_dir=scenario_dir) as target:
         with progress.stage(f"starting {target_name} for {key}"), timed(timings, f"serve_start:{key}"):
             target.start(prepared.artifact)
         with (
-            progress.stage(f"accuracy of {key} through {target_name}"),
+            progress.stage(f"outputs of {key} through {target_name}"),
             timed(timings, f"accuracy_served:{key}"),
         ):
-            predictions = target.predict(data.x_test)
-            served_accuracy = accuracy(predictions, data.y_test)
+            outputs = served_outputs(target, prepared, data)
+            quality = evaluate_outputs(
+                outputs,
+                task=prepared.artifact.signature.task,
+                output_kind=prepared.artifact.signature.output.kind,
+                labels=data.test.labels,
+                num_classes=data.num_classes,
+                reference=outputs if reference_outputs is None else reference_outputs,
+            )
+            outputs_file = variant_dir / f"outputs{suffix}.npy"
+            np.save(outputs_file, outputs)
+        requests = (
+            target.encode_requests(data.test.inputs, scenario.load.request_batch_size)
+            if (target.endpoint is not None)
+            else None
+        )
         for i, point in enumerate(plan_points(scenario.load)):
             load_dir = variant_dir / f"load{suffix}" / (f"{i:02d}-{point.label}" if i else "")
             label = f"load {key}: {point.label}, {scenario.load.warmup_s:g}s warm-up + windows"
             with progress.stage(label), timed(timings, f"load:{key}:{point.label}"):
-                points.append(measure_point(target, scenario, data, point, load_dir))
+                points.append(measure_point(target, scenario, data, point, load_dir, requests))
                 died = target.died()
                 if died is not None:
                     raise died
         if scenario.load.search is not None:
             with progress.stage(f"search max_rps_at_slo for {key}"), timed(timings, f"search:{key}"):
-                search = _search(target, scenario, data, variant_dir / f"search{suffix}")
+                search = _search(target, scenario, data, variant_dir / f"search{suffix}", requests)
     serving_facts = target.describe()  # after teardown, so it includes how long that took
 
     records = [
@@ -158,7 +179,7 @@ def measure_variant(
     ]
     gated = points[-1]
     metrics: dict[str, float] = dict(prepared.metrics)
-    metrics["accuracy"] = served_accuracy
+    metrics.update(quality.metrics)
     metrics.update(gated.metrics())
     if search is not None and search.max_rps_at_slo is not None:
         metrics["max_rps_at_slo"] = float(search.max_rps_at_slo)
@@ -169,14 +190,28 @@ def measure_variant(
         progress.note(f"{key}: {warning}")
     return Measurement(
         number=number,
-        accuracy=served_accuracy,
-        predictions=[int(p) for p in predictions],
+        accuracy=quality.metrics.get("accuracy"),
+        predictions=[] if quality.predictions is None else [int(p) for p in quality.predictions],
+        per_example={name: [float(v) for v in values] for name, values in quality.per_example.items()},
+        outputs_file=str(outputs_file.relative_to(run_dir)),
         points=records,
         metrics=metrics,
         serving=serving_facts,
         search=search,
         warnings=warnings,
     )
+
+
+def served_outputs(target: Target, prepared: PreparedVariant, data: Dataset) -> np.ndarray:
+    """The test split's outputs through the target, checked against the shape the artifact promises."""
+    outputs = predict_in_chunks(target.predict, data.test.inputs)
+    width = prepared.artifact.signature.output.width
+    if outputs.shape != (len(data.test), width):
+        raise RunError(
+            f"{target.name} answered outputs of shape {list(outputs.shape)} for {len(data.test)} "
+            f"examples; expected [{len(data.test)}, {width}]"
+        )
+    return outputs
 
 
 def _write_samples(point: PointMeasurement, run_dir: Path, load_dir: Path, index: int) -> str:
@@ -188,7 +223,12 @@ def _write_samples(point: PointMeasurement, run_dir: Path, load_dir: Path, index
 
 
 def measure_point(
-    target: Target, scenario: Scenario, data: DigitsSplit, point: LoadPoint, load_dir: Path
+    target: Target,
+    scenario: Scenario,
+    data: Dataset,
+    point: LoadPoint,
+    load_dir: Path,
+    requests: EncodedRequests | None = None,
 ) -> PointMeasurement:
     """Drive one load point until stable, with server metrics and the server's CPU/RSS alongside."""
     load = scenario.load
@@ -199,7 +239,7 @@ def measure_point(
     if server is not None or host is not None:
         hooks = MeasureHooks(start=lambda: _start(server, host), end=lambda: _stop(server, host))
     try:
-        result = _drive(target, scenario, data, point, load_dir, rule, hooks)
+        result = _drive(target, scenario, data, point, load_dir, rule, hooks, requests)
     finally:
         if host is not None:
             host.stop()  # also when the run failed: the sampler thread must not outlive it
@@ -230,11 +270,12 @@ def measure_point(
 def _drive(
     target: Target,
     scenario: Scenario,
-    data: DigitsSplit,
+    data: Dataset,
     point: LoadPoint,
     load_dir: Path,
     stop_when: StopWhen | None,
     hooks: MeasureHooks | None = None,
+    requests: EncodedRequests | None = None,
 ) -> LoadResult:
     """Load from threads in this process for a target without a server, else from Locust.
 
@@ -243,12 +284,14 @@ def _drive(
     endpoint = target.endpoint
     if endpoint is None:
         return ThreadPoolDriver().run(
-            target.predict, scenario.load, data.x_test, point=point, stop_when=stop_when, seed=data.seed
+            target.predict, scenario.load, data.test.inputs, point=point, stop_when=stop_when, seed=data.seed
         )
+    if requests is None:
+        requests = target.encode_requests(data.test.inputs, scenario.load.request_batch_size)
     return LocustDriver().run(
         endpoint,
         scenario.load,
-        data.x_test,
+        requests,
         load_dir,
         point=point,
         stop_when=stop_when,
@@ -257,7 +300,9 @@ def _drive(
     )
 
 
-def _search(target: Target, scenario: Scenario, data: DigitsSplit, out_dir: Path) -> SearchResult:
+def _search(
+    target: Target, scenario: Scenario, data: Dataset, out_dir: Path, requests: EncodedRequests | None
+) -> SearchResult:
     """Binary search for the highest throughput whose percentile stays under the SLO."""
     spec = scenario.load.search
     assert spec is not None
@@ -266,7 +311,8 @@ def _search(target: Target, scenario: Scenario, data: DigitsSplit, out_dir: Path
     counter = iter(range(1000))
 
     def measure(point: LoadPoint) -> LoadResult:
-        return _drive(target, probe_scenario, data, point, out_dir / f"probe-{next(counter):02d}", None)
+        probe_dir = out_dir / f"probe-{next(counter):02d}"
+        return _drive(target, probe_scenario, data, point, probe_dir, None, None, requests)
 
     def percentile_of(result: LoadResult, q: float) -> float:
         lat = result.latencies_ms

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from harness.compression.pipeline import PreparedVariant, prepare_variant
+from harness.data.dataset import Dataset
 from harness.errors import RunError
 from harness.gates.decide import decide, needs_remeasure
 from harness.gates.judge import judge_measurement
-from harness.models.digits import DigitsSplit
+from harness.metrics.quality import ExampleVectors
 from harness.progress import Progress
 from harness.results import Measurement, Outcome, RunResult, VariantResult
 from harness.run.measure import measure_variant
@@ -35,6 +36,7 @@ class Baseline:
 
     metrics: Mapping[str, Mapping[str, float]] | None = None
     samples: Mapping[str, VariantSamples] = field(default_factory=dict)
+    examples: Mapping[str, ExampleVectors] = field(default_factory=dict)  # per-example quality vectors
 
 
 class StageTracker:
@@ -71,7 +73,7 @@ def measure_all(
     scenario: Scenario,
     scenario_dir: Path,
     run_dir: Path,
-    data: DigitsSplit,
+    data: Dataset,
     baseline: Baseline,
     progress: StageTracker,
     *,
@@ -98,6 +100,8 @@ def measure_all(
         record.artifact = str(ready.artifact.path.relative_to(run_dir))
         record.warnings = list(ready.warnings)
 
+    reference_outputs: list[np.ndarray] = []  # the reference's first served outputs: fidelity's yardstick
+
     def measure(record: VariantResult) -> None:
         progress.variant = record.name
         number = len(record.measurements) + 1
@@ -105,19 +109,24 @@ def measure_all(
         m = measure_variant(
             scenario, record.name, prepared[record.name], data, run_dir, timings, progress,
             number=number, keep_samples=keep_samples,
+            reference_outputs=reference_outputs[0] if reference_outputs else None,
+            scenario_dir=scenario_dir,
         )  # fmt: skip
         record.measurements.append(m)
         if record.name == REFERENCE_VARIANT and number == 1:
             result.target = m.serving
+            if m.outputs_file:
+                reference_outputs.append(np.load(run_dir / m.outputs_file))
         if not m.served_anything:
             record.error = _dead_measurement(m)
 
     for record in result.variants:
         measure(record)
-    labels = np.asarray(data.y_test)
+    labels = data.test.labels
+    examples_fingerprint = data.fingerprint()
     for record in result.variants:
         for m in record.measurements:
-            _judge(record, m, scenario, baseline, labels, result)
+            _judge(record, m, scenario, baseline, labels, result, examples_fingerprint)
     for record in result.variants:
         while (
             not record.error
@@ -125,7 +134,7 @@ def measure_all(
             and needs_remeasure(record.measurements)
         ):
             measure(record)
-            _judge(record, record.measurements[-1], scenario, baseline, labels, result)
+            _judge(record, record.measurements[-1], scenario, baseline, labels, result, examples_fingerprint)
         settle(record)
     progress.variant = ""
 
@@ -141,8 +150,9 @@ def _judge(
     m: Measurement,
     scenario: Scenario,
     baseline: Baseline,
-    labels: np.ndarray,
+    labels: np.ndarray | None,
     result: RunResult,
+    examples_fingerprint: str,
 ) -> None:
     _add_reference_deltas(m, result)
     if record.error:
@@ -156,6 +166,8 @@ def _judge(
         stored,
         baseline.samples.get(record.name) if stored is not None else None,
         labels,
+        examples_fingerprint=examples_fingerprint,
+        baseline_examples=baseline.examples.get(record.name) if stored is not None else None,
     )
 
 

@@ -1,6 +1,7 @@
-"""Scenario files: schema, loading and validation (no torch or TensorFlow imported here)."""
+"""Scenario files: schema (`schema`, `data_spec`, `load_spec`), loading (`loader`) and validation
+(`checks`, `applicability`). No torch or TensorFlow is imported here.
 
-from harness.scenario.loader import load_scenario
-from harness.scenario.schema import Scenario
-
-__all__ = ["Scenario", "load_scenario"]
+Import from the submodules (`harness.scenario.loader.load_scenario`, `harness.scenario.schema.Scenario`):
+this package imports nothing itself, because the loader's checks import the data package, whose
+modules import the schema from here.
+"""

@@ -26,6 +26,8 @@ MAX_STEPS = 8  # compression steps of one variant
 MAX_LOAD_WORKERS = 256  # local Locust worker processes, with force_workers; else os.cpu_count()
 MAX_REMOTE_WORKERS = 1000
 MAX_SEED = 2**32 - 1  # numpy and scikit-learn seeds are 32-bit
+MAX_DIM = 1_000_000  # one dimension of one example; a 4k RGB image is 3840x2160x3
+PYTHON_PREFIX = "python:"  # model.source and data kind python: "python:pkg.module:function"
 
 # Allowances of `Scenario.deadline_s` for the stages whose length the scenario does not state.
 BASE_ALLOWANCE_S = 300.0  # build or train the reference model, export it, write the report

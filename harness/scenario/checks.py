@@ -10,21 +10,29 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from pathlib import Path
 
 from harness.compression import RECIPES
 from harness.compression.params import check_step_order, params_model
+from harness.data.checks import check_data
 from harness.errors import UserError
 from harness.frameworks import Framework, framework
 from harness.gates.thresholds import parse_threshold
+from harness.metrics.catalog import LABELLED_METRICS
+from harness.scenario.applicability import labelled, missing_data, refusal, source_kind
 from harness.scenario.messages import validated
 from harness.scenario.schema import Scenario, resolve_source
 from harness.serving.registry import TARGET_OPTIONS, TARGETS
+
+# python: sources name a module and a function in it, like an entry point
+PYTHON_TARGET = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
 
 
 def check_scenario(scenario: Scenario, path: Path) -> None:
     """UserError (one line naming `path` and the key) for the first problem the schema cannot see."""
     _check_model(scenario, path)
+    check_data(scenario, path)
     _check_variants(scenario, path)
     _check_serving_and_load(scenario, path)
     for metric, threshold in scenario.gates.items():
@@ -32,6 +40,11 @@ def check_scenario(scenario: Scenario, path: Path) -> None:
             parse_threshold(metric, threshold)
         except ValueError as exc:
             raise UserError(f"{path}: gates.{metric}: {exc}") from None
+        if metric in LABELLED_METRICS and not labelled(scenario.data):
+            raise UserError(
+                f"{path}: gates.{metric}: needs labelled data, but the data has no labels; gate "
+                "fidelity to the reference instead (agreement, kl_divergence, output_abs_diff_max)"
+            )
 
 
 def _check_model(scenario: Scenario, path: Path) -> None:
@@ -42,6 +55,21 @@ def _check_model(scenario: Scenario, path: Path) -> None:
             raise UserError(
                 f"{path}: model.source: unknown built-in model {model.source!r}; "
                 f"expected one of {', '.join(spec.builtin_models)}"
+            )
+        if scenario.data is not None:
+            raise UserError(
+                f"{path}: data: the built-in models are trained and evaluated on digits; remove the "
+                "data: block, or give your own model (a file or a python: factory) to use your data"
+            )
+    elif model.is_python:
+        # only the form: importing the module runs the user's code, which `validate` does not do
+        if not PYTHON_TARGET.fullmatch(model.python_target):
+            raise UserError(
+                f"{path}: model.source: expected 'python:package.module:function', got {model.source!r}"
+            )
+        if model.weights is not None and not resolve_source(model.weights, path.parent).is_file():
+            raise UserError(
+                f"{path}: model.weights: file {resolve_source(model.weights, path.parent)} does not exist"
             )
     else:
         _check_user_model(resolve_source(model.source, path.parent), spec, path)
@@ -67,6 +95,15 @@ def _check_variants(scenario: Scenario, path: Path) -> None:
             check_step_order([step.recipe for step in variant.steps])
         except UserError as exc:
             raise UserError(f"{path}: variants[{i}].steps: {exc}") from None
+        kind = source_kind(scenario.model, path.parent)
+        refused = refusal([s.recipe for s in variant.steps], kind, [s.params for s in variant.steps])
+        if refused is not None:
+            j, reason = refused
+            raise UserError(f"{path}: variants[{i}].steps[{j}].recipe: {reason}")
+        for j, step in enumerate(variant.steps):
+            missing = missing_data(step.recipe, step.params, scenario.data)
+            if missing:
+                raise UserError(f"{path}: variants[{i}].steps[{j}].recipe: {missing}")
 
 
 def _check_serving_and_load(scenario: Scenario, path: Path) -> None:
@@ -95,7 +132,13 @@ def _check_serving_and_load(scenario: Scenario, path: Path) -> None:
         # a "module:Class" string like the registries: the options model's module is imported on use
         module_name, _, attr = options_model.partition(":")
         model_cls = getattr(importlib.import_module(module_name), attr)
-        validated(model_cls, serving.options, path, prefix="serving.options.")
+        options = validated(model_cls, serving.options, path, prefix="serving.options.")
+        check_paths = getattr(options, "check_paths", None)
+        if check_paths is not None:  # files the options name (a user handler) are the scenario's inputs
+            try:
+                check_paths(path.parent)
+            except UserError as exc:
+                raise UserError(f"{path}: {exc}") from None
 
 
 def _check_user_model(model_path: Path, spec: Framework, path: Path) -> None:

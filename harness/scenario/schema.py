@@ -8,16 +8,18 @@ so are YAML booleans where a number is expected (`users: yes` is not 1).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from harness.compression.params import PARAMS
+from harness.data.tensors import DTYPES, Dtype
 from harness.scenario.bounds import (
     BASE_ALLOWANCE_S,
     MAX_BATCH,
+    MAX_DIM,
     MAX_DURATION_S,
     MAX_SEED,
     MAX_STEPS,
@@ -25,13 +27,25 @@ from harness.scenario.bounds import (
     MAX_VARIANTS,
     NAME_PATTERN,
     POINT_ALLOWANCE_S,
+    PYTHON_PREFIX,
     REFERENCE_VARIANT,
     STEP_ALLOWANCE_S,
     VARIANT_ALLOWANCE_S,
     StrictModel,
 )
+from harness.scenario.data_spec import DataSpec
 from harness.scenario.load_spec import LoadSpec
 from harness.serving.registry import TARGET_DESCRIPTIONS
+
+
+class InputDecl(StrictModel):
+    """One named model input, declared when the model file cannot say it (TorchScript, a factory)."""
+
+    name: str = Field(description="Input name: the keyword a SavedModel signature or a server expects.")
+    shape: list[Annotated[int, Field(ge=1, le=MAX_DIM)]] = Field(
+        max_length=8, description=f"Shape of one example, without the batch dimension (each 1 to {MAX_DIM})."
+    )
+    dtype: Dtype = Field(default="float32", description="Element type: " + ", ".join(DTYPES) + ".")
 
 
 class ModelSpec(StrictModel):
@@ -40,22 +54,70 @@ class ModelSpec(StrictModel):
     )
     source: str = Field(
         description="'builtin:mlp' (both frameworks) or 'builtin:cnn' (tensorflow) for a built-in "
-        "reference model trained on digits, or a path relative to the scenario file: TorchScript "
-        "(.pt/.ts) or torch.export (.pt2) for torch; a SavedModel folder or a .keras/.h5 file for tensorflow."
+        "reference model trained on digits; 'python:pkg.module:function' for a factory returning an "
+        "nn.Module or a tf_keras model (its module is imported, running its code, like a conftest.py); "
+        "or a path relative to the scenario file: TorchScript (.pt/.ts) or torch.export (.pt2) for "
+        "torch; a SavedModel folder or a .keras/.h5 file for tensorflow."
     )
-    dataset: Literal["digits"] = Field(
-        default="digits", description="Evaluation dataset: scikit-learn's bundled digits (8x8, 10 classes)."
+    weights: str | None = Field(
+        default=None,
+        description="python: sources only: weights loaded into the factory's model, a path relative to "
+        "the scenario file: a torch state_dict (torch.save, .pt/.pth/.bin) or .safetensors for torch; "
+        "a tf_keras .weights.h5/.h5 file for tensorflow.",
+    )
+    task: Literal["classification", "regression"] = Field(
+        default="classification",
+        description="classification: the output is a row of class scores; regression: a row of values.",
+    )
+    output: Literal["auto", "logits", "probabilities", "values"] = Field(
+        default="auto",
+        description="What the model's output holds. auto: 'values' for regression; for classification "
+        "'probabilities' when every row on the test set is non-negative and sums to 1, else 'logits'.",
+    )
+    inputs: list[InputDecl] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16,
+        description="The model's inputs in call order. Read from the model where it records them "
+        "(SavedModel signature, torch.export input specs) and checked against this when both exist; "
+        "otherwise taken from the data.",
+    )
+    dataset: Literal["digits"] | None = Field(
+        default=None,
+        description="Shorthand for the evaluation data: scikit-learn's bundled digits (8x8, 10 classes) "
+        "with the harness's own seeded split. The default when there is no `data:` block.",
     )
     seed: int = Field(
         default=0,
         ge=0,
         le=MAX_SEED,
-        description=f"Seed for the train/test split and built-in model training (0 to {MAX_SEED}).",
+        description=f"Seed for the digits split and built-in model training (0 to {MAX_SEED}).",
     )
 
     @property
     def is_builtin(self) -> bool:
         return self.source.startswith("builtin:")
+
+    @property
+    def is_python(self) -> bool:
+        return self.source.startswith(PYTHON_PREFIX)
+
+    @property
+    def python_target(self) -> str:
+        """'pkg.module:function' of a python: source."""
+        return self.source[len(PYTHON_PREFIX) :]
+
+    @model_validator(mode="after")
+    def _weights_need_a_factory(self) -> ModelSpec:
+        if self.weights is not None and not self.is_python:
+            raise ValueError("weights: only a python: source takes weights (a model file carries its own)")
+        if self.task == "regression" and self.output in ("logits", "probabilities"):
+            raise ValueError(
+                f"output {self.output!r} is a classification output; a regression model's is 'values'"
+            )
+        if self.task == "classification" and self.output == "values":
+            raise ValueError("output 'values' is a regression output; use task: regression")
+        return self
 
 
 def resolve_source(source: str, scenario_dir: Path) -> Path:
@@ -204,6 +266,11 @@ class Scenario(StrictModel):
     name: str = Field(description="Scenario name; also names its baseline file.", pattern=NAME_PATTERN)
     description: str = Field(default="", description="Free text shown in the report.")
     model: ModelSpec = Field(description="The model under test.")
+    data: DataSpec | None = Field(
+        default=None,
+        description="The evaluation data (and the train/calibration subsets recipes use). Without it, "
+        "model.dataset (digits) is used.",
+    )
     variants: list[VariantSpec] = Field(
         default_factory=list,
         max_length=MAX_VARIANTS,
@@ -250,6 +317,14 @@ class Scenario(StrictModel):
                 raise ValueError(
                     f"the {REFERENCE_VARIANT!r} variant is the uncompressed model and takes no steps"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _one_data_source(self) -> Scenario:
+        if self.data is not None and self.model.dataset is not None:
+            raise ValueError(
+                "model.dataset and a data: block both name the evaluation data; keep one of them"
+            )
         return self
 
     def all_variants(self) -> list[VariantSpec]:

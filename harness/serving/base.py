@@ -11,18 +11,45 @@ from typing import Any, ClassVar
 import numpy as np
 
 from harness.artifacts import ServedArtifact
+from harness.data.tensors import Batch
 from harness.errors import RunError
 from harness.scenario.schema import ServingSpec
 
 
 @dataclass(frozen=True)
 class HttpEndpoint:
-    """Where load is sent. Requests are JSON `{"instances": [[...], ...]}`; responses carry
-    `{"predictions": [...]}` with one entry per instance (a label or a row of scores)."""
+    """Where load is sent: the path and headers of the target's predict request. The bodies
+    themselves are encoded once, before load starts, by `Target.encode_requests`."""
 
     base_url: str  # e.g. "http://127.0.0.1:38123"
     path: str  # e.g. "/predictions/model"
     headers: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class EncodedRequests:
+    """Request bodies encoded once, before load starts: the load generator only sends bytes,
+    cycling through `bodies` in order, so its per-request cost does not depend on the tensor size."""
+
+    content_type: str  # e.g. "application/json", "application/x-npy"
+    bodies: tuple[bytes, ...]  # one per request, each holding `rows_per_body` examples
+    rows_per_body: int
+    encoding: str  # what the report calls it: "json-instances", "json-columnar", "npy", "npz", "template"
+    # where a response holds one entry per example (dotted: "predictions", "outputs.0.probs"): the
+    # load generator counts them to tell a good answer from a bad payload; None: any 2xx is good
+    output_path: str | None = "predictions"
+    output_width: int | None = None  # values per example; tells one flat row from a column of rows
+
+    def describe(self) -> dict[str, Any]:
+        sizes = [len(body) for body in self.bodies]
+        return {
+            "encoding": self.encoding,
+            "content_type": self.content_type,
+            "rows_per_request": self.rows_per_body,
+            "distinct_bodies": len(self.bodies),
+            "body_bytes_mean": sum(sizes) / len(sizes) if sizes else 0,
+            "output_path": self.output_path,
+        }
 
 
 class Target(ABC):
@@ -33,9 +60,12 @@ class Target(ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, spec: ServingSpec, run_dir: Path) -> None:
+    def __init__(self, spec: ServingSpec, run_dir: Path, *, scenario_dir: Path | None = None) -> None:
         self.spec = spec
         self.run_dir = Path(run_dir)
+        # user files named in serving.options (a handler, an archive) are relative to the scenario
+        # file's folder; None (a target built outside a scenario): relative to the working directory
+        self.scenario_dir = Path(scenario_dir) if scenario_dir is not None else None
 
     @classmethod
     def unavailable_reason(cls, spec: ServingSpec) -> str | None:
@@ -51,8 +81,14 @@ class Target(ABC):
         """Release everything start() acquired; safe to call twice or after a failed start."""
 
     @abstractmethod
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Predicted labels for `batch`, obtained through the serving path (the server, if any)."""
+    def predict(self, batch: Batch) -> np.ndarray:
+        """The model's outputs for `batch` (input name -> array, rows first), obtained through the
+        serving path (the server, if any): float32 (n, signature.output.width)."""
+
+    def encode_requests(self, batch: Batch, rows_per_request: int) -> EncodedRequests:
+        """The load's request bodies for the examples of `batch`, in this target's wire format.
+        Only targets with an `endpoint` encode requests."""
+        raise NotImplementedError(f"{self.name} has no HTTP endpoint to encode requests for")
 
     @property
     def endpoint(self) -> HttpEndpoint | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from harness.artifacts import ServedArtifact
 from harness.compression.backend import FrameworkBackend
+from harness.data.tensors import Batch, as_batch
 from harness.errors import RunError, UserError
 from harness.frameworks import ArtifactRunner, framework
 from harness.scenario.schema import ServingSpec
@@ -49,8 +51,8 @@ class InProcessTarget(Target):
 
     name: ClassVar[str] = "inprocess"
 
-    def __init__(self, spec: ServingSpec, run_dir: Path) -> None:
-        super().__init__(spec, run_dir)
+    def __init__(self, spec: ServingSpec, run_dir: Path, *, scenario_dir: Path | None = None) -> None:
+        super().__init__(spec, run_dir, scenario_dir=scenario_dir)
         try:
             options = InProcessOptions.model_validate(dict(spec.options))
         except ValidationError as exc:
@@ -75,30 +77,36 @@ class InProcessTarget(Target):
             previous = backend.set_intra_op_threads(self.intra_op_threads)
             if previous is not None:
                 self._saved_threads = (backend, previous)
+            signature = artifact.signature
+            zeros = {i.name: np.zeros((1, *i.shape), dtype=i.dtype) for i in signature.inputs}
             try:
                 runner = spec.runner(artifact)
-                zeros = np.zeros((1, *artifact.input_shape), dtype=np.float32)
-                labels = np.asarray(runner.predict_labels(zeros))
+                outputs = np.asarray(runner.predict_outputs(zeros))
             except Exception:
                 self._restore_threads()
                 raise
-            if labels.shape != (1,) or not 0 <= int(labels[0]) < max(1, artifact.num_classes):
+            width = signature.output.width
+            if outputs.shape != (1, width) or not np.all(np.isfinite(outputs)):
                 self._restore_threads()
                 raise RunError(
-                    f"inprocess: {artifact.path} answered {labels.tolist()} for one zero input; "
-                    f"expected one label in 0..{artifact.num_classes - 1}"
+                    f"inprocess: {artifact.path} answered {outputs.tolist()!s:.120} for one example of "
+                    f"zeros ({signature.describe_inputs()}); expected one row of {width} finite values"
                 )
             self._runner, self._artifact = runner, artifact
 
     def stop(self) -> None:
         with self._lock:
-            self._runner = None
+            self._runner = None  # the artifact stays: describe() runs after teardown
             self._restore_threads()
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        runner = self._runner
-        if runner is None:
+    def predict(self, batch: Batch) -> np.ndarray:
+        """The runner's outputs for `batch`: float32 (n, signature.output.width). A bare array is
+        taken as the batch of a one-input model."""
+        runner, artifact = self._runner, self._artifact
+        if runner is None or artifact is None:
             raise RunError("inprocess target is not started")
+        if not isinstance(batch, Mapping):
+            batch = as_batch(batch, artifact.signature.inputs)
         with self._slots:
             if self.inject_delay_s:
                 # a known, deliberate regression (gate-validity runs), spent on the CPU like a heavier
@@ -106,7 +114,7 @@ class InProcessTarget(Target):
                 until = time.perf_counter() + self.inject_delay_s
                 while time.perf_counter() < until:
                     pass
-            return np.asarray(runner.predict_labels(batch))
+            return np.asarray(runner.predict_outputs(batch), dtype=np.float32)
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {

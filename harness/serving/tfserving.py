@@ -3,8 +3,10 @@ or already running elsewhere (`serving.options.mode`).
 
 The artifact is laid out as a numbered version folder with model, monitoring and batching config
 files (tfserving_launch); readiness is the model status API reporting AVAILABLE plus one known-good
-prediction; predict() goes over REST (default) or gRPC (tfserving_grpc). Load from Locust always
-uses the REST predict API.
+prediction; predict() goes over REST (default; row or columnar JSON, `rest_format`) or gRPC
+(tfserving_grpc: raw tensor bytes, for large inputs). Load from Locust always uses the REST
+predict API, with bodies encoded once before it starts. Input names on the wire are the server's
+(its metadata), which for a one-input model may differ from the data's name.
 """
 
 from __future__ import annotations
@@ -18,17 +20,25 @@ import numpy as np
 import requests
 
 from harness.artifacts import ServedArtifact
+from harness.data.tensors import Batch, TensorSpec, batch_len, batch_slice
 from harness.errors import RunError, UserError, first_line
 from harness.scenario.schema import ServingSpec
-from harness.serving.base import HttpEndpoint, Target
+from harness.serving.base import EncodedRequests, HttpEndpoint, Target
+from harness.serving.payloads import (
+    RequestEncoder,
+    as_output_rows,
+    encode_requests,
+    make_encoder,
+    model_batch,
+    tfserving_output_path,
+    tfserving_rows,
+)
 from harness.serving.tfserving_config import (
     BIND_ADDRESS,
     MODEL_VERSION,
     PROMETHEUS_PATH,
     SUPPORTED_FORMATS,
     TfServingOptions,
-    labels_from_array,
-    labels_from_predictions,
     model_state,
     signature_keys,
 )
@@ -48,8 +58,15 @@ class TfServingTarget(Target):
 
     name: ClassVar[str] = "tfserving"
 
-    def __init__(self, spec: ServingSpec, run_dir: Path, *, runner: Runner | None = None) -> None:
-        super().__init__(spec, run_dir)
+    def __init__(
+        self,
+        spec: ServingSpec,
+        run_dir: Path,
+        *,
+        scenario_dir: Path | None = None,
+        runner: Runner | None = None,
+    ) -> None:
+        super().__init__(spec, run_dir, scenario_dir=scenario_dir)
         self.options = TfServingOptions.from_options(spec.options)
         self._runner: Runner = runner or run_command
         self.work_dir = self.run_dir.resolve() / "tfserving"
@@ -63,7 +80,12 @@ class TfServingTarget(Target):
         self._artifact: ServedArtifact | None = None
         self._base_url: str | None = None
         self._session: requests.Session | None = None
-        self._grpc: TfServingGrpcClient | None = None
+        self._grpc: Any = None  # TfServingGrpcClient, imported with TensorFlow on first gRPC use
+        self._wire_inputs: tuple[
+            TensorSpec, ...
+        ] = ()  # the artifact's inputs, named as the server names them
+        self._output_name: str | None = None
+        self._rest: RequestEncoder | None = None
         self._last_status = "no answer yet"
         self._deadline = 0.0
 
@@ -81,10 +103,12 @@ class TfServingTarget(Target):
             raise UserError(
                 f"tfserving serves {' or '.join(SUPPORTED_FORMATS)} artifacts, not {artifact.format!r}"
             )
-        if artifact.format == "tflite" and artifact.extra.get("input_dtype", "float32") != "float32":
+        single = artifact.signature.single
+        declared = artifact.extra.get("input_dtype")
+        if single is not None and declared is not None and declared != single.dtype:
             raise UserError(
-                f"tfserving: {Path(artifact.path).name} takes {artifact.extra['input_dtype']} input but "
-                "REST clients send floats; export it with float input/output or serve it inprocess"
+                f"tfserving: {Path(artifact.path).name} takes {declared} input but its signature says "
+                f"{single.describe()}: requests would carry the wrong type"
             )
         signature = artifact.extra.get("signature")
         if signature not in (None, "serving_default"):
@@ -189,15 +213,19 @@ class TfServingTarget(Target):
             url = f"{self._base_url}/v1/models/{self.options.model_name}/metadata"
             inputs, outputs = signature_keys(self._http().get(url, timeout=10).json())
             self.signature = {"inputs": inputs, "outputs": outputs}
-        zeros = np.zeros((1, *self._artifact.input_shape), dtype=np.float32)
+        self._settle_names(self._artifact)
+        signature = self._artifact.signature
+        zeros = {spec.name: np.zeros((1, *spec.shape), dtype=spec.dtype) for spec in signature.inputs}
         try:
-            self._predict_chunk(zeros.reshape(1, -1), timeout_s=self._remaining_s())
+            answer = self._predict_chunk(zeros, 1, timeout_s=self._remaining_s())
         except RunError as exc:
             raise RunError(
                 f"tfserving is up but the known-good prediction failed: {first_line(exc)}; {where}",
                 log=exc.log,
                 log_tail=exc.log_tail,
             ) from exc
+        if not np.all(np.isfinite(answer)):
+            raise RunError(f"tfserving answered non-finite outputs for an example of zeros; {where}")
         metrics_url = self.server_metrics_url
         if metrics_url is not None:
             with contextlib.suppress(requests.RequestException):
@@ -237,59 +265,97 @@ class TfServingTarget(Target):
     def server_pid(self) -> int | None:
         return self.server.pid() if self.server is not None else None
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Labels for `batch`, sent in chunks over the configured protocol."""
+    def _settle_names(self, artifact: ServedArtifact) -> None:
+        """Input and output names as the server knows them (its metadata wins where it is known)."""
+        inputs = artifact.signature.inputs
+        served = self.signature.get("inputs") or []
+        if len(inputs) == 1 and len(served) == 1:
+            # one input: the data's name need not be the SavedModel's ("inputs" vs "input_1")
+            self._wire_inputs = (TensorSpec(served[0], inputs[0].shape, inputs[0].dtype),)
+        else:
+            if served and sorted(served) != sorted(s.name for s in inputs):
+                raise UserError(
+                    f"tfserving serves inputs {served} but the model's signature has "
+                    f"{artifact.signature.describe_inputs()}"
+                )
+            self._wire_inputs = tuple(inputs)
+        outputs = self.signature.get("outputs") or []
+        self._output_name = artifact.extra.get("output_name") or (outputs[0] if len(outputs) == 1 else None)
+        json_format = "columnar" if self.options.rest_format == "columnar" else "instances"
+        self._rest = make_encoder(self._wire_inputs, "json", json_format=json_format)
+
+    def _to_wire(self, batch: Batch) -> dict[str, np.ndarray]:
+        assert self._artifact is not None
+        return {
+            wire.name: np.asarray(batch[spec.name])
+            for wire, spec in zip(self._wire_inputs, self._artifact.signature.inputs, strict=True)
+        }
+
+    def predict(self, batch: Batch) -> np.ndarray:
+        """The model's outputs for `batch`, sent in chunks over the configured protocol:
+        float32 (n, signature.output.width)."""
         if self._base_url is None or self._artifact is None:
             raise RunError("tfserving target is not started")
-        rows = np.asarray(batch, dtype=np.float32)
-        if rows.size == 0:
-            return np.zeros((0,), dtype=np.int64)
-        if rows.ndim == len(self._artifact.input_shape):
-            rows = rows[np.newaxis]
-        rows = rows.reshape(rows.shape[0], -1)
+        batch = model_batch(batch, self._artifact.signature.inputs)
+        total = batch_len(batch)
         step = self.options.rows_per_request
         if self.spec.batch_size > 1 and self.server is not None:
             # with batching on, TF Serving rejects a request of more rows than max_batch_size
             step = min(step, self.spec.batch_size)
-        labels: list[int] = []
-        for begin in range(0, rows.shape[0], step):
-            chunk = rows[begin : begin + step]
-            labels.extend(self._predict_chunk(chunk, timeout_s=self.options.request_timeout_s + 10))
-        return np.asarray(labels, dtype=np.int64)
+        parts = [np.zeros((0, self._artifact.signature.output.width), dtype=np.float32)]
+        for begin in range(0, total, step):
+            chunk = batch_slice(batch, begin, begin + step)
+            rows = min(step, total - begin)
+            parts.append(self._predict_chunk(chunk, rows, timeout_s=self.options.request_timeout_s + 10))
+        return np.concatenate(parts)
 
-    def _predict_chunk(self, rows: np.ndarray, *, timeout_s: float) -> list[int]:
+    def encode_requests(self, batch: Batch, rows_per_request: int) -> EncodedRequests:
+        """REST bodies in `rest_format` for the load (Locust speaks REST only), each with
+        `rows_per_request` examples."""
+        if self._base_url is None or self._artifact is None or self._rest is None:
+            raise RunError("tfserving target is not started")
+        multi_output = len(self.signature.get("outputs") or []) > 1
+        return encode_requests(
+            self._rest,
+            self._to_wire(model_batch(batch, self._artifact.signature.inputs)),
+            rows_per_request,
+            output_path=tfserving_output_path(self.options.rest_format, self._output_name, multi_output),
+            output_width=self._artifact.signature.output.width,
+        )
+
+    def _predict_chunk(self, batch: Batch, rows: int, *, timeout_s: float) -> np.ndarray:
         assert self._artifact is not None
+        assert self._rest is not None
+        width = self._artifact.signature.output.width
         if self.options.protocol == "grpc":
-            return self._predict_grpc(rows, timeout_s=timeout_s)
+            return self._predict_grpc(batch, rows, width, timeout_s=timeout_s)
         url = f"{self._base_url}/v1/models/{self.options.model_name}:predict"
+        body = self._rest.encode(self._to_wire(batch))
+        headers = {"Content-Type": self._rest.content_type}
         try:
-            resp = self._http().post(url, json={"instances": rows.tolist()}, timeout=timeout_s)
+            resp = self._http().post(url, data=body, headers=headers, timeout=timeout_s)
         except requests.RequestException as exc:
             raise RunError(f"tfserving request failed: {exc}") from exc
         if resp.status_code != 200:
             raise RunError(f"tfserving answered HTTP {resp.status_code}: {resp.text[:300]}")
         try:
-            predictions = resp.json()["predictions"]
-            return labels_from_predictions(
-                predictions, rows=rows.shape[0], num_classes=self._artifact.num_classes
+            return tfserving_rows(
+                resp.json(),
+                rest_format=self.options.rest_format,
+                output_name=self._output_name,
+                rows=rows,
+                width=width,
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             raise RunError(f"tfserving answered an unexpected body ({exc}): {resp.text[:300]}") from exc
 
-    def _predict_grpc(self, rows: np.ndarray, *, timeout_s: float) -> list[int]:
-        assert self._artifact is not None
+    def _predict_grpc(self, batch: Batch, rows: int, width: int, *, timeout_s: float) -> np.ndarray:
         if self._grpc is None:
             target = self.server.grpc_target if self.server is not None else self.options.remote_grpc
-            self._grpc = TfServingGrpcClient(
-                target or "",
-                model_name=self.options.model_name,
-                input_name=(
-                    self.signature.get("inputs") or [self._artifact.extra.get("input_name") or "inputs"]
-                )[0],
-            )
-        scores = self._grpc.predict(rows, timeout_s=timeout_s)
+            self._grpc = TfServingGrpcClient(target or "", model_name=self.options.model_name)
+        values = self._grpc.predict(self._to_wire(batch), output_name=self._output_name, timeout_s=timeout_s)
         try:
-            return labels_from_array(scores, rows=rows.shape[0], num_classes=self._artifact.num_classes)
+            return as_output_rows(values, rows=rows, width=width)
         except ValueError as exc:
             raise RunError(f"tfserving gRPC answer: {exc}") from exc
 
@@ -311,7 +377,10 @@ class TfServingTarget(Target):
             "protocol": {
                 "predict": self.options.protocol,
                 "load": "rest (Locust posts to the REST predict API)",
+                "rest_format": self.options.rest_format,
             },
+            "wire_inputs": [spec.describe() for spec in self._wire_inputs],
+            "output_name": self._output_name,
             "signature": dict(self.signature),
             "prometheus_path": PROMETHEUS_PATH if server is not None else None,
             "prometheus_answered": self.prometheus_answered,

@@ -13,15 +13,12 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import UserError
 from harness.serving.config_text import ConfigText
-
-if TYPE_CHECKING:  # numpy only inside the response parsers: `harness validate` imports this module
-    import numpy as np
 
 LOOPBACK = "127.0.0.1"
 SUPPORTED_FORMATS = ("savedmodel", "tflite")
@@ -105,7 +102,16 @@ class TfServingOptions(BaseModel):
     )
     protocol: Literal["rest", "grpc"] = Field(
         default="rest",
-        description="How predict() (the accuracy check) reaches the server; load from Locust is REST.",
+        description="How predict() (the accuracy check) reaches the server; grpc sends tensors as raw "
+        "bytes (large inputs, any dtype). Load from Locust is always REST.",
+    )
+    rest_format: Literal["row", "columnar"] = Field(
+        default="row",
+        description='REST request format (predict() and the load): row: {"instances": [...]}, one '
+        "entry per example (an object by input name for several inputs); columnar: "
+        '{"inputs": ...}, the whole batch per input (an object by name for several), less JSON '
+        "for the server to walk. Both are JSON: TF Serving's REST API takes no binary tensors, so "
+        "large inputs cost the client and the server a text encoding either way.",
     )
     rows_per_request: int = Field(
         default=64, ge=1, le=4096, description="Rows per request when predict() chunks a large batch."
@@ -333,26 +339,6 @@ def model_state(body: Mapping[str, Any]) -> tuple[str, str]:
         if state == "END" and status.get("error_code", "OK") != "OK":
             return "END", f"{status.get('error_code')}: {status.get('error_message', '')}".strip()
     return (states[0][0] if states else "UNKNOWN"), ""
-
-
-def labels_from_array(values: np.ndarray, *, rows: int, num_classes: int) -> list[int]:
-    """Labels from a model output: a row of `num_classes` scores per instance (argmax) or one label."""
-    import numpy as np
-
-    if values.shape == (rows, num_classes):
-        return [int(i) for i in values.argmax(axis=1)]
-    if values.shape == (rows,) and np.all(np.mod(values, 1) == 0):
-        return [int(v) for v in values]
-    raise ValueError(f"output of shape {values.shape} for {rows} instances; expected ({rows}, {num_classes})")
-
-
-def labels_from_predictions(predictions: Any, *, rows: int, num_classes: int) -> list[int]:
-    """Labels from a REST `predictions` list (one output: a list with one entry per instance)."""
-    import numpy as np
-
-    if not isinstance(predictions, list):
-        raise ValueError("expected `predictions` to be a list (a model with exactly one output)")
-    return labels_from_array(np.asarray(predictions, dtype=np.float64), rows=rows, num_classes=num_classes)
 
 
 def signature_keys(

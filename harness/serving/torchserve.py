@@ -1,15 +1,13 @@
-"""TorchServe as a serving target: archive the exported file with our handler, start a private
-loopback-only server in its own process group, wait until it answers, predict through HTTP."""
+"""TorchServe as a serving target: archive the exported file with our handler (or the user's, or
+take the user's whole .mar), start a private loopback-only server in its own process group, wait
+until it answers, predict through HTTP in the request format of serving.options (payloads.py)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,69 +20,33 @@ import requests
 
 from harness.artifacts import ServedArtifact
 from harness.baselines.fingerprint import package_version
+from harness.data.tensors import Batch, batch_len, batch_slice
 from harness.errors import RunError, UserError, first_line
 from harness.processes import ManagedProcess, free_port
 from harness.scenario.schema import ServingSpec
-from harness.serving.base import HttpEndpoint, Target
+from harness.serving.base import EncodedRequests, HttpEndpoint, Target
 from harness.serving.listeners import check_listeners
+from harness.serving.payloads import RequestEncoder, encode_requests, make_encoder, model_batch, rows_at_path
 from harness.serving.torchserve_config import (
-    HANDLER_METADATA_FILE,
-    JAVA_HINT,
     LOG_CONFIG_FILE,
     LOG_FILES,
     LOOPBACK,
-    MIN_JAVA_MAJOR,
     TOKEN_AUTH_MODE,
     TorchServeOptions,
     TorchServePorts,
-    archiver_argv,
     config_properties,
     default_torch_threads,
     effective_max_batch_delay_ms,
     handler_metadata,
     log4j2_config,
-    parse_java_major,
     server_env,
     socket_dir_fits,
     torchserve_argv,
 )
+from harness.serving.torchserve_setup import HANDLER_SOURCE, build_archive, check_pyyaml, find_java
 
 SUPPORTED_FORMATS = ("torch.export", "torchscript")
-HANDLER_SOURCE = Path(__file__).with_name("torchserve_handler.py")
 _PORT_CLASH = ("Address already in use", "BindException")
-
-
-def find_java(env: dict[str, str] | None = None) -> tuple[str, str]:
-    """(path, version string) of the java TorchServe will run; RunError if missing or older than 17.
-
-    TorchServe's launcher uses $JAVA_HOME/bin/java when JAVA_HOME is set, else `java` on PATH.
-    """
-    env = dict(os.environ if env is None else env)
-    java_home = env.get("JAVA_HOME")
-    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java", path=env.get("PATH"))
-    if not java or not os.access(java, os.X_OK):
-        raise RunError(f"{JAVA_HINT} (no java found{' in JAVA_HOME' if java_home else ' on PATH'})")
-    try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RunError(f"{JAVA_HINT} ({java} -version failed: {exc})") from exc
-    text = out.stderr + out.stdout
-    major = parse_java_major(text)
-    if major is None or major < MIN_JAVA_MAJOR:
-        found = f"Java {major}" if major is not None else "an unrecognised java"
-        raise RunError(f"{JAVA_HINT} (found {found} at {java})")
-    match = re.search(r'version "([^"]+)"', text)
-    return java, match.group(1) if match else str(major)
-
-
-def _check_pyyaml() -> None:
-    # TorchServe 0.12 imports yaml in its worker but does not declare the dependency
-    import importlib.util
-
-    if importlib.util.find_spec("yaml") is None:
-        raise RunError(
-            f"TorchServe needs PyYAML, which it does not declare: {sys.executable} -m pip install pyyaml"
-        )
 
 
 class TorchServeTarget(Target):
@@ -92,8 +54,8 @@ class TorchServeTarget(Target):
 
     name: ClassVar[str] = "torchserve"
 
-    def __init__(self, spec: ServingSpec, run_dir: Path) -> None:
-        super().__init__(spec, run_dir)
+    def __init__(self, spec: ServingSpec, run_dir: Path, *, scenario_dir: Path | None = None) -> None:
+        super().__init__(spec, run_dir, scenario_dir=scenario_dir)
         self.options = TorchServeOptions.from_options(spec.options)
         # absolute: TorchServe runs with the work dir as cwd and resolves relative paths against it
         self.work_dir = self.run_dir.resolve() / "torchserve"
@@ -109,6 +71,8 @@ class TorchServeTarget(Target):
         self.teardown_s: float | None = None
         self.server_model: dict[str, Any] = {}
         self._artifact: ServedArtifact | None = None
+        self._encoder: RequestEncoder | None = None
+        self._user_file: Path | None = None  # the user's handler or archive, resolved at start
         self._java: tuple[str, str] | None = None
         self._process: ManagedProcess | None = None
         self._session: requests.Session | None = None
@@ -121,16 +85,19 @@ class TorchServeTarget(Target):
     def start(self, artifact: ServedArtifact) -> None:
         if self._process is not None:
             raise RunError("torchserve target already started; stop() it first")
-        if artifact.format not in SUPPORTED_FORMATS:
+        # a user's archive holds its own model: the artifact only lends its signature
+        if not self.options.archive and artifact.format not in SUPPORTED_FORMATS:
             raise UserError(
                 f"torchserve serves {' or '.join(SUPPORTED_FORMATS)} artifacts, not {artifact.format!r}"
             )
-        if not Path(artifact.path).is_file():
+        self._user_file = self.options.user_file(self.scenario_dir)
+        if not self.options.archive and not Path(artifact.path).is_file():
             raise RunError(f"artifact file not found: {artifact.path}")
+        self._encoder = self._make_encoder(artifact)
         started = time.monotonic()
         self._deadline = started + self.spec.startup_timeout_s
         self._java = find_java()
-        _check_pyyaml()
+        check_pyyaml()
         self._artifact = artifact
         try:
             tmp_dir = self._prepare_dirs()
@@ -199,40 +166,68 @@ class TorchServeTarget(Target):
     def _predict_path(self) -> str:
         return f"/predictions/{self.options.model_name}"
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Labels for `batch`, posted to the server in chunks of `rows_per_request` rows."""
-        if self._process is None or self.ports is None or self._artifact is None:
-            raise RunError("torchserve target is not started")
-        rows = np.asarray(batch, dtype=np.float32)
-        if rows.size == 0:
-            return np.zeros((0,), dtype=np.int64)
-        if rows.ndim == len(self._artifact.input_shape):
-            rows = rows[np.newaxis]
-        rows = rows.reshape(rows.shape[0], -1)
-        step = self.options.rows_per_request
-        labels: list[int] = []
-        for begin in range(0, rows.shape[0], step):
-            chunk = rows[begin : begin + step]
-            labels.extend(self._post(chunk.tolist(), timeout_s=self.options.response_timeout_s + 10))
-        return np.asarray(labels, dtype=np.int64)
-
-    def _post(self, instances: list[Any], *, timeout_s: float) -> list[int]:
-        assert self.ports is not None
-        url = f"http://{LOOPBACK}:{self.ports.inference}{self._predict_path}"
+    def _make_encoder(self, artifact: ServedArtifact) -> RequestEncoder:
         try:
-            resp = self._http().post(url, json={"instances": instances}, timeout=timeout_s)
+            return make_encoder(
+                artifact.signature.inputs,
+                self.options.encoding,
+                template=self.options.request_template,
+                content_type=self.options.content_type,
+            )
+        except ValueError as exc:
+            raise UserError(f"serving.options.{exc}") from None
+
+    def _started(self) -> tuple[ServedArtifact, RequestEncoder]:
+        if self._process is None or self.ports is None or self._artifact is None or self._encoder is None:
+            raise RunError("torchserve target is not started")
+        return self._artifact, self._encoder
+
+    def predict(self, batch: Batch) -> np.ndarray:
+        """The model's outputs for `batch`, posted in chunks of `rows_per_request` rows:
+        float32 (n, signature.output.width), read at `output_path` of each response."""
+        artifact, encoder = self._started()
+        batch = model_batch(batch, artifact.signature.inputs)
+        width = artifact.signature.output.width
+        total = batch_len(batch)
+        step = self.options.rows_per_request
+        parts = [np.zeros((0, width), dtype=np.float32)]
+        for begin in range(0, total, step):
+            chunk = batch_slice(batch, begin, begin + step)
+            rows = min(step, total - begin)
+            parts.append(
+                self._post(encoder.encode(chunk), rows, timeout_s=self.options.response_timeout_s + 10)
+            )
+        return np.concatenate(parts)
+
+    def encode_requests(self, batch: Batch, rows_per_request: int) -> EncodedRequests:
+        """The load's bodies in the same format predict() sends, each with `rows_per_request` examples."""
+        artifact, encoder = self._started()
+        return encode_requests(
+            encoder,
+            model_batch(batch, artifact.signature.inputs),
+            rows_per_request,
+            output_path=self.options.output_path,
+            output_width=artifact.signature.output.width,
+        )
+
+    def _post(self, body: bytes, rows: int, *, timeout_s: float) -> np.ndarray:
+        assert self.ports is not None
+        assert self._artifact is not None
+        assert self._encoder is not None
+        url = f"http://{LOOPBACK}:{self.ports.inference}{self._predict_path}"
+        headers = {"Content-Type": self._encoder.content_type}
+        try:
+            resp = self._http().post(url, data=body, headers=headers, timeout=timeout_s)
         except requests.RequestException as exc:
             raise RunError(f"torchserve request failed: {first_line(exc)}", log=self.console_log) from exc
         if resp.status_code != 200:
             raise RunError(f"torchserve answered HTTP {resp.status_code}: {resp.text[:300]}")
         try:
-            predictions = resp.json()["predictions"]
-            labels = [int(p) for p in predictions]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise RunError(f"torchserve answered an unexpected body: {resp.text[:300]}") from exc
-        if len(labels) != len(instances):
-            raise RunError(f"torchserve returned {len(labels)} predictions for {len(instances)} instances")
-        return labels
+            return rows_at_path(
+                resp.json(), self.options.output_path, rows=rows, width=self._artifact.signature.output.width
+            )
+        except ValueError as exc:
+            raise RunError(f"torchserve answered an unexpected body ({exc}): {resp.text[:300]}") from exc
 
     def _http(self) -> requests.Session:
         if self._session is None:
@@ -256,6 +251,13 @@ class TorchServeTarget(Target):
             "metrics_url": f"http://{LOOPBACK}:{ports['metrics']}/metrics" if ports else None,
             "model_name": self.options.model_name,
             "artifact_format": self._artifact.format if self._artifact else None,
+            "handler": str(self._user_file or self.options.handler)
+            if self.options.handler
+            else "harness (torchserve_handler.py)",
+            "archive": str(self._user_file or self.options.archive) if self.options.archive else None,
+            "request_encoding": self._encoder.encoding if self._encoder else self.options.encoding,
+            "request_content_type": self._encoder.content_type if self._encoder else None,
+            "output_path": self.options.output_path,
             "workers": self.spec.workers,
             "batch_size": self.spec.batch_size,
             "max_batch_delay_ms": effective_max_batch_delay_ms(self.spec.max_batch_delay_ms),
@@ -305,51 +307,30 @@ class TorchServeTarget(Target):
         return self._tmp_dir
 
     def _archive(self, artifact: ServedArtifact, env: dict[str, str]) -> None:
-        build = self.work_dir / "archive-inputs"
-        build.mkdir(parents=True, exist_ok=True)
-        meta = build / HANDLER_METADATA_FILE
-        meta.write_text(
-            json.dumps(
-                handler_metadata(
-                    artifact_format=artifact.format,
-                    input_shape=tuple(artifact.input_shape),
-                    num_classes=artifact.num_classes,
-                    torch_threads=self.torch_threads,
-                    inject_delay_ms=self.options.inject_delay_ms,
-                    log_level=self.spec.log_level,
-                ),
-                indent=2,
-            )
+        if self.options.archive:
+            assert self._user_file is not None
+            # served as it is, under our file name: load_models registers it as model_name
+            shutil.copyfile(self._user_file, self.model_store / self._mar_name)
+            return
+        meta = handler_metadata(
+            artifact_format=artifact.format,
+            signature=artifact.signature.as_dict(),
+            torch_threads=self.torch_threads,
+            inject_delay_ms=self.options.inject_delay_ms,
+            log_level=self.spec.log_level,
+            imports=list(artifact.extra.get("imports") or []),
         )
-        argv = archiver_argv(
-            sys.executable,
+        build_archive(
+            artifact,
+            meta,
             model_name=self.options.model_name,
-            serialized_file=Path(artifact.path).resolve(),
-            handler=HANDLER_SOURCE,
-            extra_files=[meta],
-            export_path=self.model_store,
+            handler=self._user_file or HANDLER_SOURCE,
+            work_dir=self.work_dir,
+            model_store=self.model_store,
+            log_path=self.archiver_log,
+            env=env,
+            timeout_s=self._remaining_s(),
         )
-        with open(self.archiver_log, "ab") as log:
-            try:
-                done = subprocess.run(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=self.work_dir,
-                    timeout=self._remaining_s(),
-                    check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise RunError(
-                    f"torch-model-archiver did not finish within startup_timeout_s; log {self.archiver_log}"
-                ) from exc
-        if done.returncode != 0 or not (self.model_store / self._mar_name).is_file():
-            tail = "\n".join(self.archiver_log.read_text(errors="replace").splitlines()[-20:])
-            raise RunError(
-                f"torch-model-archiver failed (exit {done.returncode})", log=self.archiver_log, log_tail=tail
-            )
 
     @property
     def _mar_name(self) -> str:
@@ -414,19 +395,21 @@ class TorchServeTarget(Target):
         self._process.wait_until(self._workers_ready, timeout_s=self._remaining_s())
         self._check_listeners()
         self._check_batching_took_effect()
-        zeros = np.zeros((1, *self._artifact.input_shape), dtype=np.float32)
+        assert self._encoder is not None
+        signature = self._artifact.signature
+        zeros = {spec.name: np.zeros((1, *spec.shape), dtype=spec.dtype) for spec in signature.inputs}
         try:
-            labels = self._post(zeros.reshape(1, -1).tolist(), timeout_s=self._remaining_s())
+            outputs = self._post(self._encoder.encode(zeros), 1, timeout_s=self._remaining_s())
         except RunError as exc:
             raise RunError(
                 f"torchserve is up but the known-good prediction failed: {first_line(exc)}",
                 log=self.console_log,
                 log_tail=self._process.log_tail(),
             ) from exc
-        if not 0 <= labels[0] < max(1, self._artifact.num_classes):
+        if not np.all(np.isfinite(outputs)):
             raise RunError(
-                f"torchserve predicted label {labels[0]} for zeros; "
-                f"expected 0..{self._artifact.num_classes - 1}"
+                f"torchserve answered non-finite outputs {outputs[0].tolist()[:8]} for an example of zeros "
+                f"({signature.describe_inputs()})"
             )
 
     def _check_listeners(self) -> None:

@@ -11,13 +11,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from xml.sax.saxutils import quoteattr
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import UserError
 from harness.serving.config_text import ConfigText, check_config_value
+from harness.serving.wire import LARGE_EXAMPLE_NUMBERS, OUTPUT_PATH_PATTERN, template_problem
 
 LOOPBACK = "127.0.0.1"
 MIN_JAVA_MAJOR = 17
@@ -60,6 +61,94 @@ class TorchServeOptions(BaseModel):
         description="Test aid: the handler spins this long per batch, a known regression for checking "
         "that gates detect one (benchmarks/gate_validity.py). Leave at 0 in real scenarios.",
     )
+
+    encoding: Literal["auto", "json", "binary"] = Field(
+        default="auto",
+        description="Request body format, for the accuracy check and the load alike. json: "
+        '{"instances": [...]} (one entry per example; an object by input name for several inputs); '
+        "binary: the batch as a .npy file (one input) or an uncompressed .npz (one .npy per input "
+        "name), no per-number parsing on the server. auto: binary when an example of any input holds "
+        f"more than {LARGE_EXAMPLE_NUMBERS:,} numbers (images: a 224x224x3 one is 150,528), else json. "
+        "Not used with request_template.",
+    )
+    max_request_mb: int = Field(
+        default=100,
+        ge=1,
+        le=2048,
+        description="Largest request and response body TorchServe accepts, in MiB (its own default, "
+        "6.25 MiB, refuses a few JSON-encoded images).",
+    )
+    handler: ConfigText | None = Field(
+        default=None,
+        description="Your own TorchServe handler .py (relative to the scenario file), archived with "
+        "the variant's exported file instead of the harness handler. harness_model.json beside it "
+        "holds the signature. It must answer request bodies in `encoding` (or your "
+        "request_template) with the outputs at output_path.",
+    )
+    archive: ConfigText | None = Field(
+        default=None,
+        description="A whole .mar of yours (relative to the scenario file) served as it is: the "
+        "variant's exported file is not used, only its signature (to build requests). Registered "
+        "under model_name whatever name the archive gives itself.",
+    )
+    request_template: ConfigText | None = Field(
+        default=None,
+        description="Request body template for your handler or archive, e.g. "
+        "'{\"data\": {{instances}}}'. Placeholders become JSON: {{instances}} one entry per example "
+        "(an object by input name for several inputs), {{inputs}} the batch (an object by name for "
+        "several), {{inputs.NAME}} the batch of one input.",
+    )
+    content_type: ConfigText = Field(
+        default="application/json",
+        pattern=r"^[\w.+-]+/[\w.+-]+(\s*;.*)?$",
+        description="Content-Type of request_template bodies.",
+    )
+    output_path: str = Field(
+        default="predictions",
+        pattern=OUTPUT_PATH_PATTERN,
+        description="Where the JSON response holds the outputs, as a dotted path of keys and list "
+        "indexes: 'predictions' (the harness handler's), 'outputs.0.probs'. It must yield one row of "
+        "scores (classification) or values (regression) per example, or for a one-example request "
+        "that example's row. The accuracy check reads it; the load counts its rows.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TorchServeOptions:
+        if self.handler and self.archive:
+            raise ValueError("handler and archive exclude each other: an archive holds its own handler")
+        if self.handler and not self.handler.endswith(".py"):
+            raise ValueError(f"handler must be a .py file, got {self.handler!r}")
+        if self.archive and not self.archive.endswith(".mar"):
+            raise ValueError(f"archive must be a .mar file, got {self.archive!r}")
+        if self.request_template is not None:
+            if self.encoding != "auto":
+                raise ValueError("encoding and request_template exclude each other: the template is a format")
+            problem = template_problem(self.request_template)
+            if problem:
+                raise ValueError(f"request_template: {problem}")
+        elif "content_type" in self.model_fields_set:
+            raise ValueError("content_type is only used with request_template")
+        if self.inject_delay_ms and (self.handler or self.archive):
+            raise ValueError("inject_delay_ms is a feature of the harness handler, not of yours")
+        return self
+
+    def user_file(self, scenario_dir: Path | None) -> Path | None:
+        """The handler or archive as an absolute path (relative ones against `scenario_dir`, else
+        the working directory); UserError if it is not a file. None when neither is set."""
+        name, value = ("handler", self.handler) if self.handler else ("archive", self.archive)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = (Path(scenario_dir) if scenario_dir is not None else Path.cwd()) / path
+        path = path.resolve()
+        if not path.is_file():
+            raise UserError(f"serving.options.{name}: {path} is not a file")
+        return path
+
+    def check_paths(self, scenario_dir: Path) -> None:
+        """UserError if a handler or archive named here does not exist (for `harness validate`)."""
+        self.user_file(scenario_dir)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> TorchServeOptions:
@@ -182,10 +271,13 @@ def config_properties(
         "metrics_mode=prometheus",
         "disable_system_metrics=true",
         f"model_store={_escape_property(str(model_store))}",
-        f"load_models={mar_name}",
+        # name=file: the model is registered under our name whatever name a user's archive carries
+        f"load_models={model_name}={mar_name}",
         f"default_workers_per_model={workers}",
         f"default_response_timeout={options.response_timeout_s}",
         f"job_queue_size={options.job_queue_size}",
+        f"max_request_size={options.max_request_mb * 1024 * 1024}",
+        f"max_response_size={options.max_request_mb * 1024 * 1024}",
         f"models={json.dumps(models, separators=(',', ':'))}",
     ]
     if options.vmargs:
@@ -366,18 +458,20 @@ def default_torch_threads(workers: int, cpu_count: int | None) -> int:
 def handler_metadata(
     *,
     artifact_format: str,
-    input_shape: tuple[int, ...],
-    num_classes: int,
+    signature: Mapping[str, Any],
     torch_threads: int,
     inject_delay_ms: float = 0.0,
     log_level: str = "WARN",
+    imports: list[str] | None = None,
 ) -> dict[str, Any]:
-    """What our handler needs to know about the serialized file, shipped inside the archive."""
+    """What the handler needs to know about the serialized file, shipped inside the archive:
+    `signature` is `Signature.as_dict()` (inputs with name, shape, dtype; the output; the task);
+    `imports` are modules to import before loading it (the artifact's `extra["imports"]`)."""
     return {
         "log_level": log_level,
         "format": artifact_format,
-        "input_shape": list(input_shape),
-        "num_classes": num_classes,
+        "imports": list(imports or []),
+        "signature": dict(signature),
         "torch_threads": torch_threads,
         "inject_delay_ms": inject_delay_ms,
     }

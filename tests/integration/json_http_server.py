@@ -1,15 +1,19 @@
 """A keep-alive stdlib HTTP server on a free loopback port for load-generator tests.
 
-It speaks the harness's JSON contract (`{"instances": ...}` in, a JSON body out) and nothing
-else; what it answers, and how slowly, is the test's `respond` callable.
+It reads the harness's one-input request formats (JSON `{"instances": ...}` or an .npy body) and
+hands the test's `respond` callable the examples as lists; what it answers, and how slowly, is
+`respond`'s choice.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
 
 from harness.processes import free_port
 
@@ -27,7 +31,10 @@ class JsonHttpServer:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                instances = json.loads(body)["instances"]
+                if body.startswith(b"\x93NUMPY"):
+                    instances = np.load(io.BytesIO(body)).tolist()
+                else:
+                    instances = json.loads(body)["instances"]
                 status, payload = respond(self.path, dict(self.headers.items()), instances)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -19,6 +19,7 @@ from harness.compression.tensorflow.tf_import import import_tf
 from harness.compression.torch.distill import TorchDistillRecipe
 from harness.compression.torch.export import export_module
 from harness.compression.torch.stats import linear_layers
+from harness.data.tensors import OutputSpec, Signature
 from harness.errors import RunError
 from harness.metrics.accuracy import artifact_accuracy
 from harness.models.digits import load_digits_split
@@ -123,7 +124,8 @@ def test_torch_teacher_with_softmax_output_yields_a_student_with_softmax_output(
 def test_torch_teacher_loaded_from_a_pt2_file_needs_only_its_forward(
     torch_teacher, context, tmp_path: Path
 ) -> None:
-    artifact, _ = export_module(copy.deepcopy(torch_teacher), tmp_path, input_shape=(64,), num_classes=10)
+    signature = Signature(inputs=context.data.inputs, output=OutputSpec("logits", 10), task="classification")
+    artifact, _ = export_module(copy.deepcopy(torch_teacher), tmp_path, signature)
     loaded = load_torch_model(artifact.path).module  # a GraphModule: no nn.Linear modules left
     assert not linear_layers(loaded)
     _, report = TorchDistillRecipe(FAST).apply(loaded, context)

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from harness.artifacts import ServedArtifact
 from harness.compression.torch.export import TorchArtifactRunner, export_module
 from harness.compression.torch.int8 import TorchInt8Recipe
+from harness.data.tensors import OutputSpec, Signature, TensorSpec
 from harness.errors import RunError, UserError
 from harness.models.digits import load_digits_split
 from harness.models.torch_mlp import get_reference_mlp
@@ -30,9 +32,10 @@ def data():
 def artifacts(data, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("inprocess")
     module = get_reference_mlp(data, seed=0, cache_root=root / "cache").module
-    reference, _ = export_module(module, root / "reference", input_shape=(64,), num_classes=10)
+    signature = Signature(inputs=data.inputs, output=OutputSpec("logits", 10), task="classification")
+    reference, _ = export_module(module, root / "reference", signature)
     quantized_module, _ = TorchInt8Recipe({"mode": "dynamic"}).apply(module)
-    quantized, _ = export_module(quantized_module, root / "int8", input_shape=(64,), num_classes=10)
+    quantized, _ = export_module(quantized_module, root / "int8", signature)
     return {"reference": reference, "int8_dynamic": quantized}
 
 
@@ -41,24 +44,66 @@ def spec(**overrides: Any) -> ServingSpec:
 
 
 @pytest.mark.parametrize("name", ["reference", "int8_dynamic"])
-def test_predictions_equal_the_artifacts_own_labels(data, artifacts, tmp_path: Path, name: str) -> None:
-    expected = TorchArtifactRunner(artifacts[name]).predict_labels(data.x_test)
+def test_outputs_equal_the_artifacts_own_outputs(data, artifacts, tmp_path: Path, name: str) -> None:
+    expected = TorchArtifactRunner(artifacts[name]).predict_outputs(data.test.inputs)
     with InProcessTarget(spec(), tmp_path) as target:
         target.start(artifacts[name])
-        got = target.predict(data.x_test)
-    assert got.dtype == np.int64
-    assert np.array_equal(got, expected)
-    assert (expected == data.y_test).mean() > 0.9
+        got = target.predict(data.test.inputs)
+        bare = target.predict(data.x_test)  # a one-input model also takes its bare array
+    assert got.dtype == np.float32
+    assert got.shape == (len(data.x_test), 10)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(bare, expected)
+    assert (expected.argmax(axis=1) == data.y_test).mean() > 0.9
 
 
 def test_concurrent_single_example_calls_match_serial_predictions(data, artifacts, tmp_path: Path) -> None:
     artifact = artifacts["int8_dynamic"]
-    expected = TorchArtifactRunner(artifact).predict_labels(data.x_test)
+    expected = TorchArtifactRunner(artifact).predict_outputs(data.test.inputs)
     with InProcessTarget(spec(workers=2), tmp_path) as target:
         target.start(artifact)
         with ThreadPoolExecutor(max_workers=8) as pool:
-            got = list(pool.map(lambda i: target.predict(data.x_test[i : i + 1])[0], range(len(data.x_test))))
-    assert np.array_equal(np.asarray(got), expected)
+            got = list(
+                pool.map(
+                    lambda i: target.predict({"inputs": data.x_test[i : i + 1]})[0], range(len(data.x_test))
+                )
+            )
+    np.testing.assert_array_equal(np.asarray(got), expected)
+
+
+class TwoInputs(torch.nn.Module):
+    """Token ids and a mask in, two regression values out: a model the old float-rows path could not call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(50, 8)
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.unsqueeze(-1).float()
+        return self.head((self.embed(input_ids) * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1))
+
+
+def test_a_two_input_int64_regression_model_is_fed_by_name_and_answers_its_values(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    module = TwoInputs().eval()
+    signature = Signature(
+        inputs=(TensorSpec("input_ids", (16,), "int64"), TensorSpec("attention_mask", (16,), "int64")),
+        output=OutputSpec("values", 2),
+        task="regression",
+    )
+    artifact, _ = export_module(module, tmp_path / "export", signature)
+    rng = np.random.default_rng(1)
+    batch = {
+        "input_ids": rng.integers(0, 50, size=(12, 16)).astype(np.int64),
+        "attention_mask": (rng.random((12, 16)) > 0.3).astype(np.int64),
+    }
+    with torch.no_grad():
+        expected = module(torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"]))
+    with InProcessTarget(spec(), tmp_path / "run") as target:
+        target.start(artifact)
+        got = target.predict(batch)
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
 class SlowRunner:
@@ -68,14 +113,14 @@ class SlowRunner:
         self.active = self.peak = 0
         self.lock = threading.Lock()
 
-    def predict_labels(self, batch: np.ndarray) -> np.ndarray:
+    def predict_outputs(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         with self.lock:
             self.active += 1
             self.peak = max(self.peak, self.active)
         time.sleep(0.02)
         with self.lock:
             self.active -= 1
-        return np.zeros(len(batch), dtype=np.int64)
+        return np.zeros((len(batch["inputs"]), 10), dtype=np.float32)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -85,7 +130,7 @@ def test_workers_cap_how_many_predictions_run_at_once(artifacts, tmp_path: Path,
         slow = SlowRunner()
         target._runner = slow
         with ThreadPoolExecutor(max_workers=6) as pool:
-            list(pool.map(lambda _: target.predict(np.zeros((1, 64), np.float32)), range(24)))
+            list(pool.map(lambda _: target.predict({"inputs": np.zeros((1, 64), np.float32)}), range(24)))
     assert slow.peak == workers
 
 
@@ -133,6 +178,30 @@ def test_missing_artifact_fails_start_and_leaves_threads_alone(artifacts, tmp_pa
     gone = replace(artifacts["reference"], path=tmp_path / "gone.pt2")
     with InProcessTarget(spec(), tmp_path) as target, pytest.raises(RunError, match="not found"):
         target.start(gone)
+    assert torch.get_num_threads() == before
+
+
+class NaNRunner:
+    def __init__(self, artifact: ServedArtifact) -> None:
+        pass
+
+    def predict_outputs(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        return np.full((1, 10), np.nan, dtype=np.float32)
+
+
+def test_start_refuses_a_model_whose_zero_example_gives_no_finite_row(
+    artifacts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness import frameworks
+
+    torch_spec = frameworks.framework("torch")
+    monkeypatch.setattr(type(torch_spec), "runner", lambda self, artifact: NaNRunner(artifact))
+    before = torch.get_num_threads()
+    with (
+        InProcessTarget(spec(), tmp_path) as target,
+        pytest.raises(RunError, match="one row of 10 finite values"),
+    ):
+        target.start(artifacts["reference"])
     assert torch.get_num_threads() == before
 
 

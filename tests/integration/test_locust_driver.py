@@ -11,18 +11,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.data.tensors import TensorSpec
 from harness.errors import RunError
 from harness.load.locust_driver import LocustDriver
 from harness.load.samples import Sample, read_samples
 from harness.processes import free_port
 from harness.scenario.load_spec import LoadSpec
-from harness.serving.base import HttpEndpoint
+from harness.serving.base import EncodedRequests, HttpEndpoint
+from harness.serving.payloads import JsonInstancesEncoder, NpyEncoder, encode_requests
 from tests.integration.json_http_server import JsonHttpServer
 
 PATH = "/predictions/tiny"
 TOKEN = "Bearer test-token"
+SPEC = (TensorSpec("x", (4,), "float32"),)
 # row i is [i, i, i, i]: the server can tell which rows it was sent
 INSTANCES = np.repeat(np.arange(7, dtype=np.float32)[:, None], 4, axis=1)
+
+
+def requests_of(rows_per_request: int = 1, encoder: type = JsonInstancesEncoder, **kwargs) -> EncodedRequests:
+    """The example rows as request bodies, encoded once as the targets do before load starts."""
+    options = {"output_path": "predictions", "output_width": None, **kwargs}
+    return encode_requests(encoder(SPEC), {"x": INSTANCES}, rows_per_request, **options)
+
+
+REQUESTS = requests_of()
 
 # (request number, parsed instances) -> (status, body bytes)
 Behaviour = Callable[[int, list[list[float]]], tuple[int, bytes]]
@@ -39,6 +51,7 @@ class CountingServer(JsonHttpServer):
         self.arrivals: list[float] = []  # time.time() of each request
         self.rows_seen: set[tuple[float, ...]] = set()
         self.bad_requests: list[str] = []
+        self.content_types: set[str] = set()
         lock = threading.Lock()
 
         def respond(path: str, headers: dict[str, str], instances: list[list[float]]) -> tuple[int, bytes]:
@@ -46,6 +59,7 @@ class CountingServer(JsonHttpServer):
                 number = len(self.arrivals)
                 self.arrivals.append(time.time())
                 self.rows_seen.update(tuple(r) for r in instances)
+                self.content_types.add(headers.get("Content-Type", ""))
                 if path != PATH or headers.get("Authorization") != TOKEN:
                     self.bad_requests.append(f"{path} {headers.get('Authorization')}")
             time.sleep(delay_s)
@@ -77,7 +91,7 @@ def test_correct_server_gives_exact_latencies_for_the_measure_window_only(
 ) -> None:
     server = http_server(delay_s=0.002)
     load = LoadSpec(users=2, warmup_s=1.0, measure_s=2.0, request_batch_size=3, timeout_s=5.0)
-    result = LocustDriver().run(server.endpoint, load, INSTANCES, tmp_path)
+    result = LocustDriver().run(server.endpoint, load, requests_of(3), tmp_path)
 
     assert server.bad_requests == []
     assert result.generator == "locust"
@@ -121,7 +135,7 @@ def test_server_errors_and_wrong_payloads_are_counted_by_class(
 
     server = http_server(mixed)
     load = LoadSpec(users=2, warmup_s=0.5, measure_s=1.5, request_batch_size=2)
-    result = LocustDriver().run(server.endpoint, load, INSTANCES, tmp_path)
+    result = LocustDriver().run(server.endpoint, load, requests_of(2), tmp_path)
 
     assert result.ok_count > 0
     assert result.failures["http_status"] > 0
@@ -135,13 +149,57 @@ def test_server_errors_and_wrong_payloads_are_counted_by_class(
     assert result.failures["bad_payload"] == pytest.approx(2 * result.request_count / 5, rel=0.25)
     examples = "\n".join(result.failure_examples)
     assert "http_status: HTTP 500" in examples
-    assert "3 predictions for 2 instances" in examples or "not JSON" in examples
+    assert "3 output rows for 2 examples at 'predictions'" in examples or "not JSON" in examples
+
+
+def test_local_workers_send_the_prepared_bodies_and_check_rows_at_the_output_path(
+    http_server: Callable[..., CountingServer], tmp_path: Path
+) -> None:
+    def nested(_number: int, instances: list[list[float]]) -> tuple[int, bytes]:
+        return 200, json.dumps({"outputs": [{"probs": [row[0], 1.0]} for row in instances]}).encode()
+
+    server = http_server(nested)
+    load = LoadSpec(users=2, workers=1, warmup_s=0.5, measure_s=1.0)
+    npy = requests_of(1, NpyEncoder, output_path="outputs.0.probs", output_width=2)
+    result = LocustDriver().run(server.endpoint, load, npy, tmp_path)
+
+    assert server.bad_requests == []
+    assert server.content_types == {"application/x-npy"}
+    assert server.rows_seen == {tuple(row) for row in INSTANCES.tolist()}
+    assert result.failure_count == 0, result.failure_examples
+    assert result.ok_count > 20
+    assert not (tmp_path / "locust_bodies.bin").exists(), "the bodies file goes once Locust is done"
+    config = json.loads((tmp_path / "locust_config.json").read_text())
+    assert (config["rows"], config["output_path"]) == (1, "outputs.0.probs")
+    assert config["headers"] == {"Authorization": TOKEN, "Content-Type": "application/x-npy"}
+
+
+def test_responses_without_the_declared_rows_are_bad_payloads_and_no_path_accepts_any_2xx(
+    http_server: Callable[..., CountingServer], tmp_path: Path
+) -> None:
+    server = http_server(lambda _n, _inst: (200, b'{"outputs": [[0.5, 0.5]]}'))
+    load = LoadSpec(users=1, warmup_s=0.3, measure_s=0.6)
+    wrong = LocustDriver().run(
+        server.endpoint, load, requests_of(1, output_path="predictions"), tmp_path / "a"
+    )
+    assert wrong.ok_count == 0
+    assert wrong.failures["bad_payload"] == wrong.request_count > 0
+    assert "nothing at 'predictions'" in wrong.failure_examples[0]
+    unchecked = LocustDriver().run(server.endpoint, load, requests_of(1, output_path=None), tmp_path / "b")
+    assert unchecked.failure_count == 0
+    assert unchecked.ok_count > 0
+
+
+def test_bodies_encoded_for_another_batch_size_are_refused(tmp_path: Path) -> None:
+    endpoint = HttpEndpoint(f"http://127.0.0.1:{free_port()}", PATH)
+    with pytest.raises(RunError, match=r"hold 2 example\(s\) each but load.request_batch_size is 1"):
+        LocustDriver().run(endpoint, LoadSpec(warmup_s=0.5, measure_s=0.5), requests_of(2), tmp_path)
 
 
 def test_connection_refused_is_counted_not_raised(tmp_path: Path) -> None:
     endpoint = HttpEndpoint(f"http://127.0.0.1:{free_port()}", PATH)  # nothing listens there
     load = LoadSpec(users=2, warmup_s=0.5, measure_s=1.0)
-    result = LocustDriver().run(endpoint, load, INSTANCES, tmp_path)
+    result = LocustDriver().run(endpoint, load, REQUESTS, tmp_path)
 
     assert result.ok_count == 0
     assert result.failures["connection"] > 0
@@ -155,7 +213,7 @@ def test_requests_slower_than_the_timeout_are_counted_as_timeouts(
 ) -> None:
     server = http_server(delay_s=0.4)
     load = LoadSpec(users=2, warmup_s=0.5, measure_s=1.5, timeout_s=0.15)
-    result = LocustDriver().run(server.endpoint, load, INSTANCES, tmp_path)
+    result = LocustDriver().run(server.endpoint, load, REQUESTS, tmp_path)
 
     assert result.ok_count == 0
     assert result.failures["timeout"] > 0
@@ -170,7 +228,7 @@ def test_a_broken_locustfile_raises_run_error_with_the_log_tail(
     monkeypatch.setattr(locust_driver, "LOCUSTFILE_NAME", "__init__.py")  # defines no User class
     server = http_server()
     with pytest.raises(RunError, match=r"locust failed \(exit code [1-9]") as err:
-        LocustDriver().run(server.endpoint, LoadSpec(warmup_s=0.5, measure_s=0.5), INSTANCES, tmp_path)
+        LocustDriver().run(server.endpoint, LoadSpec(warmup_s=0.5, measure_s=0.5), REQUESTS, tmp_path)
     assert "\n" not in str(err.value)
     assert err.value.log.endswith(".log")
     assert "Traceback" in err.value.log_tail or "Error" in err.value.log_tail
@@ -197,7 +255,7 @@ def test_two_local_workers_share_the_rate_and_their_samples_are_merged(
         mode="open", rate_rps=200.0, users=8, arrival="poisson", workers=2, warmup_s=1.0, measure_s=2.0,
         spawn_rate=100.0,
     )  # fmt: skip
-    result = LocustDriver().run(server.endpoint, load, INSTANCES, tmp_path, seed=3)
+    result = LocustDriver().run(server.endpoint, load, REQUESTS, tmp_path, seed=3)
 
     assert server.bad_requests == []
     assert result.workers == 2
@@ -224,7 +282,7 @@ def test_a_satisfied_stop_rule_ends_the_run_once_measure_s_is_covered(
         return True
 
     load = LoadSpec(users=2, warmup_s=0.5, measure_s=1.0, window_s=0.5, validity={"max_windows": 8})
-    result = LocustDriver().run(server.endpoint, load, INSTANCES, tmp_path, stop_when=stable)
+    result = LocustDriver().run(server.endpoint, load, REQUESTS, tmp_path, stop_when=stable)
 
     assert result.stopped_reason == "stable"
     assert result.windows_measured == 2
@@ -258,13 +316,17 @@ def test_a_remote_worker_started_with_the_documented_command_line_joins_the_run(
             mode="open", rate_rps=100.0, users=4, arrival="constant", remote_workers=1, master_bind_port=port,
             warmup_s=0.5, measure_s=1.5,
         )  # fmt: skip
-        result = LocustDriver().run(server.endpoint, load, INSTANCES, tmp_path / "run")
+        # binary bodies: they reach the remote worker in the master's config message, not a file
+        npy = requests_of(1, NpyEncoder)
+        result = LocustDriver().run(server.endpoint, load, npy, tmp_path / "run")
         assert remote.wait(timeout=15) == 0  # the master's quit ends it
     finally:
         remote.kill()
         remote.wait()
 
     assert server.bad_requests == []
+    assert server.content_types == {"application/x-npy"}
+    assert server.rows_seen == {tuple(row) for row in INSTANCES.tolist()}
     assert result.workers == 1
     assert result.failure_count == 0, result.failure_examples
     assert result.offered_rps == pytest.approx(100.0, rel=0.10)
@@ -278,7 +340,7 @@ def test_a_master_whose_workers_never_connect_fails_with_its_log_and_leaves_noth
     server = http_server()
     load = LoadSpec(users=2, workers=1, remote_workers=1, warmup_s=0.5, measure_s=0.5)
     with pytest.raises(RunError, match="locust master failed") as err:
-        LocustDriver(worker_wait_s=2.0).run(server.endpoint, load, INSTANCES, tmp_path)
+        LocustDriver(worker_wait_s=2.0).run(server.endpoint, load, REQUESTS, tmp_path)
     assert "Gave up waiting for workers" in err.value.log_tail
 
     assert locust_processes_in(tmp_path) == []

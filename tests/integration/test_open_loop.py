@@ -16,14 +16,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.data.tensors import TensorSpec
 from harness.load.locust_driver import LocustDriver
 from harness.load.result import LoadResult
 from harness.scenario.load_spec import LoadSpec
 from harness.serving.base import HttpEndpoint
+from harness.serving.payloads import JsonInstancesEncoder, encode_requests
 from tests.integration.json_http_server import JsonHttpServer
 
 PATH = "/predictions/tiny"
-INSTANCES = np.arange(28, dtype=np.float32).reshape(7, 4)
+REQUESTS = encode_requests(
+    JsonInstancesEncoder((TensorSpec("x", (4,), "float32"),)),
+    {"x": np.arange(28, dtype=np.float32).reshape(7, 4)},
+    1,
+    output_path="predictions",
+    output_width=None,
+)
 STALL_S = 1.0
 SLOW_MS = 300.0  # far above the fast server's latency, far below the stall
 
@@ -84,13 +92,13 @@ def test_open_loop_reports_a_server_stall_that_a_closed_loop_hides(
     open_result = LocustDriver().run(
         open_server.endpoint,
         LoadSpec(mode="open", rate_rps=100.0, users=16, arrival="poisson", **common),
-        INSTANCES,
+        REQUESTS,
         tmp_path / "open",
         seed=7,
     )
     closed_server = stalling_server(stall_at_s=2.0)
     closed_result = LocustDriver().run(
-        closed_server.endpoint, LoadSpec(users=2, **common), INSTANCES, tmp_path / "closed"
+        closed_server.endpoint, LoadSpec(users=2, **common), REQUESTS, tmp_path / "closed"
     )
 
     for result in (open_result, closed_result):
@@ -116,7 +124,7 @@ def test_open_loop_reaches_the_target_rate_against_a_fast_server(
 ) -> None:
     server = stalling_server()
     load = LoadSpec(mode="open", rate_rps=200.0, users=8, arrival="constant", warmup_s=1.0, measure_s=2.0)
-    result = LocustDriver().run(server.endpoint, load, INSTANCES, tmp_path)
+    result = LocustDriver().run(server.endpoint, load, REQUESTS, tmp_path)
 
     assert result.mode == "open"
     assert result.target_rate_rps == 200.0
@@ -142,7 +150,7 @@ def test_requests_queued_when_the_run_ends_are_still_sent_and_counted(
         mode="open", rate_rps=250.0, users=2, arrival="constant", warmup_s=0.5, measure_s=1.5, timeout_s=1.0,
         spawn_rate=100.0,
     )  # fmt: skip
-    result = LocustDriver().run(server.endpoint, load, INSTANCES, tmp_path)
+    result = LocustDriver().run(server.endpoint, load, REQUESTS, tmp_path)
 
     assert result.request_count == pytest.approx(250 * 1.5, abs=2)  # every request due in the window
     assert result.failures["timeout"] > 0  # those that waited more than 1 s for a slot

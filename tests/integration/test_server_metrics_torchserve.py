@@ -13,6 +13,7 @@ import requests
 import torch
 
 from harness.compression.torch.export import export_module
+from harness.data.tensors import OutputSpec, Signature, TensorSpec
 from harness.errors import RunError
 from harness.metrics.host import ProcessTreeSampler
 from harness.metrics.server_metrics import ServerMetricsWindow, latency_breakdown, scrape
@@ -41,7 +42,12 @@ REQUESTS = 200
 def served(tmp_path_factory):
     base = tmp_path_factory.mktemp("ts-metrics")
     torch.manual_seed(0)
-    artifact, _ = export_module(build_mlp().eval(), base / "export", input_shape=(64,), num_classes=10)
+    signature = Signature(
+        inputs=(TensorSpec("inputs", (64,), "float32"),),
+        output=OutputSpec("logits", 10),
+        task="classification",
+    )
+    artifact, _ = export_module(build_mlp().eval(), base / "export", signature)
     spec = ServingSpec(
         target="torchserve", workers=1, batch_size=1, max_batch_delay_ms=0, startup_timeout_s=120
     )

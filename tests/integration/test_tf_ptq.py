@@ -18,6 +18,7 @@ from harness.compression.tensorflow.ptq import TfPtqRecipe, tflite_converter
 from harness.compression.tensorflow.runner import GenericSavedModel, TfArtifactRunner
 from harness.compression.tensorflow.stats import read_tflite
 from harness.compression.tensorflow.tflite_model import TFLiteModel
+from harness.data.tensors import OutputSpec, Signature, TensorSpec
 from harness.errors import RunError, UserError
 from harness.frameworks import TENSORFLOW
 from harness.models.digits import load_digits_split
@@ -28,6 +29,20 @@ from harness.serving.inprocess import InProcessTarget
 KINDS = ["mlp", "cnn"]
 MODES = [("dynamic", "float"), ("float16", "float"), ("int8", "float"), ("int8", "int8")]
 TOLERANCE = 0.02
+DIGITS = Signature(
+    inputs=(TensorSpec("inputs", (64,), "float32"),), output=OutputSpec("logits", 10), task="classification"
+)
+
+
+def file_accuracy(artifact: Any, data: Any) -> float:
+    """Accuracy of the written file, loaded back from disk."""
+    outputs = TfArtifactRunner(artifact).predict_outputs(data.test.inputs)
+    return float(np.mean(outputs.argmax(axis=1) == data.y_test))
+
+
+def memory_accuracy(backend: Any, model: Any, data: Any) -> float:
+    outputs = backend.in_memory_outputs(model, data.test.inputs, DIGITS)
+    return float(np.mean(outputs.argmax(axis=1) == data.y_test))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +65,7 @@ def backend():
 @pytest.fixture(scope="module")
 def float_tflite_bytes(references, data) -> dict[str, int]:
     """Size of the plain (unquantized) float32 TFLite conversion of each built-in."""
-    return {kind: len(tflite_converter(references[kind].model, "test", 64).convert()) for kind in KINDS}
+    return {kind: len(tflite_converter(references[kind].model, "test", data)[0].convert()) for kind in KINDS}
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +80,7 @@ def quantized(
         for mode, io in MODES:
             # conversion only traces the model, so the shared reference can be converted directly
             tflite, report = TfPtqRecipe({"mode": mode, "io": io}).apply(references[kind].model, context)
-            artifact = backend.export(tflite, root / f"{kind}-{mode}-{io}", data)
+            artifact = backend.export(tflite, root / f"{kind}-{mode}-{io}", DIGITS)
             out[(kind, mode, io)] = (tflite, report, artifact)
     return out
 
@@ -79,10 +94,10 @@ def test_quantized_file_keeps_accuracy_within_tolerance(
     quantized, references, data, backend, kind, mode, io
 ) -> None:
     tflite, _, artifact = quantized[(kind, mode, io)]
-    metrics, _ = backend.measure_artifact(artifact, data)
+    served = file_accuracy(artifact, data)
     reference = references[kind].test_accuracy
-    assert abs(metrics["accuracy_inprocess"] - reference) <= TOLERANCE
-    assert abs(backend.in_memory_accuracy(tflite, data) - metrics["accuracy_inprocess"]) <= 0.005
+    assert abs(served - reference) <= TOLERANCE
+    assert abs(memory_accuracy(backend, tflite, data) - served) <= 0.005
 
 
 @pytest.mark.parametrize(("kind", "mode", "io"), cases())
@@ -105,7 +120,8 @@ def test_int8_mode_stores_every_kernel_as_int8(quantized, kind: str, io: str) ->
     assert len(kernels) == (3 if kind == "mlp" else 4)
     assert set(kernels.values()) == {"int8"}
     assert tflite.quantization == "int8"
-    assert report.details["calibration_rows"] == 200
+    assert report.details["calibration_examples"] == 200
+    assert report.details["calibration_split"] == "train"  # digits has no separate calibration split
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -142,30 +158,32 @@ def test_tflite_artifact_keeps_the_serving_default_signature(quantized) -> None:
     assert Path(artifact.path).name == "model.tflite"
     assert artifact.extra["signatures"] == ["serving_default"]
     assert (artifact.extra["input_name"], artifact.extra["output_name"]) == ("inputs", "scores")
+    assert artifact.extra["input_dtypes"] == {"inputs": "int8"}
+    assert artifact.signature == DIGITS
 
 
 @pytest.mark.parametrize("io", ["float", "int8"])
-def test_tflite_runner_gives_the_same_labels_from_many_threads_and_batch_sizes(
+def test_tflite_runner_gives_the_same_outputs_from_many_threads_and_batch_sizes(
     quantized, data, io: str
 ) -> None:
     runner = TfArtifactRunner(quantized[("cnn", "int8", io)][2])
-    expected = runner.predict_labels(data.x_test)
+    expected = runner.predict_outputs(data.test.inputs)
     # batch sizes vary per call so the per-thread interpreters resize while others run
     slices = [(i, i + 1 + i % 5) for i in range(0, len(data.x_test), 3)]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        parts = list(pool.map(lambda s: (s, runner.predict_labels(data.x_test[s[0] : s[1]])), slices))
-    for (start, stop), labels in parts:
-        assert np.array_equal(labels, expected[start:stop])
+        parts = list(pool.map(lambda s: (s, runner.predict_outputs(data.x_test[s[0] : s[1]])), slices))
+    for (start, stop), outputs in parts:
+        np.testing.assert_allclose(outputs, expected[start:stop], atol=1e-6)
 
 
 def test_inprocess_target_serves_a_tflite_file(quantized, data, tmp_path: Path) -> None:
     artifact = quantized[("mlp", "int8", "int8")][2]
-    expected = TfArtifactRunner(artifact).predict_labels(data.x_test)
+    expected = TfArtifactRunner(artifact).predict_outputs(data.test.inputs)
     with InProcessTarget(ServingSpec(target="inprocess", workers=2), tmp_path) as target:
         target.start(artifact)
         with ThreadPoolExecutor(max_workers=4) as pool:
             got = list(pool.map(lambda i: target.predict(data.x_test[i : i + 1])[0], range(len(data.x_test))))
-    assert np.array_equal(np.array(got), expected)
+    np.testing.assert_allclose(np.array(got), expected, atol=1e-6)
 
 
 def test_ptq_without_context_is_a_run_error(references) -> None:
@@ -190,18 +208,16 @@ def test_calibration_uses_the_requested_number_of_training_rows(references, data
     _, report = TfPtqRecipe({"mode": "int8", "calibration_samples": 7}).apply(
         references["mlp"].model, RecipeContext(data=data, seed=1)
     )
-    assert report.details["calibration_rows"] == 7
+    assert report.details["calibration_examples"] == 7
 
 
 def test_ptq_converts_a_plain_savedmodel_as_given(references, data, backend, tmp_path: Path) -> None:
-    folder = export_savedmodel(
-        references["mlp"].model, tmp_path / "user", input_shape=(64,), num_classes=10
-    ).path
+    folder = export_savedmodel(references["mlp"].model, tmp_path / "user", DIGITS).path
     base = backend.load_base(ModelSpec(framework="tensorflow", source=str(folder)), Path("."), data)
     assert isinstance(base.model, GenericSavedModel)
     tflite, report = TfPtqRecipe({"mode": "int8"}).apply(backend.fresh(base), RecipeContext(data=data))
     assert report.details["int8_tensors"] > 0
-    assert abs(backend.in_memory_accuracy(tflite, data) - references["mlp"].test_accuracy) <= TOLERANCE
+    assert abs(memory_accuracy(backend, tflite, data) - references["mlp"].test_accuracy) <= TOLERANCE
 
 
 @pytest.mark.parametrize("source", ["builtin:mlp", "builtin:cnn"])

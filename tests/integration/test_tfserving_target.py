@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from harness.artifacts import ServedArtifact
+from harness.data.tensors import OutputSpec, Signature, TensorSpec
 from harness.errors import RunError
-from harness.metrics.accuracy import accuracy
 from harness.models.digits import load_digits_split
 from harness.scenario.schema import ServingSpec
 from harness.serving.tfserving import TfServingTarget
@@ -34,11 +34,20 @@ def _spec(**kwargs) -> ServingSpec:
     return ServingSpec(target="tfserving", startup_timeout_s=120, **kwargs)
 
 
+SIGNATURE = Signature(
+    inputs=(TensorSpec("inputs", (64,), "float32"),), output=OutputSpec("logits", 10), task="classification"
+)
+
+
 def _artifact(path: Path, fmt: str) -> ServedArtifact:
     extra = {"input_dtype": "float32"} if fmt == "tflite" else {}
-    return ServedArtifact(
-        path=path, framework="tensorflow", format=fmt, input_shape=(64,), num_classes=10, extra=extra
-    )
+    return ServedArtifact(path=path, framework="tensorflow", format=fmt, signature=SIGNATURE, extra=extra)
+
+
+def _same(got: np.ndarray, expected: np.ndarray) -> None:
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got.argmax(axis=1), expected.argmax(axis=1))
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +73,13 @@ def saved_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def in_process_labels(saved_model) -> np.ndarray:
-    """Labels of the digits test set from the same SavedModel run in this process."""
+def in_process_outputs(saved_model) -> np.ndarray:
+    """Scores of the digits test set from the same SavedModel run in this process."""
     from harness.compression.tensorflow.tf_import import import_tf
 
     tf, _ = import_tf()
     signature = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
-    scores = signature(inputs=tf.constant(load_digits_split(0).x_test))["scores"].numpy()
-    return scores.argmax(axis=1)
+    return signature(inputs=tf.constant(load_digits_split(0).x_test))["scores"].numpy()
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +96,22 @@ def _port_closed(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_rest_accuracy_equals_in_process_accuracy_of_the_same_savedmodel(served, in_process_labels):
+def test_rest_outputs_equal_in_process_outputs_of_the_same_savedmodel(served, in_process_outputs):
     data = load_digits_split(0)
-    labels = served.predict(data.x_test)  # 450 rows -> requests of at most 64
-    assert labels.dtype == np.int64
-    assert accuracy(labels, data.y_test) == accuracy(in_process_labels, data.y_test)
-    np.testing.assert_array_equal(labels, in_process_labels)
+    _same(served.predict(data.test.inputs), in_process_outputs)  # 450 rows -> requests of at most 64
+
+
+def test_columnar_rest_and_its_load_bodies_give_the_same_outputs(saved_model, in_process_outputs, tmp_path):
+    data = load_digits_split(0)
+    with TfServingTarget(_spec(options={"rest_format": "columnar"}), tmp_path / "run") as target:
+        target.start(_artifact(saved_model, "savedmodel"))
+        _same(target.predict(data.test.inputs), in_process_outputs)
+        encoded = target.encode_requests(data.test.inputs, 5)
+        endpoint = target.endpoint
+        resp = requests.post(endpoint.base_url + endpoint.path, data=encoded.bodies[0], timeout=10)
+    assert encoded.output_path == "outputs"
+    assert '"inputs"' in encoded.bodies[0].decode()
+    _same(np.asarray(resp.json()["outputs"], dtype=np.float32), in_process_outputs[:5])
 
 
 def test_the_load_endpoint_is_the_rest_predict_api_with_instances_in_and_predictions_out(served):
@@ -136,38 +154,37 @@ def test_describe_reports_the_server_version_ports_and_layout(served):
     assert psutil.pid_exists(served.server_pid)
 
 
-def test_grpc_accuracy_equals_in_process_accuracy_and_teardown_leaves_nothing(
-    saved_model, in_process_labels, tmp_path
+def test_grpc_outputs_equal_in_process_outputs_and_teardown_leaves_nothing(
+    saved_model, in_process_outputs, tmp_path
 ):
     data = load_digits_split(0)
     with TfServingTarget(_spec(options={"protocol": "grpc"}), tmp_path / "run") as target:
         target.start(_artifact(saved_model, "savedmodel"))
         pid, rest_port = target.server_pid, target.describe()["ports"]["rest"]
-        labels = target.predict(data.x_test)
+        outputs = target.predict(data.test.inputs)
         socket_path = Path(target.describe()["ports"]["grpc_socket"])
         assert socket_path.exists()
-    assert accuracy(labels, data.y_test) == accuracy(in_process_labels, data.y_test)
-    np.testing.assert_array_equal(labels, in_process_labels)
+    _same(outputs, in_process_outputs)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert _port_closed(rest_port)
     assert target.describe()["teardown_s"] is not None
 
 
-def test_batching_serves_the_same_labels_with_requests_no_larger_than_the_batch(
-    saved_model, in_process_labels, tmp_path
+def test_batching_serves_the_same_outputs_with_requests_no_larger_than_the_batch(
+    saved_model, in_process_outputs, tmp_path
 ):
     spec = _spec(workers=1, batch_size=4, max_batch_delay_ms=2)
     with TfServingTarget(spec, tmp_path / "run") as target:
         target.start(_artifact(saved_model, "savedmodel"))
-        labels = target.predict(load_digits_split(0).x_test)
+        outputs = target.predict(load_digits_split(0).test.inputs)
         facts = target.describe()
-    np.testing.assert_array_equal(labels, in_process_labels)
+    _same(outputs, in_process_outputs)
     assert facts["batching"]["enabled"] is True
     text = (tmp_path / "run" / "tfserving" / "config" / "batching.config").read_text()
     assert "max_batch_size { value: 4 }" in text
 
 
-def test_a_float_tflite_file_is_served_with_prefer_tflite_model(saved_model, in_process_labels, tmp_path):
+def test_a_float_tflite_file_is_served_with_prefer_tflite_model(saved_model, in_process_outputs, tmp_path):
     from harness.compression.tensorflow.tf_import import import_tf
 
     tf, _ = import_tf()
@@ -175,9 +192,9 @@ def test_a_float_tflite_file_is_served_with_prefer_tflite_model(saved_model, in_
     tflite.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(saved_model)).convert())
     with TfServingTarget(_spec(), tmp_path / "run") as target:
         target.start(_artifact(tflite, "tflite"))
-        labels = target.predict(load_digits_split(0).x_test)
+        outputs = target.predict(load_digits_split(0).test.inputs)
         assert "model.tflite" in target.describe()["model_layout"]
-    np.testing.assert_array_equal(labels, in_process_labels)
+    _same(outputs, in_process_outputs)
 
 
 def test_a_broken_savedmodel_fails_fast_with_the_servers_load_error(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import requests
 import torch
 
 from harness.artifacts import ServedArtifact
+from harness.data.tensors import OutputSpec, Signature, TensorSpec
 from harness.errors import RunError
 from harness.scenario.schema import ServingSpec
 from harness.serving.listeners import listening_sockets
@@ -43,6 +45,11 @@ pytestmark = [
 ]
 
 
+SIGNATURE = Signature(
+    inputs=(TensorSpec("inputs", (64,), "float32"),), output=OutputSpec("logits", 10), task="classification"
+)
+
+
 def _tiny_model() -> torch.nn.Module:
     gen = torch.Generator().manual_seed(1234)
     model = torch.nn.Sequential(torch.nn.Linear(64, 10))
@@ -52,18 +59,23 @@ def _tiny_model() -> torch.nn.Module:
     return model.eval()
 
 
-def _expected_labels(model: torch.nn.Module, rows: np.ndarray) -> np.ndarray:
+def _expected_outputs(model: torch.nn.Module, rows: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        return model(torch.from_numpy(rows)).argmax(dim=1).numpy()
+        return model(torch.from_numpy(rows)).numpy()
+
+
+def _assert_same_outputs(got: np.ndarray, expected: np.ndarray) -> None:
+    # the same program in TorchServe's worker: equal up to float32 summation order
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got.argmax(axis=1), expected.argmax(axis=1))
 
 
 def _export_pt2(model: torch.nn.Module, path: Path) -> ServedArtifact:
     batch = torch.export.Dim("batch")
     program = torch.export.export(model, (torch.randn(4, 64),), dynamic_shapes={"input": {0: batch}})
     torch.export.save(program, path)
-    return ServedArtifact(
-        path=path, framework="torch", format="torch.export", input_shape=(64,), num_classes=10
-    )
+    return ServedArtifact(path=path, framework="torch", format="torch.export", signature=SIGNATURE)
 
 
 def _rows(n: int, seed: int) -> np.ndarray:
@@ -119,7 +131,7 @@ def served(model, tmp_path_factory):
         yield target
 
 
-def test_predictions_through_server_match_in_process_argmax_and_nothing_survives_teardown(model, tmp_path):
+def test_outputs_through_server_match_in_process_and_nothing_survives_teardown(model, tmp_path):
     artifact = _export_pt2(model, tmp_path / "model.pt2")
     spec = ServingSpec(
         target="torchserve", workers=1, batch_size=4, max_batch_delay_ms=5, startup_timeout_s=120
@@ -129,10 +141,11 @@ def test_predictions_through_server_match_in_process_argmax_and_nothing_survives
         target.start(artifact)
         procs = _server_processes(target)
         assert any(p.name().startswith("java") for p in procs), "java runs inside our process group"
-        got = target.predict(rows)  # 100 rows -> two requests of at most 64
+        got = target.predict({"inputs": rows})  # 100 rows -> two requests of at most 64
+        assert target.describe()["request_encoding"] == "json-instances"  # 64 numbers: auto picks JSON
         assert target.startup_s is not None
-    np.testing.assert_array_equal(got, _expected_labels(model, rows))
-    assert got.dtype == np.int64
+    assert got.shape == (100, 10)
+    _assert_same_outputs(got, _expected_outputs(model, rows))
     assert _alive(procs) == []
     assert _java_mentioning(str(tmp_path)) == []
     assert (tmp_path / "run" / "torchserve" / "logs" / "ts_log.log").is_file()
@@ -181,7 +194,8 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_rows_back(served,
         t.join()
     for i, chunk in enumerate(chunks):
         assert answers[i].status_code == 200, answers[i].text
-        assert answers[i].json()["predictions"] == _expected_labels(model, chunk).tolist()
+        got = np.asarray(answers[i].json()["predictions"], dtype=np.float32)
+        _assert_same_outputs(got, _expected_outputs(model, chunk))
     # our handler logs the size of every server-side batch it is handed
     model_log = Path(served.describe()["logs"]["model_log"]).read_text()
     sizes = [int(n) for n in re.findall(r"harness batch: (\d+) requests", model_log)]
@@ -196,6 +210,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_rows_back(served,
         b'{"instances": []}',
         b'{"instances": [[1, 2, 3]]}',
         b'{"instances": [["a"]]}',
+        b"\x93NUMPY garbage",
     ],
 )
 def test_malformed_request_gets_400_and_the_worker_keeps_serving(served, body, model):
@@ -204,7 +219,7 @@ def test_malformed_request_gets_400_and_the_worker_keeps_serving(served, body, m
     assert resp.status_code == 400
     assert "error" in resp.json()
     rows = _rows(3, seed=1)
-    np.testing.assert_array_equal(served.predict(rows), _expected_labels(model, rows))
+    _assert_same_outputs(served.predict(rows), _expected_outputs(model, rows))
 
 
 def test_malformed_request_in_a_server_batch_does_not_fail_its_neighbours(served, model):
@@ -226,7 +241,8 @@ def test_malformed_request_in_a_server_batch_does_not_fail_its_neighbours(served
     for i in range(len(bodies)):
         if i % 2 == 0:
             assert answers[i].status_code == 200, answers[i].text
-            assert answers[i].json()["predictions"] == _expected_labels(model, good).tolist()
+            got = np.asarray(answers[i].json()["predictions"], dtype=np.float32)
+            _assert_same_outputs(got, _expected_outputs(model, good))
         else:
             assert answers[i].status_code == 400
 
@@ -234,9 +250,7 @@ def test_malformed_request_in_a_server_batch_does_not_fail_its_neighbours(served
 def test_corrupt_pt2_fails_start_with_log_text_and_leaves_no_process(tmp_path):
     broken = tmp_path / "broken.pt2"
     broken.write_bytes(b"this is not a torch.export archive")
-    artifact = ServedArtifact(
-        path=broken, framework="torch", format="torch.export", input_shape=(64,), num_classes=10
-    )
+    artifact = ServedArtifact(path=broken, framework="torch", format="torch.export", signature=SIGNATURE)
     spec = ServingSpec(target="torchserve", startup_timeout_s=120)
     target = TorchServeTarget(spec, tmp_path / "run")
     with pytest.raises(RunError) as info:
@@ -264,7 +278,7 @@ def test_start_retries_once_with_fresh_ports_when_a_picked_port_was_taken(model,
         with TorchServeTarget(ServingSpec(target="torchserve"), tmp_path / "run") as target:
             target.start(artifact)
             assert taken not in target.ports.as_dict().values()
-            assert target.predict(_rows(1, seed=0)).shape == (1,)
+            assert target.predict(_rows(1, seed=0)).shape == (1, 10)
     logs = tmp_path / "run" / "torchserve" / "logs"
     assert "Address already in use" in (logs / "torchserve-console.1.log").read_text()
     assert _java_mentioning(str(tmp_path)) == []
@@ -275,14 +289,12 @@ def test_start_retries_once_with_fresh_ports_when_a_picked_port_was_taken(model,
 def test_torchscript_artifact_is_served_too(model, tmp_path):
     path = tmp_path / "model.pt"
     torch.jit.save(torch.jit.trace(model, torch.randn(2, 64)), str(path))
-    artifact = ServedArtifact(
-        path=path, framework="torch", format="torchscript", input_shape=(64,), num_classes=10
-    )
+    artifact = ServedArtifact(path=path, framework="torch", format="torchscript", signature=SIGNATURE)
     rows = _rows(20, seed=11)
     spec = ServingSpec(target="torchserve", startup_timeout_s=120)
     with TorchServeTarget(spec, tmp_path / "run") as target:
         target.start(artifact)
-        np.testing.assert_array_equal(target.predict(rows), _expected_labels(model, rows))
+        _assert_same_outputs(target.predict(rows), _expected_outputs(model, rows))
     assert _java_mentioning(str(tmp_path)) == []
 
 
@@ -300,11 +312,11 @@ def test_torchao_quantized_program_is_served_like_the_same_file_in_process(tmp_p
     artifact = _export_pt2(model, tmp_path / "int8.pt2")
     rows = _rows(100, seed=13)
     with torch.no_grad():
-        in_process = torch.export.load(artifact.path).module()(torch.from_numpy(rows)).argmax(dim=1).numpy()
+        in_process = torch.export.load(artifact.path).module()(torch.from_numpy(rows)).numpy()
     spec = ServingSpec(target="torchserve", startup_timeout_s=120)
     with TorchServeTarget(spec, tmp_path / "run") as target:
         target.start(artifact)
-        np.testing.assert_array_equal(target.predict(rows), in_process)
+        _assert_same_outputs(target.predict(rows), in_process)
     assert _java_mentioning(str(tmp_path)) == []
 
 
@@ -313,7 +325,7 @@ def test_handler_splits_a_batch_of_requests_back_in_order(model, tmp_path):
 
     _export_pt2(model, tmp_path / "model.pt2")
     (tmp_path / "harness_model.json").write_text(
-        json.dumps({"format": "torch.export", "input_shape": [64], "num_classes": 10, "torch_threads": 1})
+        json.dumps({"format": "torch.export", "signature": SIGNATURE.as_dict(), "torch_threads": 1})
     )
     statuses: dict[int, int] = {}
     context = SimpleNamespace(
@@ -321,18 +333,23 @@ def test_handler_splits_a_batch_of_requests_back_in_order(model, tmp_path):
         manifest={"model": {"serializedFile": "model.pt2"}},
         set_response_status=lambda code, phrase, idx: statuses.__setitem__(idx, code),
     )
-    handler = torchserve_handler.FeatureVectorHandler()
+    handler = torchserve_handler.TensorHandler()
     handler.initialize(context)
-    a, b = _rows(3, seed=21), _rows(2, seed=22)
+    a, b, c = _rows(3, seed=21), _rows(2, seed=22), _rows(4, seed=23)
+    npy = io.BytesIO()
+    np.save(npy, c)
     data = [
         {"body": {"instances": a.tolist()}},
         {"body": b"{broken"},
         {"body": json.dumps({"instances": b.tolist()}).encode()},
+        {"body": bytearray(npy.getvalue())},  # a binary request in the same server-side batch
     ]
     out = handler.handle(data, context)
-    assert out[0] == {"predictions": _expected_labels(model, a).tolist()}
+    for answer, rows in ((out[0], a), (out[2], b), (out[3], c)):
+        _assert_same_outputs(
+            np.asarray(answer["predictions"], dtype=np.float32), _expected_outputs(model, rows)
+        )
     assert "not JSON" in out[1]["error"]
-    assert out[2] == {"predictions": _expected_labels(model, b).tolist()}
     assert statuses == {1: 400}
 
 
@@ -375,10 +392,13 @@ ORPHANING_HARNESS = textwrap.dedent(
     from pathlib import Path
     import psutil
     from harness.artifacts import ServedArtifact
+    from harness.data.tensors import OutputSpec, Signature, TensorSpec
     from harness.scenario.schema import ServingSpec
     from harness.serving.torchserve import TorchServeTarget
+    signature = Signature(inputs=(TensorSpec("inputs", (64,), "float32"),), output=OutputSpec("logits", 10),
+                          task="classification")
     artifact = ServedArtifact(path=Path(sys.argv[1]), framework="torch", format="torch.export",
-                              input_shape=(64,), num_classes=10)
+                              signature=signature)
     target = TorchServeTarget(ServingSpec(target="torchserve", workers=2), Path(sys.argv[2]))
     target.start(artifact)
     root = psutil.Process(target.server_pid)

@@ -44,6 +44,18 @@ EXPECTED_DIRECTION = {
     "server_request_ms": "lower",
     "server_cpu_percent": "lower",
     "server_rss_mb": "lower",
+    "top5_accuracy": "higher",
+    "macro_f1": "higher",
+    "mae": "lower",
+    "rmse": "lower",
+    "agreement": "higher",
+    "kl_divergence": "lower",
+    "output_abs_diff_max": "lower",
+    "output_abs_diff_mean": "lower",
+    "top5_accuracy_inprocess": "higher",
+    "macro_f1_inprocess": "higher",
+    "mae_inprocess": "lower",
+    "rmse_inprocess": "lower",
 }
 
 
@@ -56,6 +68,18 @@ MODEL_METRICS = {
     "model_size_gzip_bytes",
     "sparsity",
     "param_count",
+    "top5_accuracy",
+    "macro_f1",
+    "mae",
+    "rmse",
+    "agreement",
+    "kl_divergence",
+    "output_abs_diff_max",
+    "output_abs_diff_mean",
+    "top5_accuracy_inprocess",
+    "macro_f1_inprocess",
+    "mae_inprocess",
+    "rmse_inprocess",
 }
 # descriptive figures: their change is neither good nor bad, so reports do not colour it
 DESCRIPTIVE_METRICS = {

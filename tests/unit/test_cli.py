@@ -21,7 +21,7 @@ def _harness(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
 def test_cli_and_plugin_import_no_heavy_framework():
     code = (
         "import sys, harness.cli, harness.pytest_plugin, harness.api, harness.scenario, harness.report.html;"
-        "from harness.scenario import load_scenario; load_scenario('scenarios/quickstart.yaml');"
+        "from harness.scenario.loader import load_scenario; load_scenario('scenarios/quickstart.yaml');"
         f"print([m for m in {HEAVY!r} if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)

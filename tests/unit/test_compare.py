@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.run.baseline import variant_config_ids
-from harness.scenario import load_scenario
+from harness.scenario.loader import load_scenario
 from tests.conftest import scenario_dict
 
 

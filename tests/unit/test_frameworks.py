@@ -18,11 +18,12 @@ import harness.frameworks as frameworks_module
 from harness.artifacts import ServedArtifact
 from harness.compression import RECIPES
 from harness.compression.backend import BaseModel, FrameworkBackend
+from harness.data.tensors import OutputSpec, Signature, TensorSpec
 from harness.errors import UserError
 from harness.frameworks import FRAMEWORKS, TENSORFLOW, TORCH, Framework, framework
 from harness.models.tf_models import BUILTIN_TF_MODELS
 from harness.models.torch_mlp import BUILTIN_MLP
-from harness.scenario import load_scenario
+from harness.scenario.loader import load_scenario
 from harness.scenario.schema import ServingSpec
 from harness.serving.inprocess import InProcessTarget
 from tests.conftest import ROOT, scenario_dict
@@ -45,7 +46,7 @@ def test_descriptor_backend_resolves_to_a_backend_of_its_framework(name: str) ->
 @pytest.mark.parametrize("name", NAMES)
 def test_descriptor_runner_and_import_shim_name_existing_callables(name: str) -> None:
     spec = framework(name)
-    assert callable(_attr(spec.runner_target).predict_labels)
+    assert callable(_attr(spec.runner_target).predict_outputs)
     if spec.import_shim is not None:
         assert callable(_attr(spec.import_shim))
     assert importlib.util.find_spec(spec.package) is not None
@@ -119,14 +120,22 @@ def test_validation_reads_builtins_and_suffixes_from_the_descriptor(write_scenar
         load_scenario(write_scenario(scenario_dict(model={"framework": "torch", "source": "model.pt2"})))
 
 
+DIGITS_SIGNATURE = Signature(
+    inputs=(TensorSpec("inputs", (64,), "float32"),), output=OutputSpec("logits", 10), task="classification"
+)
+
+
 class FakeRunner:
     """Predicts class 0 for every row."""
 
     def __init__(self, artifact: ServedArtifact) -> None:
         self.artifact = artifact
 
-    def predict_labels(self, x: np.ndarray) -> np.ndarray:
-        return np.zeros(len(x), dtype=np.int64)
+    def predict_outputs(self, batch: Any) -> np.ndarray:
+        rows = len(next(iter(batch.values())))
+        scores = np.zeros((rows, 10), dtype=np.float32)
+        scores[:, 0] = 1.0
+        return scores
 
 
 class FakeBackend(FrameworkBackend):
@@ -141,18 +150,16 @@ class FakeBackend(FrameworkBackend):
     def fresh(self, base: BaseModel) -> Any:
         raise NotImplementedError
 
-    def export(self, model: Any, out_dir: Path, data: Any) -> ServedArtifact:
+    def export(self, model: Any, out_dir: Path, signature: Any) -> ServedArtifact:
         raise NotImplementedError
 
-    def copy_user_artifact(self, base: BaseModel, out_dir: Path, data: Any) -> ServedArtifact:
+    def copy_user_artifact(self, base: BaseModel, out_dir: Path) -> ServedArtifact:
         raise NotImplementedError
 
-    def measure_artifact(
-        self, artifact: ServedArtifact, data: Any
-    ) -> tuple[dict[str, float], dict[str, Any]]:
+    def measure_artifact(self, artifact: ServedArtifact) -> tuple[dict[str, float], dict[str, Any]]:
         raise NotImplementedError
 
-    def in_memory_accuracy(self, model: Any, data: Any) -> float:
+    def in_memory_outputs(self, model: Any, batch: Any, signature: Any) -> np.ndarray:
         raise NotImplementedError
 
     def set_intra_op_threads(self, threads: int) -> int | None:
@@ -177,14 +184,16 @@ def test_inprocess_target_dispatches_through_the_descriptor(monkeypatch, tmp_pat
     monkeypatch.setattr(frameworks_module, "FRAMEWORKS", MappingProxyType({"fake": fake}))
     monkeypatch.setattr(FakeBackend, "threads", [])
     artifact = ServedArtifact(
-        path=tmp_path / "m", framework="fake", format="fake", input_shape=(64,), num_classes=10
+        path=tmp_path / "m", framework="fake", format="fake", signature=DIGITS_SIGNATURE
     )
     target = InProcessTarget(
         ServingSpec(target="inprocess", workers=1, options={"intra_op_threads": 2}), tmp_path
     )
 
     target.start(artifact)
-    assert target.predict(np.zeros((3, 64), dtype=np.float32)).tolist() == [0, 0, 0]
+    outputs = target.predict({"inputs": np.zeros((3, 64), dtype=np.float32)})
+    assert outputs.shape == (3, 10)
+    assert outputs.argmax(axis=1).tolist() == [0, 0, 0]
     assert target.describe()["fake_version"] == "1.0"
     target.stop()
     assert FakeBackend.threads == [2, 7]  # set for serving, then the previous count restored

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from harness.errors import UserError
-from harness.scenario import load_scenario
 from harness.scenario.bounds import MAX_USERS
+from harness.scenario.loader import load_scenario
 from harness.scenario.schema import Scenario
 from tests.conftest import scenario_dict
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UserError
-from harness.scenario import load_scenario
+from harness.scenario.loader import load_scenario
 from tests.conftest import ROOT, scenario_dict
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from harness.artifacts import ServedArtifact
+from harness.data.tensors import OutputSpec, Signature, TensorSpec
 from harness.errors import RunError, UserError
 from harness.scenario.schema import ServingSpec
 from harness.serving.tfserving import TfServingTarget
@@ -33,7 +34,6 @@ from harness.serving.tfserving_config import (
     container_name,
     default_rest_api_num_threads,
     docker_run_argv,
-    labels_from_predictions,
     log_env,
     model_config_text,
     model_state,
@@ -313,17 +313,11 @@ def test_model_state_reads_the_status_api_and_reports_a_failed_load():
     assert model_state({}) == ("UNKNOWN", "")
 
 
-def test_predictions_rows_of_scores_become_argmax_labels_and_bad_bodies_are_rejected():
-    rows = [[0.1] * 10 for _ in range(3)]
-    rows[0][7], rows[1][2], rows[2][9] = 1.0, 3.0, 2.0
-    assert labels_from_predictions(rows, rows=3, num_classes=10) == [7, 2, 9]
-    assert labels_from_predictions([3, 4], rows=2, num_classes=10) == [3, 4]
-    with pytest.raises(ValueError, match="2 instances"):
-        labels_from_predictions(rows, rows=2, num_classes=10)
-    with pytest.raises(ValueError, match="exactly one output"):
-        labels_from_predictions({"scores": rows}, rows=3, num_classes=10)
-    with pytest.raises(ValueError, match=r"expected \(1, 10\)"):
-        labels_from_predictions([[0.5] * 9], rows=1, num_classes=10)
+def test_rest_format_defaults_to_row_and_columnar_is_accepted():
+    assert TfServingOptions().rest_format == "row"
+    assert TfServingOptions.from_options({"rest_format": "columnar"}).rest_format == "columnar"
+    with pytest.raises(UserError, match="rest_format"):
+        TfServingOptions.from_options({"rest_format": "binary"})
 
 
 def test_version_output_is_parsed_into_server_and_library_versions():
@@ -332,31 +326,56 @@ def test_version_output_is_parsed_into_server_and_library_versions():
     assert parse_version_text("garbage") == {}
 
 
-def test_grpc_tensor_helpers_round_trip_through_a_real_tensor_proto():
+@pytest.mark.parametrize(
+    "dtype", ["float32", "float64", "float16", "int64", "int32", "int8", "uint8", "bool"]
+)
+def test_grpc_tensors_of_every_input_dtype_read_back_the_same_in_tensorflow(dtype):
+    from harness.compression.tensorflow.tf_import import import_tf
+
+    tf, _ = import_tf()
+    from tensorflow.core.framework import tensor_pb2
+
+    from harness.serving.tfserving_grpc import fill_tensor, tensor_to_array
+
+    array = (np.random.default_rng(0).normal(size=(3, 4, 2)) * 50).astype(dtype)
+    tensor = tensor_pb2.TensorProto()
+    fill_tensor(tensor, array)
+    assert [d.size for d in tensor.tensor_shape.dim] == [3, 4, 2]
+    from_tf = tf.make_ndarray(tensor)  # what TF Serving makes of our bytes
+    assert from_tf.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(from_tf, array)
+    np.testing.assert_array_equal(tensor_to_array(tensor), array)
+    # and what TensorFlow writes (typed value lists for small tensors) reads back in ours
+    np.testing.assert_array_equal(tensor_to_array(tf.make_tensor_proto(array[:1, :1, :1])), array[:1, :1, :1])
+
+
+def test_grpc_value_lists_and_output_choice():
     from harness.compression.tensorflow.tf_import import import_tf
 
     import_tf()
     from tensorflow.core.framework import tensor_pb2
 
-    from harness.serving.tfserving_grpc import fill_float_tensor, tensor_to_array
+    from harness.serving.tfserving_grpc import pick_output, tensor_to_array
 
-    rows = np.random.default_rng(0).normal(size=(3, 64)).astype(np.float32)
-    tensor = tensor_pb2.TensorProto()
-    fill_float_tensor(tensor, rows)
-    assert [d.size for d in tensor.tensor_shape.dim] == [3, 64]
-    np.testing.assert_array_equal(tensor_to_array(tensor), rows)
     unpacked = tensor_pb2.TensorProto(dtype=9, int64_val=[4, 5])  # DT_INT64 as value list
     unpacked.tensor_shape.dim.add(size=2)
     np.testing.assert_array_equal(tensor_to_array(unpacked), [4, 5])
+    assert pick_output({"scores": 1}, None) == 1
+    assert pick_output({"scores": 1, "label": 2}, "label") == 2
+    with pytest.raises(RunError, match=r"outputs \['label', 'scores'\]; expected exactly one output"):
+        pick_output({"scores": 1, "label": 2}, None)
 
 
 # ---- model layout ----------------------------------------------------------------------------
 
 
+SIGNATURE = Signature(
+    inputs=(TensorSpec("inputs", (64,), "float32"),), output=OutputSpec("logits", 10), task="classification"
+)
+
+
 def _artifact(path: Path, fmt: str, **extra) -> ServedArtifact:
-    return ServedArtifact(
-        path=path, framework="tensorflow", format=fmt, input_shape=(64,), num_classes=10, extra=extra
-    )
+    return ServedArtifact(path=path, framework="tensorflow", format=fmt, signature=SIGNATURE, extra=extra)
 
 
 def test_savedmodel_is_copied_into_a_numbered_version_folder(tmp_path):
@@ -521,11 +540,11 @@ def test_a_remote_server_that_never_answers_fails_at_the_deadline_saying_what_it
     assert target.server_pid is None
 
 
-def test_int8_io_tflite_is_refused_before_anything_starts(tmp_path):
+def test_a_tflite_whose_input_dtype_contradicts_the_signature_is_refused_before_anything_starts(tmp_path):
     source = tmp_path / "int8.tflite"
     source.write_bytes(b"TFL3")
     target = TfServingTarget(_spec(), tmp_path / "run", runner=FakeRunner())
-    with pytest.raises(UserError, match="takes int8 input but REST clients send floats"):
+    with pytest.raises(UserError, match="takes int8 input but its signature says inputs: float32"):
         target.start(_artifact(source, "tflite", input_dtype="int8"))
     with pytest.raises(UserError, match=r"not 'torch\.export'"):
         target.start(_artifact(source, "torch.export"))

@@ -16,7 +16,7 @@ from harness.load.result import LoadResult, Sample
 from harness.load.threadpool_driver import ThreadPoolDriver
 from harness.scenario.load_spec import LoadSpec
 
-ROWS = np.arange(40, dtype=np.float32).reshape(10, 4)
+ROWS = {"inputs": np.arange(40, dtype=np.float32).reshape(10, 4)}
 
 
 def short_load(**overrides: object) -> LoadSpec:
@@ -26,20 +26,20 @@ def short_load(**overrides: object) -> LoadSpec:
 
 
 class SleepyPredict:
-    """Sleeps, then returns one label per row; counts calls and keeps the batches it saw."""
+    """Sleeps, then returns one row of outputs per example; counts calls and keeps the batches it saw."""
 
     def __init__(self, sleep_s: float = 0.002) -> None:
         self.sleep_s = sleep_s
         self.calls = 0
-        self.batches: list[np.ndarray] = []
+        self.batches: list[dict[str, np.ndarray]] = []
         self._lock = threading.Lock()
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         with self._lock:
             self.calls += 1
-            self.batches.append(batch.copy())
+            self.batches.append({name: array.copy() for name, array in batch.items()})
         time.sleep(self.sleep_s)
-        return np.zeros(len(batch), dtype=np.int64)
+        return np.zeros((len(batch["inputs"]), 10), dtype=np.float32)
 
 
 def test_sleeping_predict_gives_exact_latencies_and_no_failures() -> None:
@@ -72,13 +72,13 @@ def test_exceptions_count_as_exception_failures_and_are_kept_as_examples() -> No
     calls = iter(range(10**9))
     lock = threading.Lock()
 
-    def flaky(batch: np.ndarray) -> np.ndarray:
+    def flaky(batch: dict[str, np.ndarray]) -> np.ndarray:
         with lock:
             n = next(calls)
         time.sleep(0.001)
         if n % 3 == 0:
             raise ValueError(f"model exploded on call {n}")
-        return np.zeros(len(batch))
+        return np.zeros((len(batch["inputs"]), 10))
 
     result = ThreadPoolDriver().run(flaky, short_load(), ROWS)
 
@@ -90,16 +90,16 @@ def test_exceptions_count_as_exception_failures_and_are_kept_as_examples() -> No
     assert all(e.startswith("exception: ValueError: model exploded") for e in result.failure_examples)
 
 
-def test_wrong_number_of_predictions_counts_as_bad_payload() -> None:
-    def short_by_one(batch: np.ndarray) -> np.ndarray:
+def test_wrong_number_of_output_rows_counts_as_bad_payload() -> None:
+    def short_by_one(batch: dict[str, np.ndarray]) -> np.ndarray:
         time.sleep(0.001)
-        return np.zeros(len(batch) - 1)
+        return np.zeros((len(batch["inputs"]) - 1, 10))
 
     result = ThreadPoolDriver().run(short_by_one, short_load(request_batch_size=4), ROWS)
 
     assert result.ok_count == 0
     assert result.failures["bad_payload"] == result.request_count > 0
-    assert "3 predictions for 4 instances" in result.failure_examples[0]
+    assert "3 output rows for 4 examples" in result.failure_examples[0]
     assert "no call succeeded in the measure window" in result.warnings
 
 
@@ -110,15 +110,40 @@ def test_calls_slower_than_the_timeout_count_as_timeouts() -> None:
     assert result.failures["timeout"] == result.request_count > 0
 
 
-def test_batches_take_the_next_rows_cycling_over_the_instances() -> None:
+def test_batches_take_the_next_examples_cycling_over_them() -> None:
     predict = SleepyPredict(0.0)
     ThreadPoolDriver().run(
         predict, short_load(users=1, warmup_s=0.0, measure_s=0.05, request_batch_size=4), ROWS
     )
 
-    first_column = [int(b[0, 0]) // 4 for b in predict.batches[:3]]
+    first_column = [int(b["inputs"][0, 0]) // 4 for b in predict.batches[:3]]
     assert first_column == [0, 4, 8]
-    assert [int(v) // 4 for v in predict.batches[2][:, 0]] == [8, 9, 0, 1]
+    assert [int(v) // 4 for v in predict.batches[2]["inputs"][:, 0]] == [8, 9, 0, 1]
+
+
+def test_every_input_of_a_multi_input_batch_is_cycled_in_step() -> None:
+    seen: list[dict[str, np.ndarray]] = []
+    lock = threading.Lock()
+
+    def predict(batch: dict[str, np.ndarray]) -> np.ndarray:
+        with lock:
+            seen.append(batch)
+        return np.zeros((len(batch["input_ids"]), 1), dtype=np.float32)
+
+    examples = {
+        "input_ids": np.arange(5 * 16, dtype=np.int64).reshape(5, 16),
+        "pixels": np.arange(5, dtype=np.uint8).reshape(5, 1, 1, 1) * np.ones((1, 4, 4, 3), np.uint8),
+    }
+    ThreadPoolDriver().run(predict, short_load(users=1, warmup_s=0.0, measure_s=0.05, request_batch_size=2),
+                           examples)  # fmt: skip
+
+    assert all(set(batch) == {"input_ids", "pixels"} for batch in seen)
+    for batch in seen[:5]:
+        assert batch["input_ids"].dtype == np.int64
+        assert batch["pixels"].dtype == np.uint8
+        # the same examples of each input, row for row
+        assert (batch["input_ids"][:, 0] // 16).tolist() == batch["pixels"][:, 0, 0, 0].tolist()
+    assert [int(v) for v in seen[2]["pixels"][:, 0, 0, 0]] == [4, 0]
 
 
 def test_a_predict_call_that_never_returns_counts_as_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,11 +151,11 @@ def test_a_predict_call_that_never_returns_counts_as_a_timeout(monkeypatch: pyte
     release = threading.Event()
     started = time.perf_counter()
 
-    def hangs_in_window(batch: np.ndarray) -> np.ndarray:
+    def hangs_in_window(batch: dict[str, np.ndarray]) -> np.ndarray:
         if time.perf_counter() - started > 0.35:
             release.wait(10)
         time.sleep(0.002)
-        return np.zeros(len(batch))
+        return np.zeros((len(batch["inputs"]), 10))
 
     try:
         result = ThreadPoolDriver().run(hangs_in_window, short_load(users=1, timeout_s=0.2), ROWS)
@@ -142,10 +167,18 @@ def test_a_predict_call_that_never_returns_counts_as_a_timeout(monkeypatch: pyte
     assert any("had not returned" in w for w in result.warnings)
 
 
-@pytest.mark.parametrize("shape", [(0, 4), (8,)])
-def test_instances_must_be_a_non_empty_2d_array(shape: tuple[int, ...]) -> None:
-    with pytest.raises(RunError, match="2-D"):
-        ThreadPoolDriver().run(SleepyPredict(), short_load(), np.zeros(shape))
+@pytest.mark.parametrize(
+    ("examples", "message"),
+    [
+        ({"inputs": np.zeros((0, 4))}, "non-zero number of rows"),
+        ({"a": np.zeros((3, 4)), "b": np.zeros((2, 4))}, "same, non-zero number of rows"),
+        ({}, "mapping of input name to array"),
+        (np.zeros((3, 4)), "mapping of input name to array"),
+    ],
+)
+def test_examples_must_be_named_arrays_with_rows(examples: object, message: str) -> None:
+    with pytest.raises(RunError, match=message):
+        ThreadPoolDriver().run(SleepyPredict(), short_load(), examples)  # type: ignore[arg-type]
 
 
 def test_open_loop_calls_at_the_target_rate_and_times_from_the_due_time() -> None:
@@ -167,12 +200,12 @@ def test_open_loop_shows_a_stall_that_the_closed_loop_hides() -> None:
     started = time.perf_counter()
     stall = (0.45, 0.75)  # seconds after the start: inside the measured part
 
-    def stalls_once(batch: np.ndarray) -> np.ndarray:
+    def stalls_once(batch: dict[str, np.ndarray]) -> np.ndarray:
         now = time.perf_counter() - started
         if stall[0] <= now < stall[1]:
             time.sleep(stall[1] - now)
         time.sleep(0.001)
-        return np.zeros(len(batch))
+        return np.zeros((len(batch["inputs"]), 10))
 
     common = {"warmup_s": 0.2, "measure_s": 0.9, "users": 4}
     open_result = ThreadPoolDriver().run(

@@ -9,10 +9,12 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from harness.artifacts import ServedArtifact
+from harness.data.tensors import OutputSpec, Signature, TensorSpec
 from harness.errors import RunError, UserError
 from harness.scenario.schema import ServingSpec
 from harness.serving.listeners import ListeningSocket, unexpected_listeners
@@ -32,6 +34,9 @@ from harness.serving.torchserve_config import (
     torchserve_argv,
 )
 
+SIGNATURE = Signature(
+    inputs=(TensorSpec("inputs", (64,), "float32"),), output=OutputSpec("logits", 10), task="classification"
+)
 PORTS = TorchServePorts(
     inference=41001, management=41002, metrics=41003, grpc_inference=41004, grpc_management=41005
 )
@@ -90,7 +95,8 @@ def test_config_disables_token_auth_model_api_and_per_model_pip_installs():
 
 def test_config_registers_the_model_with_the_spec_batching_and_workers():
     props = _config(workers=3, batch_size=16, max_batch_delay_ms=25)
-    assert props["load_models"] == "model.mar"
+    # name=file: registered under our name whatever name a user's archive gives itself
+    assert props["load_models"] == "model=model.mar"
     assert props["default_workers_per_model"] == "3"
     assert props["model_store"] == "/runs/r1/torchserve/model-store"
     registered = json.loads(props["models"])["model"]["1.0"]
@@ -126,6 +132,8 @@ def test_config_carries_options_and_adds_vmargs_only_when_given():
     assert props["default_response_timeout"] == "30"
     assert json.loads(props["models"])["model"]["1.0"]["responseTimeout"] == 30
     assert props["job_queue_size"] == "50"
+    assert props["max_request_size"] == props["max_response_size"] == str(100 * 1024 * 1024)
+    assert _config(options=TorchServeOptions(max_request_mb=7))["max_request_size"] == str(7 * 1024 * 1024)
     assert "vmargs" not in props
     assert _config(options=TorchServeOptions(vmargs="-Xmx1g"))["vmargs"] == "-Xmx1g"
 
@@ -257,9 +265,7 @@ def test_start_with_old_java_fails_before_launching_anything(tmp_path, monkeypat
     monkeypatch.setenv("JAVA_HOME", str(_fake_java(tmp_path, 'java version "1.8.0_392"')))
     model = tmp_path / "m.pt2"
     model.write_bytes(b"not used")
-    art = ServedArtifact(
-        path=model, framework="torch", format="torch.export", input_shape=(64,), num_classes=10
-    )
+    art = ServedArtifact(path=model, framework="torch", format="torch.export", signature=SIGNATURE)
     target = TorchServeTarget(ServingSpec(target="torchserve"), tmp_path / "run")
     with pytest.raises(RunError, match="Java 17"), target:
         target.start(art)
@@ -268,7 +274,7 @@ def test_start_with_old_java_fails_before_launching_anything(tmp_path, monkeypat
 
 def test_start_rejects_formats_torchserve_cannot_serve(tmp_path):
     art = ServedArtifact(
-        path=tmp_path / "m.tflite", framework="tensorflow", format="tflite", input_shape=(64,), num_classes=10
+        path=tmp_path / "m.tflite", framework="tensorflow", format="tflite", signature=SIGNATURE
     )
     with pytest.raises(UserError, match="tflite"):
         TorchServeTarget(ServingSpec(target="torchserve"), tmp_path).start(art)
@@ -330,7 +336,7 @@ def test_vmargs_with_a_control_character_is_a_one_line_user_error_naming_the_key
 
 
 def test_harness_validate_refuses_a_vmargs_line_break_naming_the_key(tmp_path):
-    from harness.scenario import load_scenario
+    from harness.scenario.loader import load_scenario
     from tests.conftest import scenario_dict
 
     path = tmp_path / "injected.yaml"
@@ -434,11 +440,93 @@ def test_unknown_log_level_is_refused_by_the_schema():
         ServingSpec(target="torchserve", log_level="VERBOSE")
 
 
-def test_handler_metadata_carries_the_log_level():
+def test_handler_metadata_carries_the_log_level_and_the_signature():
     meta = handler_metadata(
-        artifact_format="torch.export", input_shape=(64,), num_classes=10, torch_threads=1, log_level="INFO"
+        artifact_format="torch.export", signature=SIGNATURE.as_dict(), torch_threads=1, log_level="INFO"
     )
     assert meta["log_level"] == "INFO"
+    assert meta["signature"]["inputs"] == [{"name": "inputs", "shape": [64], "dtype": "float32"}]
+    assert Signature.from_dict(json.loads(json.dumps(meta))["signature"]) == SIGNATURE
+
+
+# ---- request formats and users' own handlers -----------------------------------------------------
+
+
+def test_request_options_default_to_auto_encoding_and_the_harness_handlers_predictions():
+    options = TorchServeOptions()
+    assert options.encoding == "auto"
+    assert (options.handler, options.archive, options.request_template) == (None, None, None)
+    assert options.output_path == "predictions"
+    assert options.content_type == "application/json"
+    assert "1,000 numbers" in TorchServeOptions.model_fields["encoding"].description
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"handler": "h.py", "archive": "m.mar"}, "handler and archive exclude each other"),
+        ({"handler": "h.txt"}, "handler must be a .py file"),
+        ({"archive": "m.zip"}, "archive must be a .mar file"),
+        ({"request_template": '{"data": 1}'}, "request_template: it has no placeholder"),
+        ({"request_template": "{{rows}}"}, "unknown placeholder {{rows}}"),
+        (
+            {"request_template": "{{instances}}", "encoding": "binary"},
+            "encoding and request_template exclude",
+        ),
+        ({"content_type": "text/plain"}, "content_type is only used with request_template"),
+        ({"handler": "h.py", "inject_delay_ms": 5}, "inject_delay_ms is a feature of the harness handler"),
+        ({"output_path": "outputs..probs"}, "output_path"),
+        ({"encoding": "protobuf"}, "encoding"),
+    ],
+)
+def test_bad_request_options_are_one_line_user_errors(options, message):
+    with pytest.raises(UserError) as info:
+        TorchServeOptions.from_options(options)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_user_files_are_relative_to_the_scenario_folder_and_must_exist(tmp_path, monkeypatch):
+    scenario_dir = tmp_path / "scenarios"
+    (scenario_dir / "serve").mkdir(parents=True)
+    (scenario_dir / "serve" / "handler.py").write_text("")
+    options = TorchServeOptions.from_options({"handler": "serve/handler.py"})
+    assert options.user_file(scenario_dir) == scenario_dir / "serve" / "handler.py"
+    options.check_paths(scenario_dir)
+    monkeypatch.chdir(scenario_dir)
+    assert options.user_file(None) == scenario_dir / "serve" / "handler.py"  # no scenario: the cwd
+    assert TorchServeOptions().user_file(scenario_dir) is None
+    missing = TorchServeOptions.from_options({"archive": "gone.mar"})
+    with pytest.raises(UserError, match=r"serving.options.archive: .*gone.mar is not a file"):
+        missing.check_paths(scenario_dir)
+
+
+def test_start_with_a_missing_user_handler_fails_before_launching_anything(tmp_path):
+    model = tmp_path / "m.pt2"
+    model.write_bytes(b"not used")
+    art = ServedArtifact(path=model, framework="torch", format="torch.export", signature=SIGNATURE)
+    spec = ServingSpec(target="torchserve", options={"handler": "mine.py"})
+    target = TorchServeTarget(spec, tmp_path / "run", scenario_dir=tmp_path)
+    with pytest.raises(UserError, match=r"serving\.options\.handler"), target:
+        target.start(art)
+    assert not (tmp_path / "run" / "torchserve" / "logs").exists()
+
+
+def test_a_template_naming_an_input_the_model_lacks_fails_start_naming_it(tmp_path):
+    model = tmp_path / "m.pt2"
+    model.write_bytes(b"not used")
+    art = ServedArtifact(path=model, framework="torch", format="torch.export", signature=SIGNATURE)
+    spec = ServingSpec(target="torchserve", options={"request_template": '{"x": {{inputs.pixels}}}'})
+    with pytest.raises(
+        UserError, match=r"\{\{inputs.pixels\}\} names no input; the model takes inputs: float32\[64\]"
+    ):
+        TorchServeTarget(spec, tmp_path / "run").start(art)
+
+
+def test_encode_requests_before_start_is_a_run_error(tmp_path):
+    target = TorchServeTarget(ServingSpec(target="torchserve"), tmp_path)
+    with pytest.raises(RunError, match="not started"):
+        target.encode_requests({"inputs": np.zeros((2, 64), np.float32)}, 1)
 
 
 def test_describe_reports_log_bytes_of_the_server_log_files(tmp_path):

@@ -23,10 +23,12 @@ from harness.compression.tensorflow.finetune import (
     SPARSE_INPUT,
     clone_with_weights,
     fine_tune,
-    keras_accuracy,
     kernel_layer_types,
     kernel_layers,
     kernel_zero_fraction,
+    quality_details,
+    quality_note,
+    quality_on_test,
     require_context,
     seeded,
     wrap_layers,
@@ -50,7 +52,7 @@ class TfClusterRecipe(Recipe):
         tfmot = import_tfmot()
         start = time.perf_counter()
         data, p = context.data, self.params
-        accuracy_before = keras_accuracy(model, data)
+        before = quality_on_test(model, data)
 
         work = clone_with_weights(model, self.name)
         types = kernel_layer_types()
@@ -84,13 +86,12 @@ class TfClusterRecipe(Recipe):
         result_layers = [layer for layer in kernel_layers(result) if layer.name in targets]
         unique = {layer.name: int(np.unique(layer.kernel.numpy()).size) for layer in result_layers}
         sparsity = kernel_zero_fraction(result_layers)
-        accuracy_after = keras_accuracy(result, data)
+        after = quality_on_test(result, data)
         left_alone = [layer.name for layer in result.layers if layer.weights and layer.name not in targets]
         note = (
             f"clustered the kernels of {len(targets)} layers into {p.clusters} shared values "
             f"({p.centroid_init} init) and fine-tuned {p.fine_tune_epochs} epochs; distinct values per "
-            f"kernel: {min(unique.values())}..{max(unique.values())}; test accuracy "
-            f"{accuracy_before:.4f} -> {accuracy_after:.4f}"
+            f"kernel: {min(unique.values())}..{max(unique.values())}{quality_note(before, after)}"
         )
         if preserve:
             note += (
@@ -107,8 +108,7 @@ class TfClusterRecipe(Recipe):
                 "preserve_sparsity": preserve,
                 "sparsity_before": sparsity_before,
                 "left_alone": left_alone,
-                "accuracy_before": accuracy_before,
-                "accuracy_after": accuracy_after,
+                **quality_details(before, after),
                 "fine_tune_seconds": round(fit_seconds, 3),
             },
         )

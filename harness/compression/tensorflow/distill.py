@@ -1,11 +1,18 @@
 """tf.distill: train a small tf_keras MLP student on a teacher's softened outputs (Hinton et al. 2015).
 
-The teacher is any tf_keras model mapping the flat [n, 64] float32 rows to [n, 10] scores (the
-built-in MLP or CNN, or a user's .keras/.h5 model); a loaded SavedModel works through its
-serving signature. The student is the built-in MLP architecture with other hidden widths
-(`harness.models.tf_models.build_mlp`), a plain Sequential of Dense layers, so tf.prune,
-tf.cluster, tf.qat and tf.ptq can compress it in later steps. It keeps the teacher's output
-convention: logits, or a final Softmax layer when the teacher emits probabilities.
+The teacher is any in-memory TensorFlow model with one input: a tf_keras model (built-in, user
+file or python: factory) or a user's SavedModel without Keras metadata, run through its serving
+signature. The student is the built-in MLP architecture with other hidden widths
+(`harness.models.tf_models.build_mlp`), so tf.prune, tf.cluster, tf.qat and tf.ptq can compress
+it in later steps; several inputs (token ids next to features) have no MLP reading of them, so
+the recipe refuses such models, and regression teachers too (the loss is a softmax KL).
+
+The student takes the teacher's input as it is: an image or any other multi-dimensional input
+goes through a Flatten layer, an integer input (uint8 pixels) is cast to float by its first
+Dense layer, and inputs beyond [-1, 1] are trained on scaled by one factor, 1 / max |x| over the
+training split, which is then folded into the first kernel (no normalisation layer for the
+later recipes to trip over). It keeps the teacher's output convention: logits, or a final Softmax
+layer when the teacher emits probabilities.
 
 Training is a custom GradientTape loop (one compiled step function), because Keras' fit has no
 place for per-example teacher targets next to the labels without packing them into y. The same
@@ -28,7 +35,18 @@ from harness.compression.distillation import (
     teacher_logits,
 )
 from harness.compression.params import DistillParams
+from harness.compression.tensorflow.model_io import (
+    feed,
+    fill_dynamic,
+    first_line,
+    keras_outputs,
+    model_inputs,
+)
+from harness.compression.tensorflow.runner import GenericSavedModel, run_model
+from harness.compression.tensorflow.stats import is_keras_model, savedmodel_tensors
 from harness.compression.tensorflow.tf_import import import_tf
+from harness.data.dataset import Dataset, Split
+from harness.data.tensors import TensorSpec
 from harness.errors import RunError, UserError
 from harness.models.tf_models import build_mlp
 
@@ -46,31 +64,93 @@ class TfDistillRecipe(Recipe):
             raise RunError(f"{self.name} needs the training data: call it with a RecipeContext")
         start = time.perf_counter()
         data, p = context.data, self.params
-        teacher = teacher_logits(_outputs(model, data.x_train, self.name), data.num_classes)
-        teacher_accuracy = _accuracy(_outputs(model, data.x_test, self.name), data.y_test)
+        spec = teacher_input(model, data, self.name)
+        train, test = _labelled(data, self.name)
+        classes = int(data.num_classes or 0)
+        teacher = teacher_logits(_outputs(model, train, spec, self.name), classes)
+        teacher_accuracy = _accuracy(_outputs(model, test, spec, self.name), test)
 
-        layers = student_layers(data.input_shape[0], list(p.student_hidden), data.num_classes)
+        x_train, x_test = features(train, spec), features(test, spec)
+        peak = float(np.max(np.abs(x_train))) if x_train.size else 1.0
+        scale = 1.0 / peak if peak > 1.0 else 1.0
+        layers = student_layers(x_train.shape[1], list(p.student_hidden), classes)
+        y_train = np.asarray(train.labels)
         t0 = time.perf_counter()
-        student = train_student(layers, data.x_train, data.y_train, teacher.logits, p, context.seed)
+        trained = train_student(layers, x_train * scale, y_train, teacher.logits, p, context.seed, spec.name)
         train_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
-        alone = train_student(layers, data.x_train, data.y_train, None, p, context.seed)
+        alone = train_student(layers, x_train * scale, y_train, None, p, context.seed, spec.name)
         alone_seconds = time.perf_counter() - t0
+        alone_accuracy = _accuracy(np.asarray(alone(x_test * scale, training=False)), test)
 
-        if teacher.output_kind == "probabilities":
-            student = _with_softmax(student)
+        student = served_student(trained, spec, scale, softmax=teacher.output_kind == "probabilities")
         outcome = DistillOutcome(
             layers=layers,
             teacher_accuracy=teacher_accuracy,
-            student_accuracy=_accuracy(_outputs(student, data.x_test, self.name), data.y_test),
-            student_alone_accuracy=_accuracy(_outputs(alone, data.x_test, self.name), data.y_test),
+            student_accuracy=_accuracy(keras_outputs(student, test.inputs, (spec,)), test),
+            student_alone_accuracy=alone_accuracy,
             teacher_param_count=_param_count(model),
             student_param_count=int(student.count_params()),
             teacher_output=teacher.output_kind,
             train_seconds=train_seconds,
             alone_seconds=alone_seconds,
         )
-        return student, distill_report(self.name, p, outcome, time.perf_counter() - start)
+        report = distill_report(self.name, p, outcome, time.perf_counter() - start)
+        report.details["student_input"] = spec.describe()
+        report.details["input_scale"] = scale
+        if len(spec.shape) != 1 or scale != 1.0 or not spec.dtype.startswith("float"):
+            report.notes.append(
+                f"the student reads {spec.describe()} flattened to {layers[0]} float features"
+                + (f", scaled by 1/{peak:g} (folded into its first layer)" if scale != 1.0 else "")
+            )
+        return student, report
+
+
+def teacher_input(model: Any, data: Dataset, recipe: str) -> TensorSpec:
+    """The teacher's one input (its recorded spec, dynamic sizes from the data); UserError for a
+    model with several inputs or for regression data."""
+    if isinstance(model, GenericSavedModel):
+        inputs = fill_dynamic(model.signature.inputs, data)
+    elif is_keras_model(model):
+        inputs = model_inputs(model, data)
+    else:
+        raise UserError(
+            f"{recipe} needs a tf_keras model or a SavedModel as teacher, got {type(model).__name__}"
+        )
+    if len(inputs) != 1:
+        raise UserError(
+            f"{recipe} trains an MLP student on one input; this model takes "
+            f"{', '.join(s.describe() for s in inputs)} (compress it with tf.ptq instead)"
+        )
+    if data.task != "classification":
+        raise UserError(f"{recipe} distils class scores; this is a {data.task} model (use tf.ptq instead)")
+    return inputs[0]
+
+
+def features(split: Split, spec: TensorSpec) -> np.ndarray:
+    """The split's input as float32 rows (n, d): what the MLP student trains on."""
+    array = feed(split.inputs, (spec,))[spec.name]
+    return np.ascontiguousarray(array.reshape(len(array), -1), dtype=np.float32)
+
+
+def served_student(trained: Any, spec: TensorSpec, scale: float, *, softmax: bool) -> Any:
+    """The trained student taking the teacher's input as it is: Flatten for a multi-dimensional
+    input, the scale folded into the first kernel, a Softmax when the teacher emits probabilities.
+    The trained student itself when none of that applies (a float vector input, logits)."""
+    _, keras = import_tf()
+    flatten = len(spec.shape) != 1
+    if not (flatten or softmax or scale != 1.0 or not spec.dtype.startswith("float")):
+        return trained
+    if scale != 1.0:
+        first = trained.layers[0]  # the private student: its kernel is ours to rescale
+        first.kernel.assign(first.kernel * scale)
+    layers: list[Any] = [keras.Input(shape=spec.shape, dtype=spec.dtype, name=spec.name)]
+    if flatten:
+        layers.append(keras.layers.Flatten(name="flatten"))
+    layers += list(trained.layers)
+    if softmax:
+        layers.append(keras.layers.Softmax(name="probabilities"))
+    return keras.Sequential(layers, name=trained.name)
 
 
 def train_student(
@@ -80,6 +160,7 @@ def train_student(
     teacher_logits: np.ndarray | None,
     params: DistillParams,
     seed: int,
+    input_name: str = "inputs",
 ) -> Any:
     """Train a fresh tf_keras student (logits output); with `teacher_logits` None, on the labels alone.
 
@@ -97,7 +178,7 @@ def train_student(
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
         keras.utils.set_random_seed(seed)
-        student = build_mlp(layers[1:-1], input_dim=layers[0], classes=layers[-1])
+        student = build_mlp(layers[1:-1], input_dim=layers[0], classes=layers[-1], input_name=input_name)
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)
@@ -135,39 +216,36 @@ def train_student(
     return student
 
 
-def _with_softmax(student: Any) -> Any:
-    """The trained student with a final Softmax layer, so it outputs probabilities like its teacher."""
-    _, keras = import_tf()
-    inputs = keras.Input(shape=student.input_shape[1:], name="inputs")
-    layers = [*student.layers, keras.layers.Softmax(name="probabilities")]
-    return keras.Sequential([inputs, *layers], name=student.name)
-
-
-def _outputs(model: Any, x: np.ndarray, recipe: str) -> np.ndarray:
-    """[n, classes] outputs of the teacher: a tf_keras model, or any callable taking float32 rows
-    (the backend's GenericSavedModel, which runs a user's SavedModel through its serving signature)."""
-    _, keras = import_tf()
-    rows = np.ascontiguousarray(x, dtype=np.float32)
-    if not callable(model):
-        raise UserError(f"{recipe} needs a teacher model to call, got {type(model).__name__}")
+def _outputs(model: Any, split: Split, spec: TensorSpec, recipe: str) -> np.ndarray:
+    """(n, classes) outputs of the teacher on a split: a tf_keras model called directly, a user's
+    SavedModel through its serving signature."""
     try:
-        out = model(rows, training=False) if isinstance(model, keras.Model) else model(rows)
-        return np.asarray(out, dtype=np.float32)
+        return run_model(model, split.inputs, (spec,))
+    except UserError:
+        raise
     except Exception as exc:  # a user's model with another input contract
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
-            f"{recipe}: the teacher could not be run on [n, 64] float32 inputs: {detail}"
+            f"{recipe}: the teacher could not be run on {spec.describe()}: {first_line(exc)}"
         ) from None
 
 
-def _accuracy(outputs: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean(outputs.argmax(axis=1) == truth))
+def _labelled(data: Dataset, recipe: str) -> tuple[Split, Split]:
+    if data.train is None or data.train.labels is None or data.test.labels is None:
+        raise UserError(
+            f"{recipe} needs labelled train and test splits (the student also learns from labels)"
+        )
+    return data.train, data.test
+
+
+def _accuracy(outputs: np.ndarray, split: Split) -> float:
+    return float(np.mean(np.asarray(outputs).argmax(axis=1) == split.labels))
 
 
 def _param_count(model: Any) -> int:
-    """Parameters of a tf_keras model, or the variables of a user's SavedModel (the backend's
-    GenericSavedModel keeps the loaded object at `.signature.loaded`); 0 if none can be found."""
+    """Parameters of a tf_keras model, or of the variables a user's SavedModel's serving signature
+    computes with (what the SavedModel itself holds may include optimizer slots)."""
     if hasattr(model, "count_params"):
         return int(model.count_params())
-    loaded = getattr(getattr(model, "signature", None), "loaded", model)
-    return int(sum(int(np.prod(v.shape)) for v in getattr(loaded, "variables", ())))
+    if isinstance(model, GenericSavedModel):
+        return int(sum(t.values.size for t in savedmodel_tensors(model.signature.fn)))
+    return 0

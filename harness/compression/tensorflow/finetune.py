@@ -1,15 +1,19 @@
 """What the three tfmot recipes (tf.prune, tf.cluster, tf.qat) share: checking and copying the
-Keras model, wrapping its kernel layers, seeded fine-tuning on the digits training split, and
-in-memory accuracy and weight statistics for the step report.
+Keras model, wrapping its kernel layers, seeded fine-tuning on the data's training split, and
+in-memory test quality and weight statistics for the step report.
 
 tfmot wraps the layer *instances* of the model it is given (cluster_weights even rewrites their
 weights), so every recipe works on `clone_with_weights(model)` and leaves the caller's model alone.
+Fine-tuning feeds the model its named inputs in its own order and picks the loss from the task:
+sparse cross-entropy for classification (from logits unless the model ends in a softmax), mean
+squared error for regression.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -18,9 +22,10 @@ import numpy as np
 
 from harness.compression.base import RecipeContext
 from harness.compression.params import _FineTune
+from harness.compression.tensorflow.model_io import feed, first_line, keras_args, keras_outputs, model_inputs
 from harness.compression.tensorflow.tf_import import import_tf
+from harness.data.dataset import Dataset, Split
 from harness.errors import RunError, UserError
-from harness.models.digits import DigitsSplit
 
 
 def require_context(context: RecipeContext | None, recipe: str) -> RecipeContext:
@@ -28,6 +33,15 @@ def require_context(context: RecipeContext | None, recipe: str) -> RecipeContext
     if context is None:
         raise RunError(f"{recipe} fine-tunes on the training data: call it with a RecipeContext")
     return context
+
+
+def train_split(data: Dataset, recipe: str) -> Split:
+    """The labelled training split; UserError naming the recipe when there is none."""
+    if data.train is None or data.train.labels is None:
+        raise UserError(
+            f"{recipe} fine-tunes on labelled training data; the data has no labelled train split"
+        )
+    return data.train
 
 
 def clone_with_weights(model: Any, recipe: str) -> Any:
@@ -93,36 +107,38 @@ def fine_tune_steps(n_train: int, batch_size: int, epochs: int) -> int:
     return math.ceil(n_train / batch_size) * epochs
 
 
-def outputs_probabilities(model: Any, x: np.ndarray) -> bool:
+def outputs_probabilities(model: Any, data: Dataset, split: Split) -> bool:
     """True if `model` ends in a softmax (rows non-negative, summing to 1), False for logits.
 
     Decides the loss's `from_logits`; the built-in models output logits, a user's may not.
     """
-    out = predict(model, x[:32])
+    out = predict(model, data, split.head(32))
     return bool(np.all(out >= 0) and np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
 
 
 def fine_tune(
-    model: Any, data: DigitsSplit, params: _FineTune, seed: int, callbacks: Sequence[Any] = ()
+    model: Any, data: Dataset, params: _FineTune, seed: int, callbacks: Sequence[Any] = ()
 ) -> float:
-    """Compile `model` with Adam and sparse cross-entropy and train it on the training split.
+    """Compile `model` with Adam and the task's loss and train it on the training split.
 
     Returns the seconds spent in fit. Deterministic for a given seed on CPU.
     """
-    import time
-
     _, keras = import_tf()
-    check_classifier_output(model, data)
-    from_logits = not outputs_probabilities(model, data.x_train)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
-    )
+    split = train_split(data, "fine-tuning")
+    check_output(model, data, split)
+    if data.task == "classification":
+        from_logits = not outputs_probabilities(model, data, split)
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+    else:
+        loss = keras.losses.MeanSquaredError()
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate), loss=loss)
+    x = keras_args(model, feed(split.inputs, model_inputs(model, data)))
+    y = np.asarray(split.labels)
     start = time.perf_counter()
     with seeded(seed):
         model.fit(
-            data.x_train,
-            data.y_train,
+            x,
+            y,
             epochs=params.fine_tune_epochs,
             batch_size=params.batch_size,
             shuffle=True,
@@ -132,25 +148,59 @@ def fine_tune(
     return time.perf_counter() - start
 
 
-def check_classifier_output(model: Any, data: DigitsSplit) -> None:
-    """UserError unless `model` maps [n, 64] to [n, num_classes] scores."""
-    out = predict(model, data.x_train[:2])
-    if out.shape != (2, data.num_classes):
+def check_output(model: Any, data: Dataset, split: Split) -> None:
+    """UserError unless `model` returns one row per example, as wide as the labels need."""
+    out = predict(model, data, split.head(2))
+    labels = np.asarray(split.labels)
+    width = (
+        data.num_classes if data.task == "classification" else (labels.shape[1] if labels.ndim == 2 else 1)
+    )
+    if out.shape != (len(out), width):
+        what = "class scores" if data.task == "classification" else "values"
         raise UserError(
-            f"the model must map [n, {data.input_shape[0]}] inputs to [n, {data.num_classes}] class "
-            f"scores, but gives shape {list(out.shape)} for 2 examples"
+            f"the model must map its inputs to [n, {width}] {what}, "
+            f"but gives shape {list(out.shape)} for {len(out)} examples"
         )
 
 
-def predict(model: Any, x: np.ndarray) -> np.ndarray:
-    """Model outputs as NumPy, by a direct call (model.predict costs a lot of per-call overhead)."""
-    return np.asarray(model(np.ascontiguousarray(x), training=False))
+def predict(model: Any, data: Dataset, split: Split) -> np.ndarray:
+    """Model outputs (n, width) as NumPy, by a direct call (model.predict costs per-call overhead)."""
+    return keras_outputs(model, split.inputs, model_inputs(model, data))
 
 
-def keras_accuracy(model: Any, data: DigitsSplit) -> float:
-    """Fraction of the test split `model` classifies correctly, computed in memory."""
-    labels = predict(model, data.x_test).argmax(axis=1)
-    return float(np.mean(labels == data.y_test))
+def quality_on_test(model: Any, data: Dataset) -> tuple[str, float] | None:
+    """('accuracy', top-1) for classification, ('mse', mean squared error) for regression, on the
+    test split computed in memory; None for unlabelled test data."""
+    labels = data.test.labels
+    if labels is None:
+        return None
+    out = predict(model, data, data.test)
+    return quality_of(out, labels, data)
+
+
+def quality_of(outputs: np.ndarray, labels: np.ndarray, data: Dataset) -> tuple[str, float]:
+    """The test quality of given outputs: accuracy for classification, mse for regression."""
+    if data.task == "classification":
+        return "accuracy", float(np.mean(outputs.argmax(axis=1) == labels))
+    values = np.asarray(labels, dtype=np.float32).reshape(len(labels), -1)
+    return "mse", float(np.mean((outputs - values) ** 2))
+
+
+def quality_details(before: tuple[str, float] | None, after: tuple[str, float] | None) -> dict[str, float]:
+    """{'accuracy_before': .., 'accuracy_after': ..} (or mse_*) for a step report."""
+    out: dict[str, float] = {}
+    if before is not None:
+        out[f"{before[0]}_before"] = before[1]
+    if after is not None:
+        out[f"{after[0]}_after"] = after[1]
+    return out
+
+
+def quality_note(before: tuple[str, float] | None, after: tuple[str, float] | None) -> str:
+    """'; test accuracy 0.9711 -> 0.9689' for a step's note, or '' without test labels."""
+    if before is None or after is None:
+        return ""
+    return f"; test {before[0]} {before[1]:.4f} -> {after[1]:.4f}"
 
 
 # Trained dense weights are never exactly zero; a larger zero fraction in the kernels means an
@@ -169,9 +219,3 @@ def kernel_layers(model: Any) -> list[Any]:
     """The Dense/convolution layers of a (stripped) model, in order."""
     types = kernel_layer_types()
     return [layer for layer in model.layers if isinstance(layer, types)]
-
-
-def first_line(err: BaseException) -> str:
-    """The first line of an exception message (tfmot and the converter write paragraphs)."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

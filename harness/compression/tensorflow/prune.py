@@ -25,11 +25,14 @@ from harness.compression.tensorflow.finetune import (
     clone_with_weights,
     fine_tune,
     fine_tune_steps,
-    keras_accuracy,
     kernel_layer_types,
     kernel_layers,
+    quality_details,
+    quality_note,
+    quality_on_test,
     require_context,
     seeded,
+    train_split,
     wrap_layers,
 )
 from harness.compression.tensorflow.stats import keras_stats, require_keras_model
@@ -96,8 +99,9 @@ class TfPruneRecipe(Recipe):
         tfmot = import_tfmot()
         start = time.perf_counter()
         data, p = context.data, self.params
-        plan = plan_schedule(p, fine_tune_steps(len(data.x_train), p.batch_size, p.fine_tune_epochs))
-        accuracy_before = keras_accuracy(model, data)
+        train = train_split(data, self.name)
+        plan = plan_schedule(p, fine_tune_steps(len(train), p.batch_size, p.fine_tune_epochs))
+        before = quality_on_test(model, data)
 
         work = clone_with_weights(model, self.name)
         types = kernel_layer_types()
@@ -129,14 +133,14 @@ class TfPruneRecipe(Recipe):
                 per_layer[layer.name] = round(float(np.mean(kernel == 0)), 6)
                 zeros, total = zeros + int(np.count_nonzero(kernel == 0)), total + kernel.size
         reached = zeros / total if total else 0.0
-        accuracy_after = keras_accuracy(result, data)
+        after = quality_on_test(result, data)
         left_alone = [layer.name for layer in result.layers if layer.weights and layer.name not in targets]
 
         note = (
             f"PolynomialDecay pruning {p.initial_sparsity:g} -> {p.target_sparsity:g} over steps "
             f"{plan.begin_step}..{plan.end_step} (masks every {p.frequency}) of {len(targets)} kernel "
-            f"layers during {plan.total_steps} fine-tuning steps; reached {reached:.4f} of kernel weights; "
-            f"test accuracy {accuracy_before:.4f} -> {accuracy_after:.4f}"
+            f"layers during {plan.total_steps} fine-tuning steps; reached {reached:.4f} of kernel weights"
+            f"{quality_note(before, after)}"
         )
         if plan.stops_short:
             note += (
@@ -163,8 +167,7 @@ class TfPruneRecipe(Recipe):
                     "scheduled_sparsity_at_last_update": round(plan.sparsity_at_last_update, 6),
                     "stopped_short": plan.stops_short,
                 },
-                "accuracy_before": accuracy_before,
-                "accuracy_after": accuracy_after,
+                **quality_details(before, after),
                 "fine_tune_seconds": round(fit_seconds, 3),
             },
         )

@@ -4,27 +4,38 @@
   tensors under 1024 elements, e.g. small conv filters, in float32).
 - `float16`: weights stored as float16, dequantized to float32 when the model loads.
 - `int8`: full integer: weights and activations int8, activation ranges calibrated on
-  `calibration_samples` training rows; `io` chooses float32 or int8 input/output tensors.
+  `calibration_samples` examples of the data's calibration split (else its train split), fed in
+  the model's own input names and dtypes; `io` chooses float32 or int8 tensors for the float
+  inputs and the output. Integer inputs (token ids, uint8 pixels) stay as they are.
 
-The report lists the tensor types found in the converted flatbuffer, so "int8" is checked, not
-assumed.
+A user's SavedModel without Keras metadata is converted from its folder and serving signature
+(`TFLiteConverter.from_saved_model`), so the TFLite file keeps its input and output names. The
+report lists the tensor types found in the converted flatbuffer, so "int8" is checked, not assumed.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
-
-import numpy as np
 
 from harness.compression.base import Recipe, RecipeContext, StepReport
 from harness.compression.params import TfPtqParams
 from harness.compression.tensorflow.export import serving_module
-from harness.compression.tensorflow.runner import GenericSavedModel
+from harness.compression.tensorflow.model_io import (
+    calibration_sample,
+    first_line,
+    model_inputs,
+    representative_dataset,
+)
+from harness.compression.tensorflow.runner import GenericSavedModel, TfliteRunner
 from harness.compression.tensorflow.stats import require_keras_model, tflite_stats
 from harness.compression.tensorflow.tf_import import import_tf
 from harness.compression.tensorflow.tflite_model import TFLiteModel
+from harness.data.dataset import Dataset
+from harness.data.tensors import Signature, TensorSpec
 from harness.errors import RunError
 
 
@@ -43,30 +54,35 @@ class TfPtqRecipe(Recipe):
 
         tf, _ = import_tf()
         start = time.perf_counter()
-        converter = tflite_converter(model, self.name, int(context.data.input_shape[0]))
-        rows = 0
+        converter, inputs = tflite_converter(model, self.name, context.data, context.signature)
+        rows, split = 0, ""
         converter.optimizations = [tf.lite.Optimize.DEFAULT]  # every mode quantizes something
         if mode == "float16":
             converter.target_spec.supported_types = [tf.float16]
         if mode == "int8":
-            calibration = _calibration_rows(context, self.params.calibration_samples)
-            rows = len(calibration)
-            converter.representative_dataset = _representative(calibration)
+            sample, split = calibration_sample(
+                context.data, self.params.calibration_samples, context.seed, self.name
+            )
+            rows = len(sample)
+            converter.representative_dataset = representative_dataset(sample, inputs)
             # only int8 builtin kernels: conversion fails rather than silently keeping a float op
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             if io == "int8":
                 converter.inference_input_type = tf.int8
                 converter.inference_output_type = tf.int8
         try:
-            content = bytes(converter.convert())
+            with calibrator_warnings():
+                content = bytes(converter.convert())
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RunError(f"{self.name}: TFLite conversion ({mode}) failed: {first}") from exc
+            raise RunError(f"{self.name}: TFLite conversion ({mode}) failed: {first_line(exc)}") from exc
         seconds = time.perf_counter() - start
 
         stats, contents = tflite_stats(content)
-        io_dtype = "int8" if mode == "int8" and io == "int8" else "float32"
+        converted = TfliteRunner(content)  # the file's own input/output types, not what was asked for
+        io_dtype = converted.input_dtype
         details: dict[str, Any] = {
+            "input_dtypes": converted.input_dtypes,
+            "output_dtype": converted.output_dtype,
             "tflite_bytes": len(content),
             "tensor_dtypes": contents.tensor_dtypes,
             "constant_dtypes": contents.constant_dtypes,
@@ -78,18 +94,22 @@ class TfPtqRecipe(Recipe):
             "unique_weights_per_kernel": stats["unique_weights_per_kernel"],
         }
         if mode == "int8":
-            details["calibration_rows"] = rows
+            details.update(calibration_examples=rows, calibration_rows=rows, calibration_split=split)
         tflite = TFLiteModel(
             content=content,
             quantization=mode,
             input_dtype=io_dtype,
-            output_dtype=io_dtype,
+            output_dtype=converted.output_dtype,
             details=details,
         )
         kernels = ", ".join(f"{k}: {v}" for k, v in sorted(_counts(contents.kernel_dtypes()).items()))
-        notes = [f"TFLite {mode} quantization, {io_dtype} input/output; kernels {kernels or 'none found'}"]
+        io_text = ", ".join(f"{n} {d}" for n, d in converted.input_dtypes.items())
+        notes = [
+            f"TFLite {mode} quantization, inputs {io_text}, output {converted.output_dtype}; "
+            f"kernels {kernels or 'none found'}"
+        ]
         if mode == "int8":
-            notes.append(f"activation ranges calibrated on {rows} training rows")
+            notes.append(f"activation ranges calibrated on {rows} examples of the {split} split")
         return tflite, StepReport(
             recipe=self.name,
             params=self.params.model_dump(),
@@ -101,33 +121,34 @@ class TfPtqRecipe(Recipe):
         )
 
 
-def tflite_converter(model: Any, recipe: str, input_dim: int) -> Any:
-    """A TFLiteConverter for a Keras model (through the harness's serving function, so the TFLite
-    signature is serving_default: inputs -> scores) or for a plain SavedModel as given."""
+def tflite_converter(
+    model: Any, recipe: str, data: Dataset, signature: Signature | None = None
+) -> tuple[Any, tuple[TensorSpec, ...]]:
+    """A TFLiteConverter and the inputs its representative data must carry: for a plain SavedModel
+    its folder and serving signature as given; for a Keras model the harness's serving function
+    (one concrete function converts to one signature, serving_default: named inputs -> scores)."""
     tf, _ = import_tf()
     if isinstance(model, GenericSavedModel):
-        return tf.lite.TFLiteConverter.from_saved_model(str(model.path), signature_keys=[model.signature.key])
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            str(model.path), signature_keys=[model.signature.key]
+        )
+        return converter, model.signature.inputs
     keras_model = require_keras_model(model, recipe)
-    module = serving_module(keras_model, input_dim=input_dim)
-    concrete = module.serve.get_concrete_function()
-    # one concrete function converts to one signature, named serving_default
-    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
+    inputs = model_inputs(keras_model, data, signature.inputs if signature is not None else None)
+    module, concrete = serving_module(keras_model, inputs)
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], module), inputs
 
 
-def _calibration_rows(context: RecipeContext, samples: int) -> np.ndarray:
-    """`samples` training rows drawn without replacement with the scenario's seed (all if fewer)."""
-    x = context.data.x_train
-    count = min(samples, len(x))
-    order = np.random.default_rng(context.seed).permutation(len(x))[:count]
-    return np.ascontiguousarray(x[np.sort(order)], dtype=np.float32)
-
-
-def _representative(rows: np.ndarray) -> Any:
-    def dataset() -> Iterator[list[np.ndarray]]:
-        for row in rows:
-            yield [row[None]]
-
-    return dataset
+@contextmanager
+def calibrator_warnings() -> Iterator[None]:
+    """Silence the deprecation warning TF's own calibrator triggers: full-integer conversion runs
+    the representative data through tf.lite.Interpreter inside the converter, which the harness
+    cannot choose (it runs models with ai_edge_litert everywhere else)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated", category=UserWarning
+        )
+        yield
 
 
 def _counts(kernel_dtypes: dict[str, str]) -> dict[str, int]:

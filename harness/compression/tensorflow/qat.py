@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator
 from typing import Any, ClassVar
-
-import numpy as np
 
 from harness.compression.base import Recipe, RecipeContext, StepReport
 from harness.compression.params import TfQatParams
@@ -25,23 +22,30 @@ from harness.compression.tensorflow.finetune import (
     SPARSE_INPUT,
     clone_with_weights,
     fine_tune,
-    first_line,
-    keras_accuracy,
     kernel_layers,
     kernel_zero_fraction,
+    quality_details,
+    quality_of,
+    quality_on_test,
     require_context,
     seeded,
 )
-from harness.compression.tensorflow.ptq import tflite_converter
-from harness.compression.tensorflow.runner import TfliteScorer
+from harness.compression.tensorflow.model_io import (
+    calibration_sample,
+    feed,
+    first_line,
+    representative_dataset,
+)
+from harness.compression.tensorflow.ptq import calibrator_warnings, tflite_converter
+from harness.compression.tensorflow.runner import TfliteRunner
 from harness.compression.tensorflow.stats import require_keras_model, tflite_stats
 from harness.compression.tensorflow.tf_import import import_tf, import_tfmot
 from harness.compression.tensorflow.tflite_model import TFLiteModel
+from harness.data.tensors import TensorSpec
 from harness.errors import RunError, UserError
-from harness.models.digits import DigitsSplit
 
-# Training rows the converter sees when it needs activation statistics (int8 I/O). The QAT model
-# already carries learned ranges, so a modest sample is enough.
+# Examples the converter sees when it needs activation statistics (int8 I/O), drawn from the
+# calibration split. The QAT model already carries learned ranges, so a modest sample is enough.
 REPRESENTATIVE_SAMPLES = 200
 
 
@@ -59,7 +63,7 @@ class TfQatRecipe(Recipe):
         tfmot = import_tfmot()
         start = time.perf_counter()
         data, p = context.data, self.params
-        accuracy_before = keras_accuracy(model, data)
+        before = quality_on_test(model, data)
 
         work = clone_with_weights(model, self.name)
         sparsity_before = kernel_zero_fraction(kernel_layers(work))
@@ -80,14 +84,17 @@ class TfQatRecipe(Recipe):
         wrapper = tfmot.quantization.keras.QuantizeWrapper
         wrapped = [layer.name for layer in quantized.layers if isinstance(layer, wrapper)]
         fit_seconds = fine_tune(quantized, data, p, context.seed)
-        accuracy_qat = keras_accuracy(quantized, data)
+        after = quality_on_test(quantized, data)
 
         t0 = time.perf_counter()
-        content = convert_to_tflite(quantized, data, p.io, context.seed)
+        content, inputs = convert_to_tflite(quantized, context, p.io)
         convert_seconds = time.perf_counter() - t0
         stats, contents = tflite_stats(content)
-        scorer = TfliteScorer(content)
-        accuracy_tflite = float(np.mean(scorer.scores(data.x_test).argmax(axis=1) == data.y_test))
+        scorer = TfliteRunner(content)
+        tflite_quality = None
+        if data.test.labels is not None:
+            outputs = scorer.outputs(feed(data.test.inputs, inputs))
+            tflite_quality = quality_of(outputs, data.test.labels, data)
         seconds = time.perf_counter() - start
 
         int8_tensors, tensors = contents.tensor_dtypes.get("INT8", 0), sum(contents.tensor_dtypes.values())
@@ -97,6 +104,7 @@ class TfQatRecipe(Recipe):
             "kernel_dtypes": contents.kernel_dtypes(),
             "int8_tensors": int8_tensors,
             "input_dtype": scorer.input_dtype,
+            "input_dtypes": scorer.input_dtypes,
             "output_dtype": scorer.output_dtype,
         }
         result = TFLiteModel(
@@ -109,10 +117,13 @@ class TfQatRecipe(Recipe):
         note = (
             f"quantization-aware fine-tuning of {len(wrapped)} layers for {p.fine_tune_epochs} epochs, "
             f"converted to TFLite with {int8_tensors} of {tensors} tensors int8 and "
-            f"{scorer.input_dtype}/{scorer.output_dtype} I/O ({len(content)} bytes); test accuracy "
-            f"{accuracy_before:.4f} -> {accuracy_qat:.4f} (Keras, fake-quant) -> "
-            f"{accuracy_tflite:.4f} (TFLite)"
+            f"{scorer.input_dtype}/{scorer.output_dtype} I/O ({len(content)} bytes)"
         )
+        if before is not None and after is not None and tflite_quality is not None:
+            note += (
+                f"; test {before[0]} {before[1]:.4f} -> {after[1]:.4f} (Keras, fake-quant) -> "
+                f"{tflite_quality[1]:.4f} (TFLite)"
+            )
         if preserve:
             note += f"; pruning-preserving QAT kept the input's zeros ({stats['sparsity']:.4f} of kernels)"
         return result, StepReport(
@@ -127,43 +138,39 @@ class TfQatRecipe(Recipe):
                 "quantized_layers": wrapped,
                 "preserve_sparsity": preserve,
                 "sparsity_before": sparsity_before,
-                "accuracy_before": accuracy_before,
-                "accuracy_after": accuracy_qat,
-                "accuracy_tflite": accuracy_tflite,
+                **quality_details(before, after),
+                **({f"{tflite_quality[0]}_tflite": tflite_quality[1]} if tflite_quality else {}),
                 "fine_tune_seconds": round(fit_seconds, 3),
                 "convert_seconds": round(convert_seconds, 3),
             },
         )
 
 
-def convert_to_tflite(quantized: Any, data: DigitsSplit, io: str, seed: int) -> bytes:
-    """TFLite bytes of a quantize_model'ed Keras model: int8 kernels, float or int8 I/O.
+def convert_to_tflite(
+    quantized: Any, context: RecipeContext, io: str
+) -> tuple[bytes, tuple[TensorSpec, ...]]:
+    """TFLite bytes of a quantize_model'ed Keras model (int8 kernels, float or int8 I/O) and the
+    inputs the file takes.
 
     Converted through the same serving function as tf.ptq and the SavedModel export, so the file's
-    signature is serving_default: inputs -> scores like every other TensorFlow artifact.
+    signature is serving_default: named inputs -> scores like every other TensorFlow artifact.
     """
     tf, _ = import_tf()
-    converter = tflite_converter(quantized, "tf.qat", int(data.input_shape[0]))
+    data = context.data
+    converter, inputs = tflite_converter(quantized, "tf.qat", data, context.signature)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if io == "int8":
-        x_train = data.x_train
-        rows = np.random.default_rng(seed).permutation(len(x_train))[:REPRESENTATIVE_SAMPLES]
-        sample = np.ascontiguousarray(x_train[np.sort(rows)], dtype=np.float32)
-
-        def representative() -> Iterator[list[np.ndarray]]:
-            for row in sample:
-                yield [row[None, :]]
-
-        converter.representative_dataset = representative
+        sample, _ = calibration_sample(data, REPRESENTATIVE_SAMPLES, context.seed, "tf.qat with io int8")
+        converter.representative_dataset = representative_dataset(sample, inputs)
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     try:
-        with warnings.catch_warnings():
+        with calibrator_warnings(), warnings.catch_warnings():
             # Emitted for every QAT conversion: the fake-quant nodes already carry the input
             # ranges that this warning says are missing, so it tells us nothing.
             warnings.filterwarnings(
                 "ignore", message="Statistics for quantized inputs were expected", category=UserWarning
             )
-            return bytes(converter.convert())
+            return bytes(converter.convert()), inputs
     except Exception as err:  # the converter raises ConverterError and assorted internals
         raise RunError(f"tf.qat: TFLite conversion failed: {first_line(err)}") from err

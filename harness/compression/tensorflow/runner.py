@@ -1,16 +1,19 @@
-"""Run TensorFlow artifacts in this process: SavedModels through their serving signature, TFLite
-files through ai_edge_litert.
+"""Run TensorFlow models in this process: SavedModels through their serving signature, TFLite
+files through ai_edge_litert, tf_keras models by a direct call; named inputs in, float32 rows out.
 
 A SavedModel runs through its `serving_default` concrete function, not `model.predict` (about
 50 ms of Keras overhead per call at batch 1, against well under a millisecond here). TFLite runs
 through `ai_edge_litert.interpreter.Interpreter` (tf.lite.Interpreter is deprecated); an
-interpreter is not thread-safe, so each calling thread gets its own, and int8 inputs and outputs
-are (de)quantized with the tensor's scale and zero point so callers always pass and get float32.
+interpreter is not thread-safe, so each calling thread gets its own. Inputs are matched by the
+TFLite signature's names. A float input that the file stores as int8/uint8 is quantized with the
+tensor's scale and zero point, and an integer output is dequantized, so callers always pass the
+model's own dtypes and get float32; integer inputs (token ids, uint8 pixels) pass through as they are.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,37 +21,48 @@ from typing import Any
 import numpy as np
 
 from harness.artifacts import ServedArtifact
+from harness.compression.tensorflow.model_io import (
+    feed,
+    first_line,
+    keras_outputs,
+    rows,
+    spec_from_shape,
+)
 from harness.compression.tensorflow.tf_import import import_tf
+from harness.compression.tensorflow.tflite_model import TFLiteModel
+from harness.data.tensors import Batch, TensorSpec, batch_len, batch_slice
 from harness.errors import RunError, UserError
 
 SERVING_SIGNATURE = "serving_default"
+# Which output to read when a signature returns several: the harness's own name first, then the
+# names classifiers and regressors commonly give their one meaningful output.
+PREFERRED_OUTPUTS = ("scores", "probs", "probabilities", "logits", "predictions", "outputs", "output_0")
+CHUNK_ROWS = 4096  # rows per call when predicting a whole test set: bounds peak memory
 
 
 @dataclass
 class SavedModelSignature:
-    """The serving signature of a loaded SavedModel: which input to feed and which output to read."""
+    """The serving signature of a loaded SavedModel: its named inputs and the output to read."""
 
     path: Path
     loaded: Any  # the object tf.saved_model.load returned (kept alive: the function needs it)
     fn: Any  # the signature's concrete function
     key: str
     all_keys: list[str]
-    input_name: str
+    inputs: tuple[TensorSpec, ...]  # as recorded: -1 for dimensions the signature leaves open
     output_name: str
-    input_dtype: str
+    output_names: list[str]
     output_dtype: str
-    input_spec: Any  # tf.TensorSpec of the input
 
     @classmethod
     def load(cls, path: Path) -> SavedModelSignature:
-        """Load `path` and pick `serving_default` (or the only signature); UserError if there is none
-        with exactly one input, or no single output (or one named `scores`) to read."""
+        """Load `path` and pick `serving_default` (or the only signature); UserError if there is
+        none, or it has several outputs and none of the usual names."""
         tf, _ = import_tf()
         try:
             loaded = tf.saved_model.load(str(path))
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"SavedModel {path} could not be loaded: {first}") from None
+            raise UserError(f"SavedModel {path} could not be loaded: {first_line(exc)}") from None
         keys = sorted(loaded.signatures.keys())
         if SERVING_SIGNATURE in keys:
             key = SERVING_SIGNATURE
@@ -59,40 +73,33 @@ class SavedModelSignature:
                 f"SavedModel {path}: expected a '{SERVING_SIGNATURE}' signature, found {keys or 'none'}"
             )
         fn = loaded.signatures[key]
-        inputs = fn.structured_input_signature[1]
+        where = f"SavedModel {path} signature {key!r}"
+        specs = fn.structured_input_signature[1]
+        if not specs:
+            raise UserError(f"{where} takes no inputs")
+        inputs = tuple(
+            spec_from_shape(name, spec.shape.as_list(), spec.dtype.name, where)
+            for name, spec in specs.items()
+        )
         outputs = fn.structured_outputs
-        if len(inputs) != 1:
-            raise UserError(
-                f"SavedModel {path}: signature {key!r} takes inputs {sorted(inputs)}; expected exactly one "
-                "float32 tensor of shape [batch, 64]"
-            )
-        ((input_name, spec),) = inputs.items()
-        if len(outputs) == 1:
-            output_name = next(iter(outputs))
-        elif "scores" in outputs:
-            output_name = "scores"
-        else:
-            raise UserError(
-                f"SavedModel {path}: signature {key!r} returns {sorted(outputs)}; expected one output "
-                "(or one named 'scores') of shape [batch, 10]"
-            )
+        output_name = pick_output(sorted(outputs), where)
         return cls(
             path=Path(path),
             loaded=loaded,
             fn=fn,
             key=key,
             all_keys=keys,
-            input_name=input_name,
+            inputs=inputs,
             output_name=output_name,
-            input_dtype=spec.dtype.name,
+            output_names=sorted(outputs),
             output_dtype=outputs[output_name].dtype.name,
-            input_spec=spec,
         )
 
-    def scores(self, rows: np.ndarray) -> np.ndarray:
+    def outputs(self, batch: Batch | np.ndarray) -> np.ndarray:
         tf, _ = import_tf()
-        outputs = self.fn(**{self.input_name: tf.constant(rows, dtype=self.input_spec.dtype)})
-        return np.asarray(outputs[self.output_name].numpy(), dtype=np.float32)
+        fed = feed(batch, self.inputs)
+        result = self.fn(**{name: tf.constant(array) for name, array in fed.items()})
+        return rows(result[self.output_name].numpy())
 
 
 @dataclass
@@ -103,22 +110,31 @@ class GenericSavedModel:
     path: Path
     signature: SavedModelSignature
 
-    def __call__(self, rows: np.ndarray) -> np.ndarray:
-        return self.signature.scores(np.asarray(rows, dtype=np.float32))
+    def outputs(self, batch: Batch | np.ndarray) -> np.ndarray:
+        return self.signature.outputs(batch)
 
 
-class TfliteScorer:
-    """Scores float32 rows with a TFLite flatbuffer; one interpreter per calling thread."""
+class TfliteRunner:
+    """Runs a TFLite flatbuffer on named inputs; one interpreter per calling thread."""
 
     def __init__(self, content: bytes, num_threads: int = 1) -> None:
         self.content = content
         self.num_threads = num_threads
         self._local = threading.local()
-        self._check = self._interpreter()  # fail now, in the caller, if the bytes are not a model
-        self.input_dtype = np.dtype(self._check["input"]["dtype"]).name
-        self.output_dtype = np.dtype(self._check["output"]["dtype"]).name
+        state = self._state()  # fail now, in the caller, if the bytes are not a model
+        self.signature_key: str | None = state["key"]
+        self.input_names: list[str] = list(state["inputs"])
+        self.output_names: list[str] = list(state["outputs"])
+        self.output_name: str = state["output"]
+        self.input_dtypes = {n: np.dtype(d["dtype"]).name for n, d in state["inputs"].items()}
+        self.output_dtype = np.dtype(state["outputs"][self.output_name]["dtype"]).name
 
-    def _interpreter(self) -> dict[str, Any]:
+    @property
+    def input_dtype(self) -> str:
+        """The file's dtype of the first input (what one-input callers and reports show)."""
+        return self.input_dtypes[self.input_names[0]]
+
+    def _state(self) -> dict[str, Any]:
         state: dict[str, Any] | None = getattr(self._local, "state", None)
         if state is None:
             from ai_edge_litert.interpreter import Interpreter
@@ -127,28 +143,38 @@ class TfliteScorer:
                 interpreter = Interpreter(model_content=self.content, num_threads=self.num_threads)
             except ValueError as exc:
                 raise RunError(f"the TFLite model cannot be loaded: {exc}") from exc
-            inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-            if len(inputs) != 1 or len(outputs) != 1:
-                raise UserError(
-                    f"TFLite model has {len(inputs)} inputs and {len(outputs)} outputs; expected one each"
-                )
-            state = {"interpreter": interpreter, "input": inputs[0], "output": outputs[0], "shape": None}
+            key, inputs, outputs = _named_tensors(interpreter)
+            state = {
+                "interpreter": interpreter,
+                "key": key,
+                "inputs": inputs,
+                "outputs": outputs,
+                "output": pick_output(sorted(outputs), "TFLite model"),
+                "shapes": None,
+            }
             self._local.state = state
         return state
 
-    def scores(self, rows: np.ndarray) -> np.ndarray:
-        state = self._interpreter()
-        interpreter = state["interpreter"]
-        if state["shape"] != rows.shape:  # resizing re-plans memory: only when the batch changes
-            interpreter.resize_tensor_input(state["input"]["index"], list(rows.shape))
+    def outputs(self, batch: Mapping[str, np.ndarray]) -> np.ndarray:
+        """float32 (n, width) for a batch keyed by the file's input names (see `feed`)."""
+        state = self._state()
+        interpreter, inputs = state["interpreter"], state["inputs"]
+        if len(inputs) == 1 and len(batch) == 1:
+            batch = {next(iter(inputs)): next(iter(batch.values()))}
+        missing = sorted(set(inputs) - set(batch))
+        if missing:
+            raise ValueError(f"missing TFLite inputs {missing}; the file takes {sorted(inputs)}")
+        shapes = tuple((name, np.shape(batch[name])) for name in inputs)
+        if state["shapes"] != shapes:  # resizing re-plans memory: only when the batch changes
+            for name, detail in inputs.items():
+                interpreter.resize_tensor_input(detail["index"], list(np.shape(batch[name])))
             interpreter.allocate_tensors()
-            state["input"] = interpreter.get_input_details()[0]
-            state["output"] = interpreter.get_output_details()[0]
-            state["shape"] = rows.shape
-        feed = _quantize(rows, state["input"])
-        interpreter.set_tensor(state["input"]["index"], feed)
+            state["shapes"] = shapes
+        for name, detail in inputs.items():
+            interpreter.set_tensor(detail["index"], _quantize(np.asarray(batch[name]), detail))
         interpreter.invoke()
-        return _dequantize(interpreter.get_tensor(state["output"]["index"]), state["output"])
+        detail = state["outputs"][state["output"]]
+        return rows(_dequantize(interpreter.get_tensor(detail["index"]), detail))
 
 
 class TfArtifactRunner:
@@ -162,9 +188,10 @@ class TfArtifactRunner:
         if artifact.framework != "tensorflow":
             raise UserError(f"cannot run a {artifact.framework} artifact with TensorFlow: {artifact.path}")
         self.artifact = artifact
+        self.inputs = artifact.signature.inputs
         path = Path(artifact.path)
         self.signature: SavedModelSignature | None = None
-        self.tflite: TfliteScorer | None = None
+        self.tflite: TfliteRunner | None = None
         if artifact.format == "savedmodel":
             if not (path / "saved_model.pb").is_file():
                 raise RunError(f"SavedModel not found: {path} has no saved_model.pb")
@@ -172,41 +199,81 @@ class TfArtifactRunner:
         elif artifact.format == "tflite":
             if not path.is_file():
                 raise RunError(f"artifact file not found: {path}")
-            self.tflite = TfliteScorer(path.read_bytes())
+            self.tflite = TfliteRunner(path.read_bytes())
         else:
             raise UserError(f"unsupported TensorFlow artifact format {artifact.format!r} for {path}")
 
-    def _as_batch(self, batch: np.ndarray) -> np.ndarray:
-        rows = np.asarray(batch, dtype=np.float32)
-        shape = tuple(self.artifact.input_shape)
-        if rows.shape == shape:  # a single example
-            rows = rows[None]
-        if rows.shape[1:] != shape:
-            raise ValueError(f"expected a batch of shape (n, {', '.join(map(str, shape))}), got {rows.shape}")
-        return np.ascontiguousarray(rows)
+    def predict_outputs(self, batch: Batch | np.ndarray) -> np.ndarray:
+        """float32 (n, output width); the batch in the signature's names (a one-input model takes
+        any one name, or a bare array) and dtypes, large batches run in chunks."""
+        fed = feed(batch, self.inputs)
+        n = batch_len(fed)
+        parts = [self._run(batch_slice(fed, i, i + CHUNK_ROWS)) for i in range(0, n, CHUNK_ROWS)]
+        width = self.artifact.signature.output.width
+        return np.concatenate(parts) if parts else np.empty((0, width), dtype=np.float32)
 
-    def predict_scores(self, batch: np.ndarray) -> np.ndarray:
-        rows = self._as_batch(batch)
+    def _run(self, fed: dict[str, np.ndarray]) -> np.ndarray:
         if self.signature is not None:
-            return self.signature.scores(rows)
+            return self.signature.outputs(fed)
         assert self.tflite is not None
-        return self.tflite.scores(rows)
-
-    def predict_labels(self, batch: np.ndarray, chunk: int = 4096) -> np.ndarray:
-        rows = self._as_batch(batch)
-        parts = [self.predict_scores(rows[i : i + chunk]).argmax(axis=1) for i in range(0, len(rows), chunk)]
-        return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
+        return self.tflite.outputs(fed)
 
 
-def _quantize(rows: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+def run_model(model: Any, batch: Batch | np.ndarray, inputs: tuple[TensorSpec, ...]) -> np.ndarray:
+    """float32 (n, width) of any in-memory TensorFlow variant: tf_keras, GenericSavedModel or TFLiteModel."""
+    if isinstance(model, TFLiteModel):
+        return TfliteRunner(model.content).outputs(feed(batch, inputs))
+    if isinstance(model, GenericSavedModel):
+        return model.outputs(batch)
+    return keras_outputs(model, batch, inputs)
+
+
+def pick_output(names: list[str], where: str) -> str:
+    """The output to read: the only one, else the first of PREFERRED_OUTPUTS; UserError otherwise."""
+    if len(names) == 1:
+        return names[0]
+    for name in PREFERRED_OUTPUTS:
+        if name in names:
+            return name
+    raise UserError(
+        f"{where} returns {names or 'nothing'}; expected one output, or one named "
+        f"{' / '.join(PREFERRED_OUTPUTS[:4])}"
+    )
+
+
+def _named_tensors(interpreter: Any) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
+    """(signature key, input details by name, output details by name) of a TFLite interpreter.
+
+    Names are the signature's (what the SavedModel called them); a file without signatures falls
+    back to tensor names without the converter's `serving_default_` prefix and `:0` suffix.
+    """
+    signatures = interpreter.get_signature_list()
+    if signatures:
+        key = SERVING_SIGNATURE if SERVING_SIGNATURE in signatures else sorted(signatures)[0]
+        runner = interpreter.get_signature_runner(key)
+        return key, runner.get_input_details(), runner.get_output_details()
+
+    def plain(detail: dict[str, Any]) -> str:
+        return str(detail["name"]).removeprefix(f"{SERVING_SIGNATURE}_").split(":")[0]
+
+    inputs = {plain(d): d for d in interpreter.get_input_details()}
+    outputs = {plain(d): d for d in interpreter.get_output_details()}
+    return None, inputs, outputs
+
+
+def _quantize(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     dtype = np.dtype(detail["dtype"])
-    if dtype == np.float32:
-        return rows
+    if values.dtype == dtype:
+        return values
     scale, zero_point = detail["quantization"]
-    if not scale:
-        raise RunError(f"TFLite input is {dtype.name} without quantization parameters; cannot feed floats")
-    info = np.iinfo(dtype)
-    return np.clip(np.round(rows / scale + zero_point), info.min, info.max).astype(dtype)
+    if dtype.kind in "iu" and values.dtype.kind == "f":
+        if not scale:
+            raise RunError(
+                f"TFLite input is {dtype.name} without quantization parameters; cannot feed floats"
+            )
+        info = np.iinfo(dtype)
+        return np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(dtype)
+    return values.astype(dtype)  # token ids int64 -> int32, uint8 pixels as given
 
 
 def _dequantize(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
@@ -215,5 +282,5 @@ def _dequantize(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
         return values.astype(np.float32, copy=False)
     scale, zero_point = detail["quantization"]
     if not scale:
-        raise RunError(f"TFLite output is {dtype.name} without quantization parameters")
+        return values.astype(np.float32)  # an integer output that was never quantized (class ids)
     return (values.astype(np.float32) - zero_point) * np.float32(scale)

@@ -68,9 +68,9 @@ def require_keras_model(model: Any, recipe: str) -> Any:
     else:
         why = f"it is a {type(model).__name__}"
     raise UserError(
-        f"{recipe} needs a tf_keras model to compress, but {why}; use a tf_keras .keras/.h5/SavedModel "
-        "file or a built-in model (model.source: builtin:mlp or builtin:cnn), or serve this model "
-        "uncompressed (a variant without steps)"
+        f"{recipe} needs a tf_keras model to compress, but {why}; supply the model as a tf_keras .keras/.h5 "
+        "file or a python: factory (model.source: python:pkg.module:function), use tf.ptq or tf.distill, "
+        "or serve this model uncompressed (a variant without steps)"
     )
 
 

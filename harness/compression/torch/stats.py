@@ -1,17 +1,20 @@
 """Facts about a torch model and its exported file: parameters, sparsity, size raw and gzipped.
 
 Works on an nn.Module, a loaded ScriptModule and a loaded torch.export GraphModule alike, and on
-torchao-quantized weights (counted through their dequantized values), so the same numbers can be
-taken from the served file as from the in-memory model.
+quantized weights (torchao tensor subclasses and PT2E int8 buffers, counted through their
+dequantized values), so the same numbers can be taken from the served file as from the in-memory
+model.
 """
 
 from __future__ import annotations
 
 import gzip
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.compression.torch.program import graph_weights, is_graph_module, program_tensors
 from harness.errors import UserError
 
 
@@ -27,6 +30,39 @@ def dense(tensor: Any) -> Any:
     return tensor.dequantize().detach() if is_quantized(tensor) else tensor.detach()
 
 
+def refuse_torchscript(model: Any, recipe: str) -> None:
+    """UserError if `model` is TorchScript: such files are served as given, never rewritten."""
+    import torch
+
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UserError(
+            f"{recipe} cannot compress a TorchScript module (TorchScript files are served as given); "
+            "give the model as a python: factory or a torch.export (.pt2) file"
+        )
+
+
+def layer_modules(model: Any) -> list[tuple[str, Any]]:
+    """(name, module) of every nn.Linear and nn.Conv* of an nn.Module: the layers pruning targets."""
+    import torch
+    from torch import nn
+
+    if not isinstance(model, nn.Module) or isinstance(model, torch.jit.ScriptModule):
+        return []
+    return [
+        (name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear | nn.modules.conv._ConvNd)
+    ]
+
+
+def layer_weight_names(model: Any) -> set[str]:
+    """Names (as `named_weights` gives them) of the linear/conv weights; empty for TorchScript,
+    whose modules do not say what they are."""
+    if is_graph_module(model):
+        # torchao's int8 weights reach their linear through torchao ops, not aten.linear
+        subclassed = {name for name, p in model.named_parameters() if is_quantized(p)}
+        return {w.name for w in graph_weights(model)} | subclassed
+    return {f"{name}.weight" if name else "weight" for name, _ in layer_modules(model)}
+
+
 def linear_layers(model: Any) -> list[tuple[str, Any]]:
     """(name, module) of every nn.Linear in `model`, in definition order."""
     from torch import nn
@@ -37,39 +73,36 @@ def linear_layers(model: Any) -> list[tuple[str, Any]]:
 
 
 def require_linear_layers(model: Any, recipe: str) -> list[tuple[str, Any]]:
-    """The nn.Linear layers `recipe` applies to; UserError saying why there are none."""
-    import torch
-
+    """The nn.Linear layers of an nn.Module that `recipe` applies to; UserError if there are none."""
     layers = linear_layers(model)
     if layers:
         return layers
-    if isinstance(model, torch.jit.ScriptModule):
-        why = "a TorchScript module keeps no nn.Linear modules"
-    elif isinstance(model, torch.fx.GraphModule):
-        why = "a module loaded from a torch.export (.pt2) file keeps no nn.Linear modules"
-    else:
-        why = f"{type(model).__name__} contains none"
-    raise UserError(
-        f"{recipe} needs nn.Linear layers to compress, but {why}; compress the original nn.Module "
-        "(e.g. model.source: builtin:mlp) or serve this file uncompressed (a variant without steps)"
-    )
+    raise UserError(f"{recipe} needs nn.Linear layers to compress, but {type(model).__name__} contains none")
+
+
+def named_weights(model: Any) -> Iterator[tuple[str, Any]]:
+    """(name, float values) of every parameter: of an nn.Module or TorchScript module, or of a
+    torch.export program including its PT2E int8 weights (dequantized)."""
+    tensors = program_tensors(model) if is_graph_module(model) else model.named_parameters()
+    for name, values in tensors:
+        yield name, dense(values)
 
 
 def param_count(model: Any) -> int:
     """Number of parameters (logical elements, so an int8 weight counts like the float one it replaces)."""
-    return int(sum(p.numel() for _, p in model.named_parameters()))
+    return int(sum(values.numel() for _, values in named_weights(model)))
 
 
 def sparsity_stats(model: Any) -> dict[str, Any]:
-    """Zero fractions: over weight matrices (ndim >= 2, what pruning targets), over all parameters,
-    and per weight matrix."""
+    """Zero fractions: over the linear/conv weights (what pruning targets; every weight of 2 or more
+    dimensions for TorchScript, which does not say), over all parameters, and per such weight."""
     weight_zeros = weight_total = all_zeros = all_total = 0
     per_tensor: dict[str, float] = {}
-    for name, param in model.named_parameters():
-        values = dense(param)
+    layers = layer_weight_names(model)
+    for name, values in named_weights(model):
         zeros, total = int((values == 0).sum()), values.numel()
         all_zeros, all_total = all_zeros + zeros, all_total + total
-        if values.ndim >= 2:
+        if (name in layers) if layers else values.ndim >= 2:
             weight_zeros, weight_total = weight_zeros + zeros, weight_total + total
             per_tensor[name] = round(zeros / total, 6) if total else 0.0
     return {

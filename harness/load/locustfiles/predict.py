@@ -1,12 +1,17 @@
-"""Locust user that posts prediction batches and records every request's exact timing.
+"""Locust user that posts prepared request bodies and records every request's exact timing.
 
 Runs inside Locust processes started by harness.load.locust_driver.LocustDriver (a single
 process, or a master and its workers) and imports nothing from the harness: a remote worker
 fetches this file from the master (`locust -f - --worker`) and needs only Locust.
 
 Configuration: a single process or master reads the JSON file named by HARNESS_LOAD_CONFIG
-(written by the driver: request path, headers, instances, batch size, timeout, load mode, rate,
-arrival, seed, output paths); a worker asks the master for it (custom messages) after connecting.
+(written by the driver: request path, headers, rows per request, where responses hold the
+outputs, timeout, load mode, rate, arrival, seed, output paths) and the request bodies from the
+file it names (`bodies_path`: each body as an 8-byte little-endian length, then its bytes). The
+bodies were encoded once by the harness, before the test: a request costs this process the
+same whatever the tensors are, it only sends bytes, cycling through the bodies. A worker asks the
+master for the settings and the bodies (custom messages, bodies as msgpack binary) after
+connecting, so a remote worker needs nothing but this file and Locust.
 
 Closed loop: each user posts back to back. Open loop: one seeded schedule per process at
 rate/processes (constant or exponential gaps, mirroring harness/load/arrivals.py); a free user
@@ -34,6 +39,7 @@ import math
 import os
 import random
 import socket
+import struct
 import time
 from typing import Any, ClassVar, TextIO
 
@@ -51,8 +57,9 @@ CONTROL_POLL_S = 0.1
 CONFIG_WAIT_S = 120.0
 SAMPLES_HEADER = ("start_s", "latency_ms", "outcome", "late_ms", "service_ms", "message")
 # keys a worker needs; paths are the master's and stay there
-WORKER_KEYS = ("path", "headers", "instances", "batch", "timeout_s", "mode", "rate_rps", "arrival", "seed",
-               "processes", "flush_s")  # fmt: skip
+WORKER_KEYS = ("path", "headers", "rows", "output_path", "output_width", "timeout_s", "mode", "rate_rps",
+               "arrival", "seed", "processes", "flush_s")  # fmt: skip
+BODY_LENGTH = struct.Struct("<Q")  # the bodies file: each body's length, then its bytes
 
 
 class _Config:
@@ -60,22 +67,33 @@ class _Config:
 
     values: ClassVar[dict[str, Any]] = {}
     ready = Event()
-    rows: ClassVar[list[str]] = []
+    bodies: ClassVar[list[bytes]] = []
     headers: ClassVar[dict[str, str]] = {}
     index = 0  # worker index (0 for a single process)
 
     @classmethod
-    def set(cls, values: dict[str, Any], index: int) -> None:
-        if not values.get("instances"):
-            raise ValueError("harness load config holds no instances")
+    def set(cls, values: dict[str, Any], bodies: list[bytes], index: int) -> None:
+        if not bodies:
+            raise ValueError("harness load config holds no request bodies")
         cls.values.clear()
         cls.values.update(values)
-        # each row is serialised once; a request body is a join of row texts
-        cls.rows[:] = [json.dumps(row) for row in values["instances"]]
+        cls.bodies[:] = bodies
         cls.headers.clear()
-        cls.headers.update({"Content-Type": "application/json", **(values.get("headers") or {})})
+        cls.headers.update(values.get("headers") or {})
         cls.index = index
         cls.ready.set()
+
+
+def _read_bodies(path: str) -> list[bytes]:
+    bodies = []
+    with open(path, "rb") as fh:
+        while head := fh.read(BODY_LENGTH.size):
+            (length,) = BODY_LENGTH.unpack(head)
+            body = fh.read(length)
+            if len(body) != length:
+                raise ValueError(f"{path} ends inside a body ({len(body)} of {length} bytes)")
+            bodies.append(body)
+    return bodies
 
 
 class _Run:
@@ -121,18 +139,42 @@ def _schedule() -> _Schedule:
     return _Run.schedule
 
 
-def _next_body() -> str:
-    batch = int(_Config.values["batch"])
-    first = _Run.cursor * batch
+def _next_body() -> bytes:
+    bodies = _Config.bodies
+    body = bodies[_Run.cursor % len(bodies)]
     _Run.cursor += 1  # shared by all users: gevent runs them on one thread
-    rows = _Config.rows
-    return '{"instances": [' + ",".join(rows[(first + k) % len(rows)] for k in range(batch)) + "]}"
+    return body
+
+
+def _at_path(payload: Any, path: str) -> Any:
+    """The value at a dotted path of keys and list indexes (harness.serving.payloads.value_at_path)."""
+    value = payload
+    for key in path.split("."):
+        if isinstance(value, dict) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.lstrip("-").isdigit() and -len(value) <= int(key) < len(value):
+            value = value[int(key)]
+        else:
+            raise KeyError(path)
+    return value
+
+
+def _row_count(value: Any, width: int | None) -> int | None:
+    """How many examples' outputs `value` holds, by the rules of payloads.as_output_rows: a list of
+    rows (or of objects); a flat list is one example's row, or a column of rows when width is 1."""
+    if isinstance(value, list):
+        if not value or isinstance(value[0], (list, dict)) or width in (None, 1):
+            return len(value)
+        return 1 if len(value) == width else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and width in (None, 1):
+        return 1
+    return None
 
 
 def _classify(resp, service_ms: float) -> tuple[str, str]:
     """("ok", "") or (failure class, message) for one finished request."""
-    timeout_s = float(_Config.values["timeout_s"])
-    batch = int(_Config.values["batch"])
+    v = _Config.values
+    timeout_s = float(v["timeout_s"])
     error = getattr(resp, "error", None)
     status = getattr(resp, "status_code", 0) or 0
     if status and not 200 <= status < 300:
@@ -147,15 +189,22 @@ def _classify(resp, service_ms: float) -> tuple[str, str]:
         return "timeout", f"took {service_ms:.1f} ms (limit {timeout_s:g}s)"
     if status != 200:
         return "bad_payload", f"HTTP {status} is not 200: {_text(resp)}"
+    path = v.get("output_path")
+    if not path:
+        return "ok", ""
     try:
         payload = json.loads(resp.content)
     except (TypeError, ValueError) as exc:
         return "bad_payload", f"response is not JSON ({exc}): {_text(resp)}"
-    predictions = payload.get("predictions") if isinstance(payload, dict) else None
-    if not isinstance(predictions, list):
-        return "bad_payload", f"no 'predictions' list in response: {_text(resp)}"
-    if len(predictions) != batch:
-        return "bad_payload", f"{len(predictions)} predictions for {batch} instances"
+    try:
+        value = _at_path(payload, path)
+    except KeyError:
+        return "bad_payload", f"nothing at {path!r} in response: {_text(resp)}"
+    rows = int(v["rows"])
+    count = _row_count(value, v.get("output_width"))
+    if count != rows:
+        found = "outputs of another shape" if count is None else f"{count} output rows"
+        return "bad_payload", f"{found} for {rows} examples at {path!r}"
     return "ok", ""
 
 
@@ -165,7 +214,7 @@ def _text(resp) -> str:
 
 
 class PredictUser(FastHttpUser):
-    """One in-flight slot: posts the next batch back to back (closed) or at the next due time (open)."""
+    """One in-flight slot: posts the next body back to back (closed) or at the next due time (open)."""
 
     def __init__(self, environment) -> None:
         # a worker's users can be spawned before the master's config has arrived
@@ -219,8 +268,9 @@ class PredictUser(FastHttpUser):
             _Run.held.pop(id(self), None)
 
     def _post(self, sent: float) -> tuple[str, str, float]:
-        """Send the next batch; (outcome, one-line message, service time in ms)."""
-        body = _next_body()
+        """Send the next body; (outcome, one-line message, service time in ms)."""
+        # FastHttpSession sends bytes as they are; its annotation names only str and dict
+        body: Any = _next_body()
         path = _Config.values["path"]
         with self.client.post(
             path, data=body, headers=_Config.headers, name=path, catch_response=True
@@ -315,7 +365,9 @@ def _send_config(environment, msg) -> None:
     index = environment.runner.get_worker_index(msg.node_id)
     _Run.configured.add(index)
     data = {k: _Config.values[k] for k in WORKER_KEYS}
-    environment.runner.send_message("harness_config", {"values": data, "index": index}, client_id=msg.node_id)
+    # the bodies go along as msgpack binary: a remote worker has no access to the master's files
+    message = {"values": data, "bodies": _Config.bodies, "index": index}
+    environment.runner.send_message("harness_config", message, client_id=msg.node_id)
 
 
 def _drain(stop_due: float) -> None:
@@ -405,7 +457,7 @@ def _on_init(environment, runner, **_kwargs) -> None:
     if isinstance(runner, WorkerRunner):
 
         def on_config(environment, msg) -> None:
-            _Config.set(msg.data["values"], int(msg.data["index"]))
+            _Config.set(msg.data["values"], list(msg.data["bodies"]), int(msg.data["index"]))
 
         runner.register_message("harness_config", on_config)
         runner.register_message("harness_stop", _on_worker_stop, concurrent=True)
@@ -415,7 +467,8 @@ def _on_init(environment, runner, **_kwargs) -> None:
     if not path:
         raise SystemExit("HARNESS_LOAD_CONFIG is not set: this locustfile is run by the harness")
     with open(path) as fh:
-        _Config.set(json.load(fh), 0)
+        values = json.load(fh)
+    _Config.set(values, _read_bodies(values["bodies_path"]), 0)
     if isinstance(runner, MasterRunner):
         runner.register_message("harness_config_request", _send_config)
         runner.register_message(
