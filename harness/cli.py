@@ -18,14 +18,14 @@ from typing import Any
 from harness import __version__
 from harness.compression import RECIPES
 from harness.errors import HarnessError, RunInterrupted, UserError, first_line
-from harness.metrics.catalog import format_value
+from harness.metrics.catalog import format_value, headline_quality
 from harness.progress import ConsoleProgress
 from harness.results import Outcome, RunResult
 from harness.serving.registry import TARGET_DESCRIPTIONS, TARGETS
 from harness.signals import ignore_interrupts, install_interrupt_handlers
 
 _SUMMARY_METRICS = (
-    "accuracy",
+    "",  # the headline quality metric: accuracy, MAE (regression) or agreement (unlabelled data)
     "latency_p50_ms",
     "latency_p95_ms",
     "throughput_rps",
@@ -130,7 +130,9 @@ def _print_summary(console: Any, result: RunResult) -> None:
     from rich.table import Table
 
     table = Table(title=f"{result.scenario_name} ({result.run_id})")
-    for column in ("variant", "accuracy", "p50", "p95", "throughput", "errors", "size (gzip)", "outcome"):
+    quality = headline_quality(v.metrics for v in result.variants)
+    metrics = tuple(m or quality for m in _SUMMARY_METRICS)
+    for column in ("variant", quality, "p50", "p95", "throughput", "errors", "size (gzip)", "outcome"):
         table.add_column(column, justify="left" if column == "variant" else "right", no_wrap=True)
     styles = {
         Outcome.PASS: "green",
@@ -144,7 +146,7 @@ def _print_summary(console: Any, result: RunResult) -> None:
         shown = "not decided" if outcome is None else f"[{styles[outcome]}]{outcome.value}[/]"
         table.add_row(
             variant.name,
-            *(format_value(metric, m.get(metric)) for metric in _SUMMARY_METRICS),
+            *(format_value(metric, m.get(metric)) for metric in metrics),
             shown,
         )
     console.print(table)

@@ -10,6 +10,7 @@ Pure data: importing this is instant.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -302,6 +303,18 @@ LABELLED_METRICS: frozenset[str] = frozenset(
     {"accuracy", "accuracy_drop_vs_reference", *_LABEL_METRICS}
     | {f"{name}_inprocess" for name in ("accuracy", *_LABEL_METRICS)}
 )
+
+
+# what a one-line summary shows for "how good is the model", in order of preference: the label
+# metric of the task, else fidelity to the reference (unlabelled data)
+HEADLINE_QUALITY: tuple[str, ...] = ("accuracy", "mae", "agreement")
+
+
+def headline_quality(metric_sets: Iterable[Mapping[str, float]]) -> str:
+    """The quality metric a summary table shows for these variants' metrics: the first of
+    HEADLINE_QUALITY that any of them has (accuracy when none has any)."""
+    present = {name for metrics in metric_sets for name in metrics}
+    return next((name for name in HEADLINE_QUALITY if name in present), HEADLINE_QUALITY[0])
 
 
 def is_load_metric(name: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from harness.metrics.catalog import format_value
+from harness.metrics.catalog import format_value, headline_quality
 from harness.report.evidence import (
     OUTCOME_MEANING,
     evidence_text,
@@ -28,7 +28,7 @@ SUMMARY_FILE = "summary.md"
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("size", "model_size_bytes"),
     ("gzip", "model_size_gzip_bytes"),
-    ("accuracy", "accuracy"),
+    ("quality", ""),  # the run's headline quality metric (catalog.headline_quality)
     ("p50", "latency_p50_ms"),
     ("p95", "latency_p95_ms"),
     ("p99", "latency_p99_ms"),
@@ -36,7 +36,10 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("errors", "error_rate"),
 )
 # shown only when some variant has them (an SLO search ran)
-OPTIONAL_COLUMNS: tuple[tuple[str, str], ...] = (("max rps at SLO", "max_rps_at_slo"),)
+OPTIONAL_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("agreement", "agreement"),
+    ("max rps at SLO", "max_rps_at_slo"),
+)
 
 ICON = {
     Outcome.PASS: "✅",
@@ -126,8 +129,10 @@ def _longest_backtick_run(text: str) -> int:
 
 
 def _table(result: RunResult) -> list[str]:
-    columns = COLUMNS + tuple(
-        (h, m) for h, m in OPTIONAL_COLUMNS if any(m in v.metrics for v in result.variants)
+    quality = headline_quality(v.metrics for v in result.variants)
+    shown = tuple((quality, quality) if h == "quality" else (h, m) for h, m in COLUMNS)
+    columns = shown + tuple(
+        (h, m) for h, m in OPTIONAL_COLUMNS if m != quality and any(m in v.metrics for v in result.variants)
     )
     head = "| variant | outcome | " + " | ".join(h for h, _ in columns) + " | validity | gates |"
     lines = [head, "|:--|:-:|" + "--:|" * len(columns) + ":-:|:-:|"]

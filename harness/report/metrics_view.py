@@ -24,7 +24,24 @@ REFERENCE = "reference"
 # variant has a value for is left out.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Model", ("model_size_bytes", "model_size_gzip_bytes", "sparsity", "param_count")),
-    ("Accuracy", ("accuracy_inprocess", "accuracy", "accuracy_drop_vs_reference")),
+    (
+        "Quality",
+        (
+            "accuracy_inprocess",
+            "accuracy",
+            "accuracy_drop_vs_reference",
+            "top5_accuracy",
+            "macro_f1",
+            "mae",
+            "rmse",
+            "mae_inprocess",
+            "rmse_inprocess",
+        ),
+    ),
+    (
+        "Fidelity to the reference",
+        ("agreement", "kl_divergence", "output_abs_diff_max", "output_abs_diff_mean"),
+    ),
     (
         "Latency",
         (

@@ -128,6 +128,8 @@ def test_python_factory_with_weights_and_npz_data_compressed_on_torchserve(works
                     "steps": [{"recipe": "torch.prune", "params": {"amount": 0.5, "scope": "global"}}],
                 },
                 {"name": "int8", "steps": [{"recipe": "torch.int8", "params": {"mode": "dynamic"}}]},
+                # PT2E: the program imports torch's quantized ops, which the server's handler must load
+                {"name": "static-int8", "steps": [{"recipe": "torch.int8", "params": {"mode": "static"}}]},
             ],
             "serving": {"target": "torchserve"},
             "gates": {"accuracy_drop_vs_reference": 0.05, "agreement": 0.9, "error_rate": 0},
@@ -141,6 +143,10 @@ def test_python_factory_with_weights_and_npz_data_compressed_on_torchserve(works
     assert reference["agreement"] == 1.0
     assert result.variant("pruned").model_metrics["sparsity"] == pytest.approx(0.5, abs=0.02)
     assert result.variant("int8").metrics["agreement"] > 0.9
+    static = result.variant("static-int8")
+    assert static.metrics["agreement"] > 0.9
+    # served by TorchServe and in-process, the same PT2E program answers alike
+    assert static.metrics["accuracy"] == pytest.approx(static.model_metrics["accuracy_inprocess"], abs=0.005)
     assert result.data["kind"] == "npz"
     assert result.data["test_examples"] == len(_test_labels())
     assert result.data["inputs"] == [{"name": "pixels", "shape": [1, 8, 8], "dtype": "float32"}]

@@ -282,3 +282,12 @@ def test_format_numbers_tells_apart_floats_one_ulp_apart():
     assert shown[0] != shown[1]
     assert float(shown[0]) == a
     assert float(shown[1]) == b
+
+
+def test_summaries_headline_the_quality_metric_the_run_has():
+    from harness.metrics.catalog import headline_quality
+
+    assert headline_quality([{"accuracy": 0.9, "agreement": 1.0}, {"mae": 3.0}]) == "accuracy"
+    assert headline_quality([{"mae": 3.0, "rmse": 4.0, "agreement": 1.0}]) == "mae"  # regression
+    assert headline_quality([{"agreement": 0.99, "kl_divergence": 0.01}]) == "agreement"  # unlabelled
+    assert headline_quality([{}]) == "accuracy"

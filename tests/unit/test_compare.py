@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.run.baseline import variant_config_ids
 from harness.scenario.loader import load_scenario
-from tests.conftest import scenario_dict
+from tests.conftest import ROOT, scenario_dict
 
 
 def test_startup_timeout_does_not_change_the_configuration_id(write_scenario):
@@ -17,3 +17,10 @@ def test_startup_timeout_does_not_change_the_configuration_id(write_scenario):
     assert a == b
     assert c["reference"] == a["reference"]
     assert c["pruned-int8"] != a["pruned-int8"]
+
+
+def test_changed_data_is_a_new_configuration_never_compared_silently():
+    scenario = load_scenario(ROOT / "scenarios" / "quickstart.yaml")
+    one, other = variant_config_ids(scenario, "a" * 64), variant_config_ids(scenario, "b" * 64)
+    assert one.keys() == other.keys()
+    assert all(one[name] != other[name] for name in one)

@@ -47,3 +47,50 @@ def test_readme_documented_defaults_match_the_schema():
 
 def test_readme_default_users_is_the_schema_default():
     assert _defaults_block()["load"]["users"] == LoadSpec().users == 2
+
+
+def _readme_section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(title)
+    return text[start : text.index("\n## ", start)]
+
+
+# README column of the applicability table -> the source kinds it stands for
+_COLUMNS = [
+    ("builtin", "python"),
+    ("torch.export",),
+    ("torchscript",),
+    ("keras", "h5", "savedmodel-keras"),
+    ("savedmodel",),
+]
+
+
+def test_readme_recipe_table_is_the_validate_rule_table():
+    from harness.scenario.applicability import ACCEPTS
+
+    rows = [
+        line
+        for line in _readme_section("## Your own model, your own data").splitlines()
+        if line.startswith("| `torch.") or line.startswith("| `tf.")
+    ]
+    documented: dict[str, set[str]] = {}
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        recipes = re.findall(r"`([a-z]+\.[a-z0-9]+)`", cells[0])
+        accepted = {
+            kind
+            for cell, kinds in zip(cells[1:], _COLUMNS, strict=True)
+            if cell and not cell.startswith("no")
+            for kind in kinds
+        }
+        for recipe in recipes:
+            documented[recipe] = accepted
+    assert documented == {recipe: set(kinds) for recipe, kinds in ACCEPTS.items()}
+
+
+def test_readme_states_the_binary_encoding_threshold_the_code_uses():
+    from harness.serving.wire import LARGE_EXAMPLE_NUMBERS
+
+    assert f"more than {LARGE_EXAMPLE_NUMBERS:,} numbers" in _readme_section(
+        "## Your own model, your own data"
+    )
