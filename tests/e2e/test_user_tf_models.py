@@ -8,26 +8,15 @@ from __future__ import annotations
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from PIL import Image
-from sklearn.metrics import accuracy_score
 
-from harness.api import TEST_LABELS_FILE, run_scenario
-from harness.results import Outcome, RunResult
+from harness.results import Outcome
 from tests.e2e import user_code, user_tf_code
+from tests.e2e.user_runs import run_user_scenario, served_accuracy_is_sklearns, write_image_folder
 
-# pipeline tests, not statistics: short windows, a loose stability limit, few requests suffice
-TINY_LOAD = {
-    "users": 1,
-    "warmup_s": 0.3,
-    "measure_s": 1.0,
-    "validity": {"max_spread": 5.0, "min_requests": 20},
-}
+TEST_LABELS = user_code.split()["test"][1]
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +36,10 @@ def workspace(tmp_path_factory) -> Path:
         warnings.filterwarnings("ignore", "You are saving your model as an HDF5 file", UserWarning)
         mlp.save(root / "mlp.h5")
 
-    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        for i, (pixels, label) in enumerate(zip(user_tf_code.as_pixels(x), y, strict=True)):
-            folder = root / "images" / split / str(label)
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels[:, :, 0]).save(folder / f"{i}.png")
+    pixels = user_tf_code.as_pixels
+    write_image_folder(
+        root / "images", {"train": (pixels(x_train), y_train), "test": (pixels(x_test), y_test)}
+    )
     x_all, y_all = user_code.digits_arrays()
     table = pd.DataFrame({f"f{i}": x_all[:, i] for i in range(64)})
     table["digit"] = y_all
@@ -59,26 +47,8 @@ def workspace(tmp_path_factory) -> Path:
     return root
 
 
-def _run(workspace: Path, name: str, scenario: dict[str, Any], tmp_path: Path) -> RunResult:
-    path = workspace / f"{name}.yaml"
-    body = {"name": name, "serving": {"target": "inprocess"}, "load": TINY_LOAD, **scenario}
-    path.write_text(yaml.safe_dump(body, sort_keys=False))
-    return run_scenario(path, reports_dir=tmp_path / "reports", baselines_dir=tmp_path / "baselines")
-
-
-def _served_accuracy_is_sklearns(result: RunResult) -> None:
-    labels = np.load(Path(result.run_dir) / "inputs" / TEST_LABELS_FILE)
-    for variant in result.variants:
-        m = variant.reported
-        assert m is not None
-        outputs = np.load(Path(result.run_dir) / m.outputs_file)
-        assert m.metrics["accuracy"] == pytest.approx(
-            accuracy_score(labels, outputs.argmax(axis=1)), abs=1e-12
-        )
-
-
 def test_generic_savedmodel_on_an_image_folder_quantized_and_distilled(workspace, tmp_path):
-    result = _run(
+    result = run_user_scenario(
         workspace,
         "savedmodel-images",
         {
@@ -104,7 +74,7 @@ def test_generic_savedmodel_on_an_image_folder_quantized_and_distilled(workspace
         tmp_path,
     )
     assert result.outcome is Outcome.PASS, result.causes()
-    _served_accuracy_is_sklearns(result)
+    served_accuracy_is_sklearns(result, TEST_LABELS, same_order=False)
     assert result.variant("reference").metrics["accuracy"] > 0.85
     (ptq,) = result.variant("int8").compression
     assert ptq["details"]["calibration_examples"] == 64  # real training images, not noise
@@ -112,7 +82,7 @@ def test_generic_savedmodel_on_an_image_folder_quantized_and_distilled(workspace
 
 
 def test_h5_model_on_a_parquet_table_pruned(workspace, tmp_path):
-    result = _run(
+    result = run_user_scenario(
         workspace,
         "h5-parquet",
         {
@@ -137,13 +107,13 @@ def test_h5_model_on_a_parquet_table_pruned(workspace, tmp_path):
         tmp_path,
     )
     assert result.outcome is Outcome.PASS, result.causes()
-    _served_accuracy_is_sklearns(result)
+    served_accuracy_is_sklearns(result, None)
     assert result.variant("pruned").model_metrics["sparsity"] == pytest.approx(0.5, abs=0.05)
     assert result.data["test_examples"] == round(1797 * 0.3)
 
 
 def test_python_factory_with_weights_on_python_data(workspace, tmp_path):
-    result = _run(
+    result = run_user_scenario(
         workspace,
         "factory-python-data",
         {
@@ -159,6 +129,6 @@ def test_python_factory_with_weights_on_python_data(workspace, tmp_path):
         tmp_path,
     )
     assert result.outcome is Outcome.PASS, result.causes()
-    _served_accuracy_is_sklearns(result)
+    served_accuracy_is_sklearns(result, TEST_LABELS)
     assert result.variant("reference").metrics["accuracy"] > 0.85
     assert result.variant("reference").details["base_model"]["format"] == "python"

@@ -12,26 +12,16 @@ from __future__ import annotations
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
-from sklearn.metrics import accuracy_score
 
-from harness.api import TEST_LABELS_FILE, run_scenario
-from harness.results import Outcome, RunResult
+from harness.results import Outcome
 from tests.e2e import user_code
+from tests.e2e.user_runs import run_user_scenario, served_accuracy_is_sklearns, write_image_folder
 
-# pipeline tests, not statistics: short windows, a loose stability limit, few requests suffice
-TINY_LOAD = {
-    "users": 1,
-    "warmup_s": 0.3,
-    "measure_s": 1.0,
-    "validity": {"max_spread": 5.0, "min_requests": 20},
-}
 NEEDS_JAVA = pytest.mark.skipif(
     shutil.which("java") is None, reason="TorchServe needs Java 17: apt-get install openjdk-17-jre-headless"
 )
@@ -66,37 +56,11 @@ def workspace(tmp_path_factory) -> Path:
     np.savez(root / "test.npz", pixels=images_test, label=y_test)
     columns = {f"f{i}": x_test[:, i] for i in range(64)}
     pd.DataFrame({**columns, "digit": [f"d{v}" for v in y_test]}).to_csv(root / "test.csv", index=False)
-    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        for i, (pixels, label) in enumerate(zip(x, y, strict=True)):
-            folder = root / "images" / split / str(label)
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray((pixels.reshape(8, 8) * 255).round().astype(np.uint8)).save(folder / f"{i}.png")
+    write_image_folder(
+        root / "images",
+        {"train": (user_code.as_uint8(x_train), y_train), "test": (user_code.as_uint8(x_test), y_test)},
+    )
     return root
-
-
-def _run(workspace: Path, name: str, scenario: dict[str, Any], tmp_path: Path) -> RunResult:
-    import yaml
-
-    path = workspace / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"name": name, "load": TINY_LOAD, **scenario}, sort_keys=False))
-    return run_scenario(path, reports_dir=tmp_path / "reports", baselines_dir=tmp_path / "baselines")
-
-
-def _served_accuracy_is_sklearns(result: RunResult, labels: np.ndarray) -> None:
-    """The reported accuracy is scikit-learn's on the outputs the target answered and the user's
-    labels (in the order the harness read the examples, which it writes beside the outputs)."""
-    read = np.load(Path(result.run_dir) / "inputs" / TEST_LABELS_FILE)
-    assert np.array_equal(np.bincount(read, minlength=10), np.bincount(labels, minlength=10))
-    if len(read) == len(labels) and not np.array_equal(read, labels):
-        labels = read  # an image folder is read class by class
-    for variant in result.variants:
-        m = variant.reported
-        assert m is not None
-        outputs = np.load(Path(result.run_dir) / m.outputs_file)
-        assert outputs.shape == (len(labels), 10)
-        assert m.metrics["accuracy"] == pytest.approx(
-            accuracy_score(labels, outputs.argmax(axis=1)), abs=1e-12
-        )
 
 
 def _test_labels() -> np.ndarray:
@@ -106,7 +70,7 @@ def _test_labels() -> np.ndarray:
 @pytest.mark.torchserve
 @NEEDS_JAVA
 def test_python_factory_with_weights_and_npz_data_compressed_on_torchserve(workspace, tmp_path):
-    result = _run(
+    result = run_user_scenario(
         workspace,
         "factory-npz",
         {
@@ -137,7 +101,7 @@ def test_python_factory_with_weights_and_npz_data_compressed_on_torchserve(works
         tmp_path,
     )
     assert result.outcome is Outcome.PASS, result.causes()
-    _served_accuracy_is_sklearns(result, _test_labels())
+    served_accuracy_is_sklearns(result, _test_labels())
     reference = result.variant("reference").metrics
     assert reference["accuracy"] > 0.9  # the user's model on the user's split, not 1.0 on ours
     assert reference["agreement"] == 1.0
@@ -153,7 +117,7 @@ def test_python_factory_with_weights_and_npz_data_compressed_on_torchserve(works
 
 
 def test_safetensors_weights_load_into_the_factory(workspace, tmp_path):
-    result = _run(
+    result = run_user_scenario(
         workspace,
         "factory-safetensors",
         {
@@ -169,12 +133,12 @@ def test_safetensors_weights_load_into_the_factory(workspace, tmp_path):
         tmp_path,
     )
     assert result.outcome is Outcome.PASS, result.causes()
-    _served_accuracy_is_sklearns(result, _test_labels())
+    served_accuracy_is_sklearns(result, _test_labels())
     assert result.variant("reference").metrics["accuracy"] > 0.9
 
 
 def test_torch_export_file_pruned_and_static_int8_on_an_image_folder(workspace, tmp_path):
-    result = _run(
+    result = run_user_scenario(
         workspace,
         "pt2-images",
         {
@@ -200,7 +164,7 @@ def test_torch_export_file_pruned_and_static_int8_on_an_image_folder(workspace, 
         tmp_path,
     )
     assert result.outcome is Outcome.PASS, result.causes()
-    _served_accuracy_is_sklearns(result, _test_labels())
+    served_accuracy_is_sklearns(result, _test_labels(), same_order=False)
     assert result.variant("pruned").model_metrics["sparsity"] == pytest.approx(0.6, abs=0.02)
     (step,) = result.variant("pruned").compression
     assert step["sparsity"] == pytest.approx(0.6, abs=0.02)
@@ -215,7 +179,7 @@ def test_torch_export_file_pruned_and_static_int8_on_an_image_folder(workspace, 
 @pytest.mark.torchserve
 @NEEDS_JAVA
 def test_torchscript_served_as_given_on_torchserve_with_a_csv_table(workspace, tmp_path):
-    result = _run(
+    result = run_user_scenario(
         workspace,
         "torchscript-csv",
         {
@@ -232,11 +196,11 @@ def test_torchscript_served_as_given_on_torchserve_with_a_csv_table(workspace, t
     )
     assert result.outcome is Outcome.PASS, result.causes()
     # the labels were names "d0".."d9": ids in sorted order, the same as the digits themselves
-    _served_accuracy_is_sklearns(result, _test_labels())
+    served_accuracy_is_sklearns(result, _test_labels())
 
 
 def test_synthetic_data_measures_latency_and_fidelity_without_accuracy(workspace, tmp_path):
-    result = _run(
+    result = run_user_scenario(
         workspace,
         "pt2-synthetic",
         {
@@ -264,7 +228,7 @@ def test_synthetic_data_measures_latency_and_fidelity_without_accuracy(workspace
 
 
 def test_a_model_that_does_not_fit_the_data_is_one_line_naming_what_it_expects(workspace, tmp_path):
-    result = _run(
+    result = run_user_scenario(
         workspace,
         "mismatch",
         {

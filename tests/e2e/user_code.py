@@ -28,6 +28,11 @@ def split() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {"train": (x[:TRAIN_ROWS], y[:TRAIN_ROWS]), "test": (x[TRAIN_ROWS:], y[TRAIN_ROWS:])}
 
 
+def as_uint8(x: np.ndarray) -> np.ndarray:
+    """Pixels in [0, 1] as the 0..255 bytes an image file holds."""
+    return np.round(x * 255).astype(np.uint8)
+
+
 class SmallCnn(nn.Module):
     """A CNN on 1x8x8 images (NCHW float32) -> 10 logits."""
 

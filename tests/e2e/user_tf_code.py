@@ -11,14 +11,14 @@ from typing import Any
 import numpy as np
 
 from harness.compression.tensorflow.tf_import import import_tf
-from tests.e2e.user_code import split
+from tests.e2e.user_code import as_uint8, split
 
 tf, keras = import_tf()
 
 
 def as_pixels(x: np.ndarray) -> np.ndarray:
     """Digits rows (0..1 floats) as uint8 8x8x1 images, the way a camera pipeline hands them over."""
-    return np.round(x * 255).astype(np.uint8).reshape(-1, 8, 8, 1)
+    return as_uint8(x).reshape(-1, 8, 8, 1)
 
 
 def make_pixels_model() -> Any:
