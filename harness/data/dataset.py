@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.data.tensors import Batch, Task, TensorSpec, batch_len, batch_take, fingerprint_arrays
+from harness.data.tensors import Task, TensorSpec, batch_len, batch_take, fingerprint_arrays
 
 
 @dataclass(frozen=True)
@@ -127,9 +127,6 @@ class Dataset:
         if len(self.inputs) != 1:
             raise ValueError(f"this needs a model with one input; the data has {len(self.inputs)}")
         return self.inputs[0].shape
-
-    def test_batch(self) -> Batch:
-        return self.test.inputs
 
 
 def _need(split: Split | None, name: str) -> Split:

@@ -15,10 +15,8 @@ import numpy as np
 from harness.data.dataset import Dataset
 from harness.data.tensors import OutputKind, OutputSpec, Signature, Task, TensorSpec
 from harness.errors import UserError
+from harness.metrics.quality import detect_output_kind
 from harness.scenario.schema import InputDecl, ModelSpec
-
-# a row of probabilities sums to 1 up to float32 rounding of a softmax over many classes
-PROBABILITY_SUM_TOLERANCE = 1e-3
 
 
 def declared_inputs(declared: Sequence[InputDecl] | None) -> tuple[TensorSpec, ...] | None:
@@ -107,22 +105,12 @@ def settle_output(
             f"{where}: the model returns non-finite outputs for {bad} of {len(outputs)} test examples"
         )
     kind: OutputKind
-    if task == "regression":
-        kind = "values"
-    elif declared in ("logits", "probabilities"):
+    if task == "classification" and declared in ("logits", "probabilities"):
         kind = declared  # type: ignore[assignment]
     else:
-        kind = detect_probabilities(outputs)
+        # decided once, on the base model, and kept by every variant's artifact
+        kind = detect_output_kind(outputs, task)
     return OutputSpec(kind=kind, width=width)
-
-
-def detect_probabilities(outputs: np.ndarray) -> OutputKind:
-    """'probabilities' when every row is non-negative and sums to 1, else 'logits'."""
-    rows = np.asarray(outputs, dtype=np.float64)
-    sums = rows.sum(axis=1)
-    if np.all(rows >= 0) and np.all(np.abs(sums - 1.0) <= PROBABILITY_SUM_TOLERANCE):
-        return "probabilities"
-    return "logits"
 
 
 def make_signature(inputs: tuple[TensorSpec, ...], output: OutputSpec, task: Task) -> Signature:
