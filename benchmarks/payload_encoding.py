@@ -13,11 +13,11 @@ the server's path answered.
 
 Servers: `torchserve` is a real TorchServe (the harness target, our handler) serving a tiny
 torch.export model that takes a (224, 224, 3) image (mean over pixels, then a linear layer), so
-the handler's decoding is most of the server's work; `trivial` is an asyncio server in its own
-process that reads the body and answers one row at once, which isolates the client's cost.
-Encoding each body once is timed too: that cost is paid before the load, never per request.
-Both share this machine's cores with Locust: the figures are for this machine, not a dedicated
-client.
+the handler's decoding is most of the server's work; `trivial` (trivial_server.py) is an asyncio
+server in its own process that reads the body and answers one row at once, which isolates the
+client's cost. Encoding each body once is timed too: that cost is paid before the load, never
+per request. Both share this machine's cores with Locust: the figures are for this machine, not a
+dedicated client.
 
 Two runs on the 2-core development VM (other work running, load average about 3), 4 users, 10 s:
   torchserve json    2.3-5.5 req/s, server 200-225 ms CPU a request, Locust 2.3-2.7 ms (1% of a core)
@@ -34,23 +34,21 @@ Encoding one body costs ~150-290 ms as JSON and 0.3 ms as .npy, once, before the
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from trivial_server import trivial_server
 
 from harness.artifacts import ServedArtifact
 from harness.data.tensors import OutputSpec, Signature, TensorSpec
 from harness.load.locust_driver import LocustDriver
 from harness.load.plan import MeasureHooks
 from harness.metrics.host import ProcessTreeSampler
-from harness.processes import ManagedProcess, free_port
 from harness.scenario.load_spec import LoadSpec
 from harness.scenario.schema import ServingSpec
 from harness.serving.base import EncodedRequests, HttpEndpoint
@@ -67,39 +65,6 @@ SIGNATURE = Signature(
 )
 EXAMPLES = 8  # distinct images: the load cycles through their bodies
 RESPONSE = json.dumps({"predictions": [[0.0] * CLASSES]}).encode()
-
-
-async def _serve(port: int) -> None:
-    """The trivial server: read each request's body, answer one row of zeros."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                if length:
-                    await reader.readexactly(length)
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                    + str(len(RESPONSE)).encode()
-                    + b"\r\n\r\n"
-                    + RESPONSE
-                )
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", port, limit=2**20)
-    async with server:
-        await server.serve_forever()
-
-
-def _ready(url: str) -> bool:
-    req = urllib.request.Request(url, data=b"{}", method="POST")
-    with urllib.request.urlopen(req, timeout=1) as resp:
-        return resp.status == 200
 
 
 def _tiny_image_model(path: Path) -> ServedArtifact:
@@ -199,7 +164,6 @@ def _print_row(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # internal: run the trivial server
     parser.add_argument(
         "--servers", default="torchserve,trivial", help="comma-separated: torchserve, trivial"
     )
@@ -207,9 +171,6 @@ def main() -> int:
     parser.add_argument("--warmup-s", type=float, default=3.0)
     parser.add_argument("--measure-s", type=float, default=10.0)
     args = parser.parse_args()
-    if args.serve:
-        asyncio.run(_serve(args.serve))
-        return 0
 
     rng = np.random.default_rng(0)
     batch = {"image": rng.random((EXAMPLES, *SHAPE), dtype=np.float32)}
@@ -230,19 +191,10 @@ def main() -> int:
                         m = _measure(target.endpoint, requests, target.server_pid, run_dir, args)
                         _print_row(server, encoding, requests, encode_ms, m)
             elif server == "trivial":
-                port = free_port()
-                process = ManagedProcess(
-                    [sys.executable, __file__, "--serve", str(port)],
-                    Path(tmp) / "server.log",
-                    name="bench server",
-                )
-                with process:
-                    url = f"http://127.0.0.1:{port}"
-                    process.wait_until(lambda url=url: _ready(url + "/p"), timeout_s=30)
-                    assert process.pid is not None
+                with trivial_server(Path(tmp), RESPONSE) as trivial:
                     for encoding, (requests, encode_ms) in encoded.items():
                         run_dir = Path(tmp) / f"trivial-{encoding}"
-                        m = _measure(HttpEndpoint(url, "/p"), requests, process.pid, run_dir, args)
+                        m = _measure(trivial.endpoint, requests, trivial.pid, run_dir, args)
                         _print_row(server, encoding, requests, encode_ms, m)
             else:
                 parser.error(f"unknown server {server!r}; expected torchserve or trivial")

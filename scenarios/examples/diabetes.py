@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,8 @@ from sklearn.datasets import load_diabetes
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from examples.weights_cache import CachedWeights, cache_key, deterministic_training, load_or_train
+from examples.training import fit_minibatches, save_trained
+from examples.weights_cache import CachedWeights, cached_model
 
 FEATURES = 10
 SEED = 0
@@ -109,34 +110,17 @@ def train(model: DiabetesRegressor, config: TrainConfig = TrainConfig()) -> None
     y_standard = ((y - model.y_mean) / model.y_std).unsqueeze(1)
     x_standard = (x - model.x_mean) / model.x_std
 
-    def run() -> None:
-        optimizer = torch.optim.Adam(
-            model.mlp.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-        )
-        order = torch.Generator().manual_seed(config.seed)
-        model.train()
-        for _ in range(config.epochs):
-            permutation = torch.randperm(len(y), generator=order)
-            for start in range(0, len(y), config.batch_size):
-                rows = permutation[start : start + config.batch_size]
-                optimizer.zero_grad()
-                nn.functional.mse_loss(model.mlp(x_standard[rows]), y_standard[rows]).backward()
-                optimizer.step()
+    def batch_loss(rows: torch.Tensor) -> torch.Tensor:
+        return nn.functional.mse_loss(model.mlp(x_standard[rows]), y_standard[rows])
 
-    deterministic_training(config.seed, run)
-    model.eval()
+    fit_minibatches(model, batch_loss, len(y), config, weight_decay=config.weight_decay)
 
 
 def trained_model(config: TrainConfig = TrainConfig()) -> tuple[DiabetesRegressor, CachedWeights]:
     """The trained regressor (eval mode) and where its weights came from (cache or training)."""
     split = _splits()["train"]
-    key = cache_key("diabetes", asdict(config), {**split["inputs"], "labels": split["labels"]})
-    torch.manual_seed(config.seed)  # the initial weights, when training runs
-    model = DiabetesRegressor(config)
-    weights = load_or_train(model, key, lambda m: train(m, config))  # type: ignore[arg-type]
-    model.eval()
-    model.requires_grad_(False)
-    return model, weights
+    arrays = {**split["inputs"], "labels": split["labels"]}
+    return cached_model("diabetes", DiabetesRegressor, train, config, arrays)
 
 
 def make_model() -> nn.Module:
@@ -148,13 +132,7 @@ def make_model() -> nn.Module:
 def train_weights(path: str | Path) -> Path:
     """Train from scratch and torch.save the state_dict to `path`, for a scenario that prefers a
     `weights:` file with `python:examples.diabetes:untrained_model` as its source."""
-    config = TrainConfig()
-    torch.manual_seed(config.seed)
-    model = DiabetesRegressor(config)
-    train(model, config)
-    path = Path(path)
-    torch.save(model.state_dict(), path)
-    return path
+    return save_trained(path, DiabetesRegressor, train, TrainConfig())
 
 
 def untrained_model() -> nn.Module:

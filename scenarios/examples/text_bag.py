@@ -27,7 +27,7 @@ import inspect
 import re
 import warnings
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,8 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from examples.weights_cache import CachedWeights, cache_key, deterministic_training, load_or_train
+from examples.training import fit_minibatches, save_trained
+from examples.weights_cache import CachedWeights, cached_model
 
 # topic -> the standard-library modules whose docstrings it takes
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -208,39 +209,23 @@ class TextBagClassifier(nn.Module):
 
 
 def train(model: TextBagClassifier, config: TrainConfig = TrainConfig()) -> None:
-    """Train `model` in place on the training split, reproducibly (see `deterministic_training`)."""
+    """Train `model` in place on the training split, reproducibly (see `training.fit_minibatches`)."""
     split = _splits()["train"]
     ids = torch.from_numpy(split["inputs"]["input_ids"])
     mask = torch.from_numpy(split["inputs"]["attention_mask"])
     labels = torch.from_numpy(split["labels"])
 
-    def run() -> None:
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-        order = torch.Generator().manual_seed(config.seed)
-        model.train()
-        for _ in range(config.epochs):
-            permutation = torch.randperm(len(labels), generator=order)
-            for start in range(0, len(labels), config.batch_size):
-                rows = permutation[start : start + config.batch_size]
-                optimizer.zero_grad()
-                loss = nn.functional.cross_entropy(model(ids[rows], mask[rows]), labels[rows])
-                loss.backward()
-                optimizer.step()
+    def batch_loss(rows: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(model(ids[rows], mask[rows]), labels[rows])
 
-    deterministic_training(config.seed, run)
-    model.eval()
+    fit_minibatches(model, batch_loss, len(labels), config)
 
 
 def trained_model(config: TrainConfig = TrainConfig()) -> tuple[TextBagClassifier, CachedWeights]:
     """The trained classifier (eval mode) and where its weights came from (cache or training)."""
     split = _splits()["train"]
-    key = cache_key("text_bag", asdict(config), {**split["inputs"], "labels": split["labels"]})
-    torch.manual_seed(config.seed)  # the initial weights, when training runs
-    model = TextBagClassifier(config)
-    weights = load_or_train(model, key, lambda m: train(m, config))  # type: ignore[arg-type]
-    model.eval()
-    model.requires_grad_(False)
-    return model, weights
+    arrays = {**split["inputs"], "labels": split["labels"]}
+    return cached_model("text_bag", TextBagClassifier, train, config, arrays)
 
 
 def make_model() -> nn.Module:
@@ -255,13 +240,7 @@ def train_weights(path: str | Path) -> Path:
     `make_model` does not need it; a scenario that prefers a committed weights file would name
     `python:examples.text_bag:untrained_model` as its source and this file as `weights:`.
     """
-    config = TrainConfig()
-    torch.manual_seed(config.seed)
-    model = TextBagClassifier(config)
-    train(model, config)
-    path = Path(path)
-    torch.save(model.state_dict(), path)
-    return path
+    return save_trained(path, TextBagClassifier, train, TrainConfig())
 
 
 def untrained_model() -> nn.Module:

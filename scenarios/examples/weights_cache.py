@@ -1,14 +1,14 @@
 """Train-once weights for the example models, cached under $HARNESS_CACHE_DIR.
 
 Example user code. The shipped scenarios carry no binary weights: each factory trains its model
-deterministically (seeded, one CPU thread, deterministic algorithms; a few seconds) and keeps the
-state_dict in the harness's model cache, keyed by everything that determines it (model name,
-hyperparameters, the exact training data, the torch version). It reuses the harness's cache
-convention: every file has a sha256 sidecar checked before loading, and a damaged or foreign file
-is retrained over (with a logged warning), never trusted.
+deterministically (see `training`; a few seconds) and keeps the state_dict in the harness's model
+cache, keyed by everything that determines it (model name, hyperparameters, the exact training
+data, the torch version). It reuses the harness's cache convention: every file has a sha256
+sidecar checked before loading, and a damaged or foreign file is retrained over (with a logged
+warning), never trusted.
 """
 
-# user code that defines nn.Module subclasses: torch is imported at module level on purpose
+# user code that saves and loads torch weights: torch is imported at module level on purpose
 # ruff: noqa: TID253
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from examples.training import C, M, seeded_model
 from harness.models.cache import CacheIntegrityError, cache_dir, read_verified, write_verified
 
 logger = logging.getLogger(__name__)
@@ -53,25 +53,27 @@ def cache_key(name: str, config: Mapping[str, Any], arrays: Mapping[str, np.ndar
     return digest.hexdigest()
 
 
-def deterministic_training(seed: int, train: Callable[[], None]) -> None:
-    """Run `train` seeded, on one thread, with deterministic algorithms; global settings restored.
+def cached_model(
+    name: str,
+    build: Callable[[C], M],
+    train: Callable[[M, C], None],
+    config: C,
+    arrays: Mapping[str, np.ndarray],
+) -> tuple[M, CachedWeights]:
+    """`build(config)` with trained weights, read from the cache or trained by `train` (and cached) now.
 
-    Reductions split across threads may sum in another order from run to run; one thread makes
-    the weights bit-for-bit reproducible (the same on every call for one torch build).
+    The key is `cache_key(name, asdict(config), arrays)`, `arrays` being the training data; the
+    initial weights come from `config.seed` when training runs. Returned in eval mode, gradients off.
     """
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    try:
-        torch.manual_seed(seed)
-        train()
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
+    key = cache_key(name, asdict(config), arrays)
+    model = seeded_model(build, config)
+    weights = load_or_train(model, key, lambda m: train(m, config))
+    model.eval()
+    model.requires_grad_(False)
+    return model, weights
 
 
-def load_or_train(model: nn.Module, key: str, train: Callable[[nn.Module], None]) -> CachedWeights:
+def load_or_train(model: M, key: str, train: Callable[[M], None]) -> CachedWeights:
     """Fill `model` with cached weights for `key`, or call `train(model)` and cache what it learnt."""
     path = cache_dir() / "models" / f"example-{key[:24]}.pt"
     try:

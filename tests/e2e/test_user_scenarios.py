@@ -15,6 +15,7 @@ import importlib
 import json
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -72,6 +73,15 @@ def _served_outputs(run_dir: Path, results: dict[str, Any]) -> dict[tuple[str, i
     return found
 
 
+def _measured(
+    results: dict[str, Any], outputs: dict[tuple[str, int], np.ndarray]
+) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+    """Every measurement of every variant in results.json, with its served outputs."""
+    for variant in results["variants"]:
+        for measurement in variant["measurements"]:
+            yield measurement, outputs[variant["name"], measurement["number"]]
+
+
 def _check_passed(result: RunResult, results: dict[str, Any], variants: list[str]) -> None:
     assert result.failure is None, result.failure
     assert [v.name for v in result.variants] == variants
@@ -95,19 +105,15 @@ def test_text_classifier_scenario_serves_int64_ids_and_masks_and_scores_them_as_
     assert result.target["target"] == "torchserve"
     _, labels = _example("text_bag").load()["test"]
     outputs = _served_outputs(run_dir, results)
-    for variant in results["variants"]:
-        for measurement in variant["measurements"]:
-            served = outputs[variant["name"], measurement["number"]]
-            assert served.shape == (len(labels), 4)
-            predicted = served.argmax(axis=1)
-            metrics = measurement["metrics"]
-            assert metrics["accuracy"] == pytest.approx(accuracy_score(labels, predicted), abs=1e-12)
-            assert metrics["macro_f1"] == pytest.approx(
-                f1_score(labels, predicted, average="macro"), abs=1e-12
-            )
-            assert measurement["predictions"] == predicted.tolist()
-            # the served file classifies exactly as the same file in-process
-            assert metrics["accuracy"] == pytest.approx(metrics["accuracy_inprocess"], abs=1e-12)
+    for measurement, served in _measured(results, outputs):
+        assert served.shape == (len(labels), 4)
+        predicted = served.argmax(axis=1)
+        metrics = measurement["metrics"]
+        assert metrics["accuracy"] == pytest.approx(accuracy_score(labels, predicted), abs=1e-12)
+        assert metrics["macro_f1"] == pytest.approx(f1_score(labels, predicted, average="macro"), abs=1e-12)
+        assert measurement["predictions"] == predicted.tolist()
+        # the served file classifies exactly as the same file in-process
+        assert metrics["accuracy"] == pytest.approx(metrics["accuracy_inprocess"], abs=1e-12)
 
     by_name = {v.name: v.metrics for v in result.variants}
     for name, metrics in by_name.items():
@@ -132,18 +138,16 @@ def test_diabetes_scenario_reports_mae_and_rmse_as_sklearn_computes_them_and_gat
     assert first.baseline.status == "recorded"
     _, labels = _example("diabetes").load()["test"]
     outputs = _served_outputs(run_dir, results)
-    for variant in results["variants"]:
-        for measurement in variant["measurements"]:
-            served = outputs[variant["name"], measurement["number"]]
-            assert served.shape == (len(labels), 1)
-            metrics = measurement["metrics"]
-            assert "accuracy" not in metrics
-            # in float64, as the harness computes them (float32 sums differ in the 8th digit)
-            truth, predicted = labels.astype(np.float64), served[:, 0].astype(np.float64)
-            assert metrics["mae"] == pytest.approx(mean_absolute_error(truth, predicted), rel=1e-9)
-            rmse = np.sqrt(mean_squared_error(truth, predicted))
-            assert metrics["rmse"] == pytest.approx(rmse, rel=1e-9)
-            assert metrics["mae"] == pytest.approx(metrics["mae_inprocess"], rel=1e-9)
+    for measurement, served in _measured(results, outputs):
+        assert served.shape == (len(labels), 1)
+        metrics = measurement["metrics"]
+        assert "accuracy" not in metrics
+        # in float64, as the harness computes them (float32 sums differ in the 8th digit)
+        truth, predicted = labels.astype(np.float64), served[:, 0].astype(np.float64)
+        assert metrics["mae"] == pytest.approx(mean_absolute_error(truth, predicted), rel=1e-9)
+        rmse = np.sqrt(mean_squared_error(truth, predicted))
+        assert metrics["rmse"] == pytest.approx(rmse, rel=1e-9)
+        assert metrics["mae"] == pytest.approx(metrics["mae_inprocess"], rel=1e-9)
     for variant in first.variants:
         assert variant.metrics["mae"] < 48, variant.name  # LinearRegression: about 45 on this split
         assert variant.metrics["rmse"] < 60, variant.name

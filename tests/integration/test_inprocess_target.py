@@ -21,6 +21,7 @@ from harness.models.digits import load_digits_split
 from harness.models.torch_mlp import get_reference_mlp
 from harness.scenario.schema import ServingSpec
 from harness.serving.inprocess import InProcessTarget
+from tests.integration.torch_user_models import MaskedMeanText
 
 
 @pytest.fixture(scope="module")
@@ -71,22 +72,9 @@ def test_concurrent_single_example_calls_match_serial_predictions(data, artifact
     np.testing.assert_array_equal(np.asarray(got), expected)
 
 
-class TwoInputs(torch.nn.Module):
-    """Token ids and a mask in, two regression values out: a model the old float-rows path could not call."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = torch.nn.Embedding(50, 8)
-        self.head = torch.nn.Linear(8, 2)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        mask = attention_mask.unsqueeze(-1).float()
-        return self.head((self.embed(input_ids) * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1))
-
-
 def test_a_two_input_int64_regression_model_is_fed_by_name_and_answers_its_values(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    module = TwoInputs().eval()
+    module = MaskedMeanText(vocab=50, outputs=2).eval()  # a model the old float-rows path could not call
     signature = Signature(
         inputs=(TensorSpec("input_ids", (16,), "int64"), TensorSpec("attention_mask", (16,), "int64")),
         output=OutputSpec("values", 2),

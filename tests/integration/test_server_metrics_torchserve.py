@@ -14,26 +14,13 @@ import torch
 
 from harness.compression.torch.export import export_module
 from harness.data.tensors import OutputSpec, Signature, TensorSpec
-from harness.errors import RunError
 from harness.metrics.host import ProcessTreeSampler
 from harness.metrics.server_metrics import ServerMetricsWindow, latency_breakdown, scrape
 from harness.models.torch_mlp import build_mlp
-from harness.scenario.schema import ServingSpec
-from harness.serving.torchserve import TorchServeTarget, find_java
+from harness.serving.torchserve import TorchServeTarget
+from tests.integration.torchserve_helpers import TORCHSERVE_MARKS, torchserve_serving
 
-
-def _java_problem() -> str | None:
-    try:
-        find_java()
-    except RunError as exc:
-        return str(exc)
-    return None
-
-
-pytestmark = [
-    pytest.mark.torchserve,
-    pytest.mark.skipif(_java_problem() is not None, reason=str(_java_problem())),
-]
+pytestmark = TORCHSERVE_MARKS
 
 REQUESTS = 200
 
@@ -48,11 +35,7 @@ def served(tmp_path_factory):
         task="classification",
     )
     artifact, _ = export_module(build_mlp().eval(), base / "export", signature)
-    spec = ServingSpec(
-        target="torchserve", workers=1, batch_size=1, max_batch_delay_ms=0, startup_timeout_s=120
-    )
-    with TorchServeTarget(spec, base / "run") as target:
-        target.start(artifact)
+    with torchserve_serving(artifact, base / "run", workers=1, batch_size=1, max_batch_delay_ms=0) as target:
         yield target
 
 

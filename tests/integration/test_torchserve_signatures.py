@@ -4,7 +4,9 @@ gives the module's own outputs, and Locust drives the server with the binary bod
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,10 +15,8 @@ import torch
 
 from harness.artifacts import ServedArtifact
 from harness.data.tensors import OutputSpec, Signature, TensorSpec
-from harness.errors import RunError
 from harness.load.locust_driver import LocustDriver
 from harness.scenario.load_spec import LoadSpec
-from harness.scenario.schema import ServingSpec
 from harness.serving.payloads import (
     JsonColumnarEncoder,
     JsonInstancesEncoder,
@@ -25,21 +25,11 @@ from harness.serving.payloads import (
     RequestEncoder,
     rows_at_path,
 )
-from harness.serving.torchserve import TorchServeTarget, find_java
+from harness.serving.torchserve import TorchServeTarget
+from tests.integration.torch_user_models import MaskedMeanText
+from tests.integration.torchserve_helpers import TORCHSERVE_MARKS, export_batched, torchserve_serving
 
-
-def _java_problem() -> str | None:
-    try:
-        find_java()
-    except RunError as exc:
-        return str(exc)
-    return None
-
-
-pytestmark = [
-    pytest.mark.torchserve,
-    pytest.mark.skipif(_java_problem() is not None, reason=str(_java_problem())),
-]
+pytestmark = TORCHSERVE_MARKS
 
 TEXT = Signature(
     inputs=(TensorSpec("input_ids", (16,), "int64"), TensorSpec("attention_mask", (16,), "int64")),
@@ -53,19 +43,6 @@ IMAGE = Signature(
 )
 
 
-class TextModel(torch.nn.Module):
-    """Token ids and a mask in (called positionally in that order), three values out."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = torch.nn.Embedding(100, 8)
-        self.head = torch.nn.Linear(8, 3)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        mask = attention_mask.unsqueeze(-1).float()
-        return self.head((self.embed(input_ids) * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1))
-
-
 class ImageModel(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -74,14 +51,6 @@ class ImageModel(torch.nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.head(torch.relu(self.conv(pixels)).mean(dim=(2, 3)))
-
-
-def _export(module: torch.nn.Module, signature: Signature, path: Path) -> ServedArtifact:
-    examples = tuple(torch.zeros((2, *s.shape), dtype=getattr(torch, s.dtype)) for s in signature.inputs)
-    batch = torch.export.Dim("batch", min=1)
-    program = torch.export.export(module, examples, dynamic_shapes=tuple({0: batch} for _ in examples))
-    torch.export.save(program, path)
-    return ServedArtifact(path=path, framework="torch", format="torch.export", signature=signature)
 
 
 def _text_batch(n: int, seed: int) -> dict[str, np.ndarray]:
@@ -134,29 +103,23 @@ def _same(got: np.ndarray, expected: np.ndarray) -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def _serve(artifact: ServedArtifact, run_dir: Path, **options):
-    spec = ServingSpec(
-        target="torchserve",
-        workers=1,
-        batch_size=4,
-        max_batch_delay_ms=5,
-        startup_timeout_s=120,
-        options=options,
+def _serving(
+    artifact: ServedArtifact, run_dir: Path, **options: Any
+) -> contextlib.AbstractContextManager[TorchServeTarget]:
+    """One worker, batches of up to 4 examples within 5 ms; `options` are the serving options."""
+    return torchserve_serving(
+        artifact, run_dir, workers=1, batch_size=4, max_batch_delay_ms=5, options=options
     )
-    target = TorchServeTarget(spec, run_dir)
-    target.start(artifact)
-    return target
 
 
 @pytest.fixture(scope="module")
 def text_served(tmp_path_factory):
     base = tmp_path_factory.mktemp("ts-text")
     torch.manual_seed(0)
-    module = TextModel().eval()
+    module = MaskedMeanText(vocab=100, outputs=3).eval()
     # binary: these inputs are small, so auto would pick JSON; the test posts JSON by hand too
-    with _serve(
-        _export(module, TEXT, base / "text.pt2"), base / "run", encoding="binary", rows_per_request=8
-    ) as target:
+    artifact = export_batched(module, TEXT, base / "text.pt2")
+    with _serving(artifact, base / "run", encoding="binary", rows_per_request=8) as target:
         yield module, target
 
 
@@ -165,7 +128,7 @@ def image_served(tmp_path_factory):
     base = tmp_path_factory.mktemp("ts-image")
     torch.manual_seed(1)
     module = ImageModel().eval()
-    with _serve(_export(module, IMAGE, base / "image.pt2"), base / "run") as target:
+    with _serving(export_batched(module, IMAGE, base / "image.pt2"), base / "run") as target:
         yield module, target
 
 

@@ -27,23 +27,11 @@ from harness.data.tensors import OutputSpec, Signature, TensorSpec
 from harness.errors import RunError
 from harness.scenario.schema import ServingSpec
 from harness.serving.listeners import listening_sockets
-from harness.serving.torchserve import TorchServeTarget, find_java
+from harness.serving.torchserve import TorchServeTarget
 from tests.conftest import ROOT
+from tests.integration.torchserve_helpers import TORCHSERVE_MARKS, torchserve_serving
 
-
-def _java_problem() -> str | None:
-    try:
-        find_java()
-    except RunError as exc:
-        return str(exc)
-    return None
-
-
-pytestmark = [
-    pytest.mark.torchserve,
-    pytest.mark.skipif(_java_problem() is not None, reason=str(_java_problem())),
-]
-
+pytestmark = TORCHSERVE_MARKS
 
 SIGNATURE = Signature(
     inputs=(TensorSpec("inputs", (64,), "float32"),), output=OutputSpec("logits", 10), task="classification"
@@ -118,27 +106,18 @@ def served(model, tmp_path_factory):
     base = tmp_path_factory.mktemp("ts-shared")
     artifact = _export_pt2(model, base / "model.pt2")
     # INFO: a test below reads the handler's per-batch lines from model_log.log
-    spec = ServingSpec(
-        target="torchserve",
-        workers=1,
-        batch_size=8,
-        max_batch_delay_ms=100,
-        startup_timeout_s=120,
-        log_level="INFO",
-    )
-    with TorchServeTarget(spec, base / "run") as target:
-        target.start(artifact)
+    with torchserve_serving(
+        artifact, base / "run", workers=1, batch_size=8, max_batch_delay_ms=100, log_level="INFO"
+    ) as target:
         yield target
 
 
 def test_outputs_through_server_match_in_process_and_nothing_survives_teardown(model, tmp_path):
     artifact = _export_pt2(model, tmp_path / "model.pt2")
-    spec = ServingSpec(
-        target="torchserve", workers=1, batch_size=4, max_batch_delay_ms=5, startup_timeout_s=120
-    )
     rows = _rows(100, seed=7)
-    with TorchServeTarget(spec, tmp_path / "run") as target:
-        target.start(artifact)
+    with torchserve_serving(
+        artifact, tmp_path / "run", workers=1, batch_size=4, max_batch_delay_ms=5
+    ) as target:
         procs = _server_processes(target)
         assert any(p.name().startswith("java") for p in procs), "java runs inside our process group"
         got = target.predict({"inputs": rows})  # 100 rows -> two requests of at most 64
@@ -291,9 +270,7 @@ def test_torchscript_artifact_is_served_too(model, tmp_path):
     torch.jit.save(torch.jit.trace(model, torch.randn(2, 64)), str(path))
     artifact = ServedArtifact(path=path, framework="torch", format="torchscript", signature=SIGNATURE)
     rows = _rows(20, seed=11)
-    spec = ServingSpec(target="torchserve", startup_timeout_s=120)
-    with TorchServeTarget(spec, tmp_path / "run") as target:
-        target.start(artifact)
+    with torchserve_serving(artifact, tmp_path / "run") as target:
         _assert_same_outputs(target.predict(rows), _expected_outputs(model, rows))
     assert _java_mentioning(str(tmp_path)) == []
 
@@ -313,9 +290,7 @@ def test_torchao_quantized_program_is_served_like_the_same_file_in_process(tmp_p
     rows = _rows(100, seed=13)
     with torch.no_grad():
         in_process = torch.export.load(artifact.path).module()(torch.from_numpy(rows)).numpy()
-    spec = ServingSpec(target="torchserve", startup_timeout_s=120)
-    with TorchServeTarget(spec, tmp_path / "run") as target:
-        target.start(artifact)
+    with torchserve_serving(artifact, tmp_path / "run") as target:
         _assert_same_outputs(target.predict(rows), in_process)
     assert _java_mentioning(str(tmp_path)) == []
 
@@ -369,10 +344,8 @@ def _post_many(target: TorchServeTarget, n: int) -> None:
 
 def test_logs_stay_small_at_the_default_warn_level_and_log_bytes_counts_them(model, tmp_path):
     artifact = _export_pt2(model, tmp_path / "model.pt2")
-    spec = ServingSpec(target="torchserve", startup_timeout_s=120)
-    assert spec.log_level == "WARN"
-    with TorchServeTarget(spec, tmp_path / "run") as target:
-        target.start(artifact)
+    with torchserve_serving(artifact, tmp_path / "run") as target:
+        assert target.spec.log_level == "WARN"
         before = target.log_bytes()
         _post_many(target, 300)
     grown = target.describe()["log_bytes"] - before

@@ -4,37 +4,25 @@ output path. Paths are relative to the scenario folder, as a scenario names them
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pytest
 import torch
 
 from harness.artifacts import ServedArtifact
 from harness.data.tensors import OutputSpec, Signature, TensorSpec
-from harness.errors import RunError
 from harness.load.locust_driver import LocustDriver
 from harness.scenario.load_spec import LoadSpec
-from harness.scenario.schema import ServingSpec
-from harness.serving.torchserve import TorchServeTarget, find_java
+from harness.serving.torchserve import TorchServeTarget
 from harness.serving.torchserve_config import archiver_argv
+from tests.integration.torchserve_helpers import TORCHSERVE_MARKS, export_batched, torchserve_serving
 
-
-def _java_problem() -> str | None:
-    try:
-        find_java()
-    except RunError as exc:
-        return str(exc)
-    return None
-
-
-pytestmark = [
-    pytest.mark.torchserve,
-    pytest.mark.skipif(_java_problem() is not None, reason=str(_java_problem())),
-]
+pytestmark = TORCHSERVE_MARKS
 
 SIGNATURE = Signature(
     inputs=(TensorSpec("features", (8,), "float32"),),
@@ -42,9 +30,10 @@ SIGNATURE = Signature(
     task="classification",
 )
 
-# A user's handler: its own request shape ({"data": {"x": rows}}), its own answer (per example an
-# object with softmax probabilities under "probs"). It never reads harness_model.json.
-TEMPLATE_HANDLER = textwrap.dedent(
+# What both users' handlers do: load the archived torch.export program and answer each request
+# with the softmax of the model's outputs. The module-level `rows` and `answer` that each appends
+# are the user's own request and answer shapes. One class a file: TorchServe loads the only one.
+HANDLER = textwrap.dedent(
     """
     import json
     import os
@@ -52,38 +41,7 @@ TEMPLATE_HANDLER = textwrap.dedent(
     import torch
 
 
-    class ProbabilityHandler:
-        def initialize(self, context):
-            model_dir = context.system_properties["model_dir"]
-            serialized = context.manifest["model"]["serializedFile"]
-            self.model = torch.export.load(os.path.join(model_dir, serialized)).module()
-            self.initialized = True
-
-        def handle(self, data, context):
-            answers = []
-            for request in data:
-                body = request.get("body") or request.get("data")
-                if isinstance(body, (bytes, bytearray)):
-                    body = json.loads(body)
-                x = torch.tensor(body["data"]["x"], dtype=torch.float32)
-                with torch.no_grad():
-                    probs = torch.softmax(self.model(x), dim=1)
-                answers.append({"outputs": [{"probs": row} for row in probs.tolist()]})
-            return answers
-    """
-)
-
-# The handler inside a user's .mar: a plain-text body holding a JSON list of rows, scores back
-# under "scores".
-ARCHIVE_HANDLER = textwrap.dedent(
-    """
-    import json
-    import os
-
-    import torch
-
-
-    class TextRowsHandler:
+    class SoftmaxHandler:
         def initialize(self, context):
             model_dir = context.system_properties["model_dir"]
             serialized = context.manifest["model"]["serializedFile"]
@@ -96,10 +54,39 @@ ARCHIVE_HANDLER = textwrap.dedent(
                 body = request.get("body") or request.get("data")
                 if isinstance(body, (bytes, bytearray)):
                     body = body.decode()
-                rows = torch.tensor(json.loads(body), dtype=torch.float32)
                 with torch.no_grad():
-                    answers.append({"scores": torch.softmax(self.model(rows), dim=1).tolist()})
+                    probs = torch.softmax(self.model(rows(body)), dim=1)
+                answers.append(answer(probs.tolist()))
             return answers
+    """
+)
+
+# A user's handler file: its own request shape ({"data": {"x": rows}}), its own answer (per
+# example an object with the probabilities under "probs"). It never reads harness_model.json.
+TEMPLATE_HANDLER = HANDLER + textwrap.dedent(
+    """
+
+    def rows(body):
+        body = json.loads(body) if isinstance(body, str) else body
+        return torch.tensor(body["data"]["x"], dtype=torch.float32)
+
+
+    def answer(probs):
+        return {"outputs": [{"probs": row} for row in probs]}
+    """
+)
+
+# The handler inside a user's .mar: a plain-text body holding a JSON list of rows, scores back
+# under "scores".
+ARCHIVE_HANDLER = HANDLER + textwrap.dedent(
+    """
+
+    def rows(body):
+        return torch.tensor(json.loads(body), dtype=torch.float32)
+
+
+    def answer(probs):
+        return {"scores": probs}
     """
 )
 
@@ -107,13 +94,6 @@ ARCHIVE_HANDLER = textwrap.dedent(
 def _model() -> torch.nn.Module:
     torch.manual_seed(7)
     return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
-
-
-def _export(model: torch.nn.Module, path: Path) -> ServedArtifact:
-    batch = torch.export.Dim("batch", min=1)
-    program = torch.export.export(model, (torch.zeros(2, 8),), dynamic_shapes=({0: batch},))
-    torch.export.save(program, path)
-    return ServedArtifact(path=path, framework="torch", format="torch.export", signature=SIGNATURE)
 
 
 def _rows(n: int) -> dict[str, np.ndarray]:
@@ -125,8 +105,13 @@ def _expected(model: torch.nn.Module, batch: dict[str, np.ndarray]) -> np.ndarra
         return torch.softmax(model(torch.from_numpy(batch["features"])), dim=1).numpy()
 
 
-def _spec(**options) -> ServingSpec:
-    return ServingSpec(target="torchserve", workers=1, startup_timeout_s=120, options=options)
+def _serving(
+    artifact: ServedArtifact, tmp_path: Path, scenario_dir: Path, **options: Any
+) -> contextlib.AbstractContextManager[TorchServeTarget]:
+    """One worker under tmp_path/run; `options` name the user's serving code relative to scenario_dir."""
+    return torchserve_serving(
+        artifact, tmp_path / "run", scenario_dir=scenario_dir, workers=1, options=options
+    )
 
 
 def test_a_user_handler_file_is_spoken_to_through_its_template_and_read_at_its_output_path(tmp_path):
@@ -134,16 +119,17 @@ def test_a_user_handler_file_is_spoken_to_through_its_template_and_read_at_its_o
     (scenario_dir / "serving").mkdir(parents=True)
     (scenario_dir / "serving" / "probability_handler.py").write_text(TEMPLATE_HANDLER)
     model = _model()
-    artifact = _export(model, tmp_path / "variant.pt2")
-    spec = _spec(
+    artifact = export_batched(model, SIGNATURE, tmp_path / "variant.pt2")
+    batch = _rows(12)
+    with _serving(
+        artifact,
+        tmp_path,
+        scenario_dir,
         handler="serving/probability_handler.py",
         request_template='{"data": {"x": {{inputs.features}}}}',
         output_path="outputs.0.probs",
         rows_per_request=1,  # the output path reads the first example of each answer
-    )
-    batch = _rows(12)
-    with TorchServeTarget(spec, tmp_path / "run", scenario_dir=scenario_dir) as target:
-        target.start(artifact)
+    ) as target:
         got = target.predict(batch)
         facts = target.describe()
         encoded = target.encode_requests(batch, 1)
@@ -163,7 +149,7 @@ def test_a_user_archive_is_served_as_it_is_under_the_targets_model_name(tmp_path
     build = tmp_path / "build"
     build.mkdir()
     (build / "text_rows_handler.py").write_text(ARCHIVE_HANDLER)
-    serialized = _export(model, build / "theirs.pt2").path
+    serialized = export_batched(model, SIGNATURE, build / "theirs.pt2").path
     scenario_dir = tmp_path / "scenario"
     (scenario_dir / "archives").mkdir(parents=True)
     # the user's own archive, named "theirs": the target registers it as "model" all the same
@@ -180,16 +166,17 @@ def test_a_user_archive_is_served_as_it_is_under_the_targets_model_name(tmp_path
     signature_only = ServedArtifact(
         path=tmp_path / "not-served.pt2", framework="torch", format="torch.export", signature=SIGNATURE
     )
-    spec = _spec(
+    batch = _rows(12)
+    with _serving(
+        signature_only,
+        tmp_path,
+        scenario_dir,
         archive="archives/theirs.mar",
         request_template="{{inputs.features}}",
         content_type="text/plain",
         output_path="scores",
         rows_per_request=5,
-    )
-    batch = _rows(12)
-    with TorchServeTarget(spec, tmp_path / "run", scenario_dir=scenario_dir) as target:
-        target.start(signature_only)
+    ) as target:
         got = target.predict(batch)  # requests of 5, 5 and 2 examples
         facts = target.describe()
     np.testing.assert_allclose(got, _expected(model, batch), rtol=1e-5, atol=1e-6)

@@ -7,6 +7,7 @@ length, 0 = padding) plus float features that returns a dict, and a regression M
 with state_dict and safetensors weights, a torch.export .pt2 and a TorchScript file. `make_data`
 gives a Dataset whose labels are the model's own top-1 (classification) or outputs
 (regression), so a compressed variant's accuracy is its agreement with the float model.
+`MaskedMeanText`, outside MODELS, is the two-input int64 model the serving targets' tests serve.
 """
 
 from __future__ import annotations
@@ -76,6 +77,23 @@ class Regressor(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features).squeeze(-1)
+
+
+class MaskedMeanText(nn.Module):
+    """input_ids and attention_mask, int64 (tokens,), called positionally -> `outputs` values.
+
+    The mean word embedding over the tokens the mask keeps, then a linear head: a two-input int64
+    model for the serving targets' tests (not one of MODELS, which are saved in every source form).
+    """
+
+    def __init__(self, vocab: int, outputs: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, 8)
+        self.head = nn.Linear(8, outputs)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.unsqueeze(-1).float()
+        return self.head((self.embed(input_ids) * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1))
 
 
 FACTORY_MODULE = "user_factories"

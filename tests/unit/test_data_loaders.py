@@ -4,53 +4,17 @@ splits, subsets, fingerprints, and one-line errors naming the scenario, the data
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from harness.data.dataset import Dataset
 from harness.data.loaders import load_data
-from harness.errors import UserError
 from harness.models.digits import load_digits_split
 from harness.scenario.applicability import has_train
-from harness.scenario.messages import validated
-from harness.scenario.schema import Scenario
-
-IDS = {"name": "input_ids", "shape": [16], "dtype": "int64"}
-MASK = {"name": "attention_mask", "shape": [16], "dtype": "int64"}
-
-
-def _scenario(tmp_path: Path, data: dict[str, Any] | None, **model: Any) -> Scenario:
-    raw = {
-        "name": "t",
-        "model": {"framework": "torch", "source": "builtin:mlp", **model},
-        "serving": {"target": "inprocess"},
-    }
-    if data is not None:
-        raw["data"] = data
-    return validated(Scenario, raw, tmp_path / "scenario.yaml")
-
-
-def _load(tmp_path: Path, data: dict[str, Any], **model: Any) -> Dataset:
-    dataset = load_data(
-        _scenario(tmp_path, data, **model), tmp_path, scenario_file=tmp_path / "scenario.yaml"
-    )
-    json.dumps(dataset.describe())  # the report and results.json take it as it is
-    return dataset
-
-
-def _error(tmp_path: Path, data: dict[str, Any], **model: Any) -> str:
-    with pytest.raises(UserError) as info:
-        _load(tmp_path, data, **model)
-    message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith(f"{tmp_path / 'scenario.yaml'}: data.")
-    return message
+from tests.unit.data_scenarios import IDS, MASK, data_scenario, load, load_error
 
 
 def _token_file(path: Path, n: int, seed: int, **extra: np.ndarray) -> None:
@@ -69,7 +33,7 @@ TOKENS = {"kind": "npz", "inputs": {"input_ids": "ids", "attention_mask": "mask"
 def test_npz_two_named_int64_inputs_load_in_model_order_with_labels_and_file_hashes(tmp_path):
     _token_file(tmp_path / "test.npz", 30, seed=1)
     _token_file(tmp_path / "train.npz", 60, seed=2)
-    data = _load(tmp_path, {**TOKENS, "test": "test.npz", "train": "train.npz"}, inputs=[IDS, MASK])
+    data = load(tmp_path, {**TOKENS, "test": "test.npz", "train": "train.npz"}, inputs=[IDS, MASK])
     assert [s.describe() for s in data.inputs] == ["input_ids: int64[16]", "attention_mask: int64[16]"]
     assert data.test.inputs["input_ids"].dtype == np.int64
     assert data.test.inputs["attention_mask"].shape == (30, 16)
@@ -103,7 +67,7 @@ def test_npz_split_placeholder_reads_train_and_test_arrays_of_one_file(tmp_path)
         "inputs": "x_{split}",
         "labels": "y_{split}",
     }
-    data = _load(tmp_path, spec)
+    data = load(tmp_path, spec)
     assert (len(data.test), len(data.train)) == (8, 20)
     assert data.inputs[0].name == "inputs"
     assert data.inputs[0].shape == (4, 4)
@@ -114,7 +78,7 @@ def test_npz_split_placeholder_reads_train_and_test_arrays_of_one_file(tmp_path)
 def test_npz_keeps_float64_when_model_inputs_declare_it(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.ones((5, 3)), y=np.zeros(5, dtype=np.int64))
     spec = {"kind": "npz", "test": "d.npz", "inputs": "x", "labels": "y"}
-    data = _load(tmp_path, spec, inputs=[{"name": "features", "shape": [3], "dtype": "float64"}])
+    data = load(tmp_path, spec, inputs=[{"name": "features", "shape": [3], "dtype": "float64"}])
     assert data.inputs[0].name == "features"
     assert data.x_test.dtype == np.float64
 
@@ -123,13 +87,13 @@ def test_split_is_stratified_seeded_and_disjoint(tmp_path):
     labels = np.repeat([0, 1, 2], [40, 40, 20])
     np.savez(tmp_path / "all.npz", x=np.arange(100, dtype=np.float32)[:, None], y=labels)
     spec = {"kind": "npz", "path": "all.npz", "inputs": "x", "labels": "y", "split": {"test_size": 0.25}}
-    data = _load(tmp_path, spec)
+    data = load(tmp_path, spec)
     assert np.bincount(data.y_test).tolist() == [10, 10, 5]
     assert np.bincount(data.y_train).tolist() == [30, 30, 15]
     rows = np.concatenate([data.x_test[:, 0], data.x_train[:, 0]])
     assert sorted(rows.tolist()) == list(range(100)), "test and train partition the file"
-    again = _load(tmp_path, spec)
-    other = _load(tmp_path, {**spec, "split": {"test_size": 0.25, "seed": 7}})
+    again = load(tmp_path, spec)
+    other = load(tmp_path, {**spec, "split": {"test_size": 0.25, "seed": 7}})
     assert again.fingerprint() == data.fingerprint() != other.fingerprint()
     assert data.describe()["split"] == {"test_size": 0.25, "seed": 0, "stratified": True}
 
@@ -137,9 +101,9 @@ def test_split_is_stratified_seeded_and_disjoint(tmp_path):
 def test_split_count_and_unstratified_split(tmp_path):
     np.savez(tmp_path / "all.npz", x=np.zeros((50, 2)), y=np.repeat([0, 1], [45, 5]))
     spec = {"kind": "npz", "path": "all.npz", "inputs": "x", "labels": "y"}
-    data = _load(tmp_path, {**spec, "split": {"test_size": 10, "stratify": False}})
+    data = load(tmp_path, {**spec, "split": {"test_size": 10, "stratify": False}})
     assert (len(data.test), len(data.train)) == (10, 40)
-    assert "data.split.test_size: expected a test part of 1 to 49" in _error(
+    assert "data.split.test_size: expected a test part of 1 to 49" in load_error(
         tmp_path, {**spec, "split": {"test_size": 50}}
     )
 
@@ -147,7 +111,7 @@ def test_split_count_and_unstratified_split(tmp_path):
 def test_max_examples_is_a_stratified_seeded_subsample_in_file_order(tmp_path):
     labels = np.repeat([0, 1, 2, 3], 25)  # sorted by class, as folders are read
     np.savez(tmp_path / "t.npz", x=np.arange(100)[:, None].astype(np.float32), y=labels)
-    data = _load(tmp_path, {"kind": "npz", "test": "t.npz", "inputs": "x", "labels": "y", "max_examples": 20})
+    data = load(tmp_path, {"kind": "npz", "test": "t.npz", "inputs": "x", "labels": "y", "max_examples": 20})
     assert np.bincount(data.y_test).tolist() == [5, 5, 5, 5]
     assert np.all(np.diff(data.x_test[:, 0]) > 0), "rows stay in file order"
     assert data.describe()["max_examples"] == {"limit": 20, "of": 100, "stratified": True}
@@ -156,12 +120,12 @@ def test_max_examples_is_a_stratified_seeded_subsample_in_file_order(tmp_path):
 def test_calibration_count_is_drawn_from_train(tmp_path):
     np.savez(tmp_path / "all.npz", x=np.arange(200)[:, None].astype(np.float32), y=np.arange(200) % 2)
     spec = {"kind": "npz", "path": "all.npz", "inputs": "x", "labels": "y", "split": {}, "calibration": 32}
-    data = _load(tmp_path, spec)
+    data = load(tmp_path, spec)
     assert len(data.calibration) == 32
     assert data.calibration_split() is data.calibration
     assert set(data.calibration.inputs["inputs"][:, 0]) <= set(data.x_train[:, 0])
     assert np.bincount(data.calibration.labels).tolist() == [16, 16]
-    assert "data.calibration: expected at most the 150 train examples, got 151" in _error(
+    assert "data.calibration: expected at most the 150 train examples, got 151" in load_error(
         tmp_path, {**spec, "calibration": 151}
     )
 
@@ -175,14 +139,14 @@ def test_fingerprint_changes_when_one_label_or_one_value_changes(tmp_path):
     prints = []
     for xs, ys in ((x, y), (x, one_label), (one_value, y), (x, y)):
         np.savez(tmp_path / "d.npz", x=xs, y=ys)
-        prints.append(_load(tmp_path, spec).fingerprint())
+        prints.append(load(tmp_path, spec).fingerprint())
     assert len(set(prints[:3])) == 3
     assert prints[3] == prints[0]
 
 
 def test_regression_labels_are_float32_values(tmp_path):
     np.savez(tmp_path / "r.npz", x=np.ones((6, 2)), y=np.linspace(0, 1, 6))
-    data = _load(tmp_path, {"kind": "npz", "test": "r.npz", "inputs": "x", "labels": "y"}, task="regression")
+    data = load(tmp_path, {"kind": "npz", "test": "r.npz", "inputs": "x", "labels": "y"}, task="regression")
     assert data.y_test.dtype == np.float32
     assert data.num_classes is None
 
@@ -217,21 +181,21 @@ def test_regression_labels_are_float32_values(tmp_path):
 )
 def test_npz_load_errors_name_key_file_and_expectation(tmp_path, arrays, spec, expected):
     np.savez(tmp_path / "bad.npz", **arrays)
-    message = _error(tmp_path, {"kind": "npz", "test": "bad.npz", "inputs": "x", **spec})
+    message = load_error(tmp_path, {"kind": "npz", "test": "bad.npz", "inputs": "x", **spec})
     assert expected in message
     assert "bad.npz" in message or "num_classes" in message
 
 
 def test_missing_or_unreadable_npz_is_named(tmp_path):
     spec = {"kind": "npz", "test": "nope.npz", "inputs": "x", "labels": "y"}
-    assert "data.test: expected an .npz file;" in _error(tmp_path, spec)
+    assert "data.test: expected an .npz file;" in load_error(tmp_path, spec)
     (tmp_path / "nope.npz").write_text("not a zip")
-    assert "data.test: expected an .npz file numpy can read;" in _error(tmp_path, spec)
+    assert "data.test: expected an .npz file numpy can read;" in load_error(tmp_path, spec)
 
 
 def test_shape_other_than_model_inputs_declare_is_refused(tmp_path):
     _token_file(tmp_path / "t.npz", 5, seed=0)
-    message = _error(tmp_path, {**TOKENS, "test": "t.npz"}, inputs=[{**IDS, "shape": [8]}, MASK])
+    message = load_error(tmp_path, {**TOKENS, "test": "t.npz"}, inputs=[{**IDS, "shape": [8]}, MASK])
     assert "data.inputs.input_ids: expected examples of shape [8] for input 'input_ids'" in message
 
 
@@ -248,7 +212,7 @@ def _iris_like(n: int, seed: int) -> pd.DataFrame:
 
 def test_csv_string_labels_become_sorted_ids_recorded_for_the_report(tmp_path):
     _iris_like(12, 0).to_csv(tmp_path / "iris.csv", index=False)
-    data = _load(tmp_path, {"kind": "table", "test": "iris.csv", "labels": "species"})
+    data = load(tmp_path, {"kind": "table", "test": "iris.csv", "labels": "species"})
     assert data.inputs[0].shape == (3,)
     assert data.x_test.dtype == np.float32
     assert data.y_test[:3].tolist() == [2, 0, 1]  # virginica, setosa, versicolor
@@ -268,7 +232,7 @@ def test_parquet_with_named_input_columns_declared_dtype_and_train_file(tmp_path
         "dtype": "float32",
         "num_classes": 4,
     }
-    data = _load(tmp_path, spec)
+    data = load(tmp_path, spec)
     assert [s.describe() for s in data.inputs] == ["measures: float32[2]", "counts: float32[1]"]
     assert len(data.train) == 30
     assert data.num_classes == 4
@@ -279,7 +243,7 @@ def test_table_calibration_file_may_lack_the_label_column(tmp_path):
     _iris_like(12, 0).to_csv(tmp_path / "t.csv", index=False)
     _iris_like(6, 3).drop(columns="species").to_csv(tmp_path / "calib.csv", index=False)
     spec = {"kind": "table", "test": "t.csv", "calibration": "calib.csv", "labels": "species"}
-    data = _load(tmp_path, spec)
+    data = load(tmp_path, spec)
     assert len(data.calibration) == 6
     assert data.calibration.labels is None
 
@@ -300,7 +264,7 @@ def test_table_calibration_file_may_lack_the_label_column(tmp_path):
 )
 def test_table_errors_name_the_column_and_the_file(tmp_path, frame, spec, expected):
     frame.to_csv(tmp_path / "bad.csv", index=False)
-    message = _error(tmp_path, {"kind": "table", "test": "bad.csv", **spec})
+    message = load_error(tmp_path, {"kind": "table", "test": "bad.csv", **spec})
     assert expected in message
     assert "bad.csv" in message
 
@@ -322,7 +286,7 @@ def test_python_function_returning_arrays_is_split_and_sys_path_is_restored(tmp_
     )
     before = list(sys.path)
     spec = {"kind": "python", "function": "arrays_source:load", "split": {"test_size": 5}}
-    data = _load(tmp_path, spec)
+    data = load(tmp_path, spec)
     assert sys.path == before
     assert (len(data.test), len(data.train)) == (5, 15)
     assert data.num_classes == 2
@@ -330,7 +294,7 @@ def test_python_function_returning_arrays_is_split_and_sys_path_is_restored(tmp_
     assert (
         data.describe()["sha256"] == hashlib.sha256((tmp_path / "arrays_source.py").read_bytes()).hexdigest()
     )
-    assert has_train(_scenario(tmp_path, spec).data)
+    assert has_train(data_scenario(tmp_path, spec).data)
 
 
 def test_python_function_returning_named_splits_with_named_inputs(tmp_path):
@@ -343,7 +307,7 @@ def test_python_function_returning_named_splits_with_named_inputs(tmp_path):
         "    return {'test': (part(4), ['cat', 'dog', 'cat', 'dog']),\n"
         "            'train': (part(6), ['dog'] * 6), 'calibration': part(3)}\n",
     )
-    data = _load(tmp_path, {"kind": "python", "function": "splits_source:load"})
+    data = load(tmp_path, {"kind": "python", "function": "splits_source:load"})
     assert [s.describe() for s in data.inputs] == ["a: float32[3]", "b: int64[2]"]
     assert (len(data.test), len(data.train), len(data.calibration)) == (4, 6, 3)
     assert data.y_train.tolist() == [1] * 6
@@ -356,13 +320,13 @@ def test_python_modules_of_one_name_in_two_scenario_folders_are_each_their_own(t
         (tmp_path / folder).mkdir()
         _module(tmp_path / folder, "same_name_source", f"def load():\n    return np.ones(({rows}, 2))\n")
     spec = {"kind": "python", "function": "same_name_source:load"}
-    assert len(_load(tmp_path / "first", spec).test) == 3
-    assert len(_load(tmp_path / "second", spec).test) == 5
+    assert len(load(tmp_path / "first", spec).test) == 3
+    assert len(load(tmp_path / "second", spec).test) == 5
 
 
 def test_python_unlabelled_arrays_are_test_only(tmp_path):
     _module(tmp_path, "bare_source", "def load():\n    return np.ones((7, 5))\n")
-    data = _load(tmp_path, {"kind": "python", "function": "bare_source:load"})
+    data = load(tmp_path, {"kind": "python", "function": "bare_source:load"})
     assert not data.labelled
     assert data.train is None
     assert data.num_classes is None
@@ -386,7 +350,7 @@ def test_python_unlabelled_arrays_are_test_only(tmp_path):
 def test_python_errors_name_the_function(tmp_path, body, function, expected):
     if not function.startswith("absent"):
         _module(tmp_path, function.split(":")[0], body)
-    assert expected in _error(tmp_path, {"kind": "python", "function": function})
+    assert expected in load_error(tmp_path, {"kind": "python", "function": function})
 
 
 # --- synthetic, digits, has_train --------------------------------------------------------------------
@@ -394,7 +358,7 @@ def test_python_errors_name_the_function(tmp_path, body, function, expected):
 
 def test_synthetic_follows_model_inputs_is_seeded_and_unlabelled(tmp_path):
     spec = {"kind": "synthetic", "examples": 64, "calibration": 8}
-    data = _load(tmp_path, spec, inputs=[IDS, {"name": "pixels", "shape": [4, 4], "dtype": "uint8"}])
+    data = load(tmp_path, spec, inputs=[IDS, {"name": "pixels", "shape": [4, 4], "dtype": "uint8"}])
     assert [s.describe() for s in data.inputs] == ["input_ids: int64[16]", "pixels: uint8[4, 4]"]
     assert len(data.test) == 64
     assert len(data.calibration) == 8
@@ -403,12 +367,12 @@ def test_synthetic_follows_model_inputs_is_seeded_and_unlabelled(tmp_path):
     assert data.num_classes is None
     assert data.test.inputs["input_ids"].min() >= 0
     assert data.test.inputs["input_ids"].max() <= 9
-    no_calibration = _load(
+    no_calibration = load(
         tmp_path, {"kind": "synthetic", "examples": 64}, inputs=[IDS, {**MASK, "name": "pixels"}]
     )
     assert np.array_equal(no_calibration.test.inputs["input_ids"], data.test.inputs["input_ids"])
     assert (
-        _load(tmp_path, spec, inputs=[IDS]).fingerprint() == _load(tmp_path, spec, inputs=[IDS]).fingerprint()
+        load(tmp_path, spec, inputs=[IDS]).fingerprint() == load(tmp_path, spec, inputs=[IDS]).fingerprint()
     )
 
 
@@ -422,19 +386,19 @@ def test_synthetic_declared_inputs_and_ranges(tmp_path):
             {"name": "tok", "shape": [2], "dtype": "int32", "low": 5, "high": 8},
         ],
     }
-    data = _load(tmp_path, spec)
+    data = load(tmp_path, spec)
     x, tok = data.test.inputs["x"], data.test.inputs["tok"]
     assert x.dtype == np.float32
     assert -2 <= x.min() < x.max() < 2
     assert data.test.inputs["flag"].dtype == np.bool_
     assert tok.dtype == np.int32
     assert set(np.unique(tok)) <= {5, 6, 7}
-    assert "data.inputs: expected the inputs to generate" in _error(tmp_path, {"kind": "synthetic"})
+    assert "data.inputs: expected the inputs to generate" in load_error(tmp_path, {"kind": "synthetic"})
 
 
 def test_no_data_block_is_the_digits_split_of_model_seed(tmp_path):
-    assert load_data(_scenario(tmp_path, None, seed=3), tmp_path) is load_digits_split(3)
-    assert load_data(_scenario(tmp_path, None, dataset="digits"), tmp_path) is load_digits_split(0)
+    assert load_data(data_scenario(tmp_path, None, seed=3), tmp_path) is load_digits_split(3)
+    assert load_data(data_scenario(tmp_path, None, dataset="digits"), tmp_path) is load_digits_split(0)
 
 
 @pytest.mark.parametrize(
@@ -450,4 +414,4 @@ def test_no_data_block_is_the_digits_split_of_model_seed(tmp_path):
     ],
 )
 def test_has_train_tells_without_loading(tmp_path, data, expected):
-    assert has_train(_scenario(tmp_path, data).data) is expected
+    assert has_train(data_scenario(tmp_path, data).data) is expected

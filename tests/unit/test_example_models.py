@@ -153,16 +153,6 @@ def test_text_data_is_the_same_in_another_process(text_bag, tmp_path):
             assert np.array_equal(other[key], array), key
 
 
-def test_text_model_trains_to_the_same_weights_every_time(text_bag, trained_text):
-    cached, record = trained_text
-    assert not record.cache_hit
-    assert record.train_seconds < 30
-    torch.manual_seed(0)
-    again = text_bag.TextBagClassifier()
-    text_bag.train(again)
-    assert _same_weights(cached, again)
-
-
 def test_text_model_classifies_topics_well_above_chance(text_bag, trained_text):
     model, _ = trained_text
     inputs, labels = text_bag.load()["test"]
@@ -219,15 +209,6 @@ def test_diabetes_data_is_ten_float32_features_and_a_float32_target(diabetes):
     assert _digest(splits) == _digest(diabetes.load())
 
 
-def test_diabetes_model_trains_to_the_same_weights_every_time(diabetes, trained_diabetes):
-    cached, record = trained_diabetes
-    assert not record.cache_hit
-    torch.manual_seed(0)
-    again = diabetes.DiabetesRegressor()
-    diabetes.train(again)
-    assert _same_weights(cached, again)
-
-
 def test_diabetes_model_predicts_in_the_targets_unit_as_well_as_a_linear_model(diabetes, trained_diabetes):
     model, _ = trained_diabetes
     inputs, labels = diabetes.load()["test"]
@@ -262,6 +243,28 @@ def test_train_weights_writes_a_state_dict_the_untrained_factory_loads(diabetes,
     model = diabetes.untrained_model()
     model.load_state_dict(torch.load(path, weights_only=True))
     assert _same_weights(model, trained_diabetes[0])
+
+
+# ---- both models --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("example", "trained", "model_class"),
+    [
+        ("text_bag", "trained_text", "TextBagClassifier"),
+        ("diabetes", "trained_diabetes", "DiabetesRegressor"),
+    ],
+    ids=["text_classifier", "diabetes_regression"],
+)
+def test_example_model_trains_to_the_same_weights_every_time(request, example, trained, model_class):
+    module = request.getfixturevalue(example)
+    cached, record = request.getfixturevalue(trained)
+    assert not record.cache_hit
+    assert record.train_seconds < 30
+    torch.manual_seed(0)
+    again = getattr(module, model_class)()
+    module.train(again)
+    assert _same_weights(cached, again)
 
 
 # ---- the shipped scenarios ----------------------------------------------------------------------

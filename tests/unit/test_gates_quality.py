@@ -38,14 +38,19 @@ def _vectors(**values) -> ExampleVectors:
     )
 
 
-def _gate(metric, threshold, current, baseline, *, policy=None, cur=None, base=None):
-    """One verdict of `metric` with per-example vectors `cur`/`base` (ExampleVectors) on both sides."""
+def _gate(
+    metric, threshold, current, baseline, *, policy=None, cur=None, base=None, cur_dist=None, base_dist=None
+):
+    """One verdict of `metric` with per-example vectors `cur`/`base` (ExampleVectors) or samples
+    `cur_dist`/`base_dist` (VariantSamples: predictions and labels) on both sides."""
     return one(
         evaluate(
             {metric: threshold},
             {"v": current},
             None if baseline is None else {"v": baseline},
             policy=policy,
+            current_dist=None if cur_dist is None else {"v": cur_dist},
+            baseline_dist=None if base_dist is None else {"v": base_dist},
             current_examples=None if cur is None else {"v": cur},
             baseline_examples=None if base is None else {"v": base},
         )
@@ -197,15 +202,7 @@ def _macro_case(wrong: int, n: int = 600):
 
 def test_macro_f1_drop_is_found_by_a_bootstrap_over_predictions():
     current, baseline, cur, base = _macro_case(wrong=60)
-    v = one(
-        evaluate(
-            {"macro_f1": "-0.02 abs"},
-            {"v": current},
-            {"v": baseline},
-            current_dist={"v": cur},
-            baseline_dist={"v": base},
-        )
-    )
+    v = _gate("macro_f1", "-0.02 abs", current, baseline, cur_dist=cur, base_dist=base)
     assert not v.passed
     assert "paired bootstrap over 600 examples" in v.message
 
@@ -213,15 +210,7 @@ def test_macro_f1_drop_is_found_by_a_bootstrap_over_predictions():
 def test_macro_f1_unchanged_predictions_pass():
     current, baseline, cur, _ = _macro_case(wrong=0)
     base = VariantSamples(predictions=cur.predictions, labels_fingerprint=labels_fingerprint(cur.labels))
-    v = one(
-        evaluate(
-            {"macro_f1": "-0 abs"},
-            {"v": current},
-            {"v": baseline},
-            current_dist={"v": cur},
-            baseline_dist={"v": base},
-        )
-    )
+    v = _gate("macro_f1", "-0 abs", current, baseline, cur_dist=cur, base_dist=base)
     assert v.passed
     assert "CI [+0, +0]" in v.message
 
@@ -339,12 +328,9 @@ def test_fidelity_gates_on_the_reference_variant_itself_pass():
 # ---- through judge_measurement -----------------------------------------------------------------------
 
 
-def test_judge_pairs_the_measurements_vectors_with_the_baselines():
-    m = measurement()
-    now = np.ones(500)
-    now[:50] = 0.0
-    m.per_example = {AGREE: now.tolist()}
-    m.metrics["agreement"] = 0.9
+def _judge_agreement(m, baseline_agree, *, examples_fingerprint=None):
+    """The one verdict of judge_measurement on `m` for agreement -0.01 abs from a baseline of 1.0,
+    whose per-example agreement values are `baseline_agree`."""
     verdicts = judge_measurement(
         "v",
         m,
@@ -353,10 +339,19 @@ def test_judge_pairs_the_measurements_vectors_with_the_baselines():
         {"agreement": 1.0},
         None,
         None,
-        examples_fingerprint=FP,
-        baseline_examples=_vectors(agree=np.ones(500)),
+        examples_fingerprint=examples_fingerprint,
+        baseline_examples=_vectors(agree=baseline_agree),
     )
-    v = one(verdicts)
+    return one(verdicts)
+
+
+def test_judge_pairs_the_measurements_vectors_with_the_baselines():
+    m = measurement()
+    now = np.ones(500)
+    now[:50] = 0.0
+    m.per_example = {AGREE: now.tolist()}
+    m.metrics["agreement"] = 0.9
+    v = _judge_agreement(m, np.ones(500), examples_fingerprint=FP)
     assert v.failed
     assert "McNemar" in v.message
     assert v.measurement == 1
@@ -366,17 +361,6 @@ def test_judge_without_a_fingerprint_falls_back_to_the_plain_comparison():
     m = measurement()
     m.per_example = {AGREE: [1.0, 0.0]}
     m.metrics["agreement"] = 0.5
-    v = one(
-        judge_measurement(
-            "v",
-            m,
-            {"agreement": "-0.01 abs"},
-            GatePolicySpec(),
-            {"agreement": 1.0},
-            None,
-            None,
-            baseline_examples=_vectors(agree=[1.0, 1.0]),
-        )
-    )
+    v = _judge_agreement(m, [1.0, 1.0])
     assert v.failed
     assert "which examples the per-example values are for is not known" in v.message
