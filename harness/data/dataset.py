@@ -8,6 +8,7 @@ Arrays are read-only: one dataset is shared by every variant of a run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,6 +78,11 @@ class Dataset:
     def fingerprint(self) -> str:
         """sha256 over the exact bytes of every split's inputs and labels, and the input specs and
         task: part of every variant's configuration id and of built-in models' cache keys."""
+        return self._fingerprint
+
+    @functools.cached_property
+    def _fingerprint(self) -> str:
+        # computed once: the arrays are read-only, and a run asks for it per variant and per gate
         digest = hashlib.sha256()
         digest.update(repr((self.task, self.num_classes, [s.as_dict() for s in self.inputs])).encode())
         for label, split in (("test", self.test), ("train", self.train), ("calibration", self.calibration)):
