@@ -21,11 +21,11 @@ embeddings over the real tokens, one hidden layer, four logits.
 
 from __future__ import annotations
 
+import ast
 import functools
-import importlib
+import importlib.util
 import inspect
 import re
-import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +43,8 @@ from examples.weights_cache import CachedWeights, cached_model
 GROUPS: dict[str, tuple[str, ...]] = {
     "filesystem_os": (
         "os", "os.path", "shutil", "pathlib", "tempfile", "glob", "fnmatch", "stat", "filecmp", "io",
-        "zipfile", "tarfile", "subprocess", "signal", "fileinput",
+        "zipfile", "tarfile", "subprocess", "signal", "fileinput", "gzip", "bz2", "lzma", "shelve",
+        "sysconfig", "platform", "getpass", "pty", "zipimport", "pkgutil", "linecache", "compileall",
     ),
     "text_formats": (
         "string", "textwrap", "json", "csv", "html", "html.parser", "xml.etree.ElementTree",
@@ -60,8 +61,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "math_data": (
         "math", "cmath", "statistics", "fractions", "decimal", "random", "collections", "itertools",
-        "functools", "operator", "heapq", "bisect", "array", "numbers", "datetime", "calendar",
-        "secrets",
+        "functools", "operator", "heapq", "bisect", "numbers", "datetime", "calendar", "secrets",
+        "_pydecimal", "colorsys", "graphlib", "queue", "copy", "enum", "dataclasses", "_collections_abc",
     ),
 }  # fmt: skip
 CLASS_NAMES: tuple[str, ...] = tuple(sorted(GROUPS))  # label i is CLASS_NAMES[i]
@@ -98,29 +99,25 @@ def first_sentence(doc: str) -> str:
 
 
 def module_sentences(module_name: str) -> list[str]:
-    """First docstring sentences of a module's public functions and classes and their public methods."""
-    module = importlib.import_module(module_name)
+    """First docstring sentences of a module's public functions and classes and their public
+    methods, read from its source file with `ast`, never by importing it: what an imported module
+    holds depends on what else the process imported or patched (gevent replaces socket's classes),
+    and the data must not. Modules without Python source (math, array) give nothing."""
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return []
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
     found: list[str] = []
-
-    def add(obj: Any) -> None:
-        doc = getattr(obj, "__doc__", None)
-        if isinstance(doc, str) and doc.strip():
-            found.append(first_sentence(doc))
-
-    names = getattr(module, "__all__", None) or dir(module)
-    for name in sorted(names):
-        obj = getattr(module, name, None) if not name.startswith("_") else None
-        if inspect.isclass(obj):
-            add(obj)
-            for attr, member in sorted(vars(obj).items()):
-                if attr.startswith("_"):
-                    continue
-                if isinstance(member, classmethod | staticmethod):
-                    add(member.__func__)
-                elif callable(member) or isinstance(member, property):
-                    add(member)
-        elif callable(obj):
-            add(obj)
+    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    for node in tree.body:
+        if not isinstance(node, definitions) or node.name.startswith("_"):
+            continue
+        members = node.body if isinstance(node, ast.ClassDef) else []
+        for item in (node, *members):
+            if isinstance(item, definitions) and not item.name.startswith("_"):
+                doc = ast.get_docstring(item)
+                if doc and doc.strip():
+                    found.append(first_sentence(doc))
     return found
 
 
@@ -128,13 +125,10 @@ def module_sentences(module_name: str) -> list[str]:
 def corpus() -> tuple[tuple[str, ...], np.ndarray]:
     """(texts, int64 labels), sorted by text; sentences found under two topics are left out."""
     topics: dict[str, set[str]] = {}
-    # reading attributes of some modules warns (deprecated names); the text is all we take
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for topic, modules in GROUPS.items():
-            for module_name in modules:
-                for sentence in module_sentences(module_name):
-                    topics.setdefault(sentence, set()).add(topic)
+    for topic, modules in GROUPS.items():
+        for module_name in modules:
+            for sentence in module_sentences(module_name):
+                topics.setdefault(sentence, set()).add(topic)
     kept = sorted(
         (text, CLASS_NAMES.index(next(iter(found))))
         for text, found in topics.items()
