@@ -32,6 +32,7 @@ from harness.evidence import (
     LatencyEvidence,
     ThresholdEvidence,
 )
+from harness.history.record import Trend
 from harness.results_migrations import MIGRATIONS
 
 RESULTS_FORMAT_VERSION = 2
@@ -294,6 +295,8 @@ class RunResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     run_dir: str = ""
     failure: RunFailure | None = None
+    # with `harness run --history DIR`: each gated metric's series on this testbed (harness.history)
+    trends: list[Trend] = field(default_factory=list)
     format_version: int = RESULTS_FORMAT_VERSION
 
     @property
@@ -341,14 +344,14 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         """The record as strict JSON data (non-finite floats become null), with its outcome."""
-        data = _finite(asdict(self))
+        data = strict_json(asdict(self))
         data["outcome"] = self.outcome.value
         data["exit_code"] = self.outcome.exit_code
         # derived, for readers of the file (CI scripts); `load` recomputes them from the measurements
         for variant, out in zip(self.variants, data["variants"], strict=True):
             reported = variant.reported
             out["reported_measurement"] = None if reported is None else reported.number
-            out["metrics"] = _finite(variant.metrics)
+            out["metrics"] = strict_json(variant.metrics)
         return data
 
     def write(self, run_dir: Path) -> Path:
@@ -384,13 +387,13 @@ class RunResult:
             raise UserError(f"{path}: malformed results record: {type(exc).__name__}: {exc}") from None
 
 
-def _finite(value: Any) -> Any:
+def strict_json(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: strict_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [strict_json(v) for v in value]
     if isinstance(value, StrEnum):
         return value.value
     return value
@@ -399,41 +402,44 @@ def _finite(value: Any) -> Any:
 # ---- reading back -----------------------------------------------------------------------------------
 
 
-def _build(cls: type[Any], data: dict[str, Any], **nested: Any) -> Any:
+def build_record(cls: type[Any], data: dict[str, Any], **nested: Any) -> Any:
     """`cls(**data)` keeping only its own fields (computed keys such as "outcome" are dropped)."""
     names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names and k not in nested}, **nested)
 
 
 def _evidence_from(data: dict[str, Any]) -> Evidence:
-    return _build(EVIDENCE_KINDS[data.get("kind", "threshold")], data)
+    return build_record(EVIDENCE_KINDS[data.get("kind", "threshold")], data)
 
 
 def _verdict_from(data: dict[str, Any]) -> Verdict:
-    return _build(Verdict, data, evidence=_evidence_from(data.get("evidence") or {}))
+    return build_record(Verdict, data, evidence=_evidence_from(data.get("evidence") or {}))
 
 
 def _point_from(data: dict[str, Any]) -> LoadPointResult:
     validity = data["validity"]
-    windows = [_build(Window, w) for w in validity.get("windows", [])]
-    return _build(LoadPointResult, data, validity=_build(Validity, validity, windows=windows))
+    windows = [build_record(Window, w) for w in validity.get("windows", [])]
+    return build_record(LoadPointResult, data, validity=build_record(Validity, validity, windows=windows))
 
 
 def _measurement_from(data: dict[str, Any]) -> Measurement:
     search = data.get("search")
-    return _build(
+    return build_record(
         Measurement,
         data,
         points=[_point_from(p) for p in data.get("points", [])],
-        search=None
-        if search is None
-        else _build(SearchResult, search, probes=[_build(SearchProbe, p) for p in search.get("probes", [])]),
+        search=None if search is None else _search_from(search),
         verdicts=[_verdict_from(v) for v in data.get("verdicts", [])],
     )
 
 
+def _search_from(data: dict[str, Any]) -> SearchResult:
+    probes = [build_record(SearchProbe, p) for p in data.get("probes", [])]
+    return build_record(SearchResult, data, probes=probes)
+
+
 def _variant_from(data: dict[str, Any]) -> VariantResult:
-    return _build(
+    return build_record(
         VariantResult,
         data,
         measurements=[_measurement_from(m) for m in data.get("measurements", [])],
@@ -444,10 +450,11 @@ def _variant_from(data: dict[str, Any]) -> VariantResult:
 
 def _run_from(data: dict[str, Any]) -> RunResult:
     failure = data.get("failure")
-    return _build(
+    return build_record(
         RunResult,
         data,
         variants=[_variant_from(v) for v in data.get("variants", [])],
-        baseline=_build(BaselineOutcome, data.get("baseline") or {}),
-        failure=None if failure is None else _build(RunFailure, failure),
+        baseline=build_record(BaselineOutcome, data.get("baseline") or {}),
+        failure=None if failure is None else build_record(RunFailure, failure),
+        trends=[Trend.from_json(t) for t in data.get("trends", [])],
     )
