@@ -19,6 +19,11 @@ from harness.baselines.fingerprint import environment_fingerprint
 from harness.compression.pipeline import load_base_model
 from harness.data.loaders import load_data
 from harness.errors import RunError, RunInterrupted, UserError, first_line
+from harness.history.acks import load_acks
+from harness.history.options import HistoryOptions
+from harness.history.recording import record_run
+from harness.history.store import read as read_history
+from harness.history.testbed import current_commit
 from harness.progress import Progress, SilentProgress
 from harness.report import write_reports
 from harness.results import RunFailure, RunResult
@@ -41,6 +46,7 @@ def run_scenario(
     update_baselines: bool = False,
     keep_samples: bool = False,
     progress: Progress | None = None,
+    history: HistoryOptions | None = None,
 ) -> RunResult:
     """Run every variant of a scenario end to end and write its run folder; return the record.
 
@@ -50,6 +56,9 @@ def run_scenario(
     measured. The caller reads `result.outcome` for the exit code. An interrupt (Ctrl-C, SIGTERM)
     writes the same files (outcome "interrupted"), then raises RunInterrupted, a KeyboardInterrupt
     naming the report, so callers unwind as from Ctrl-C and the CLI exits 130.
+    With `history`, a run that completed is appended to the history store and its report shows
+    each gated metric's trend; the store and the acknowledgements are read first, so a corrupt one
+    is bad input before any work.
     """
     scenario_path = Path(scenario_path)
     timings: dict[str, float] = {}
@@ -64,6 +73,9 @@ def run_scenario(
     with timed(timings, "data"):
         data = load_data(scenario, scenario_path.parent, scenario_file=scenario_path)
     check_loaded_data(scenario, data, scenario_path)
+    if history is not None:  # both read before any work: a corrupt one is bad input (exit 2)
+        read_history(history.directory)
+        load_acks(history.acks)
     plan = read_baseline(
         scenario,
         str(baselines_dir),
@@ -122,11 +134,28 @@ def run_scenario(
     # and past the deadline too, since a run that broke still leaves its record
     with progress.stage("writing report"):
         result.finished_at = _now()
+        if history is not None and result.failure is None:
+            _append_history(result, history, scenario_path.parent)
         result.write(run_dir)
         write_reports(result, run_dir)
     if interrupted is not None:
         raise RunInterrupted(str(interrupted), run_dir / "index.html") from interrupted
     return result
+
+
+def _append_history(result: RunResult, history: HistoryOptions, scenario_dir: Path) -> None:
+    """Append the run to the store and attach its trends; a store that cannot be written breaks the
+    run (exit 2): CI asked for the record, and a silently missing night hides a change point."""
+    try:
+        result.trends = record_run(
+            history.directory,
+            result,
+            testbed_label=history.testbed,
+            acks_path=history.acks,
+            commit=current_commit(scenario_dir),
+        )
+    except (UserError, OSError) as exc:
+        result.failure = RunFailure(stage="appending to the history", message=first_line(exc))
 
 
 def render_run(run_dir: str | Path) -> Path:

@@ -16,14 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.ab.schedule import DEFAULT_MIN_EFFECT, DEFAULT_SLOT_S, DEFAULT_WARMUP_S, MIN_PAIRS
 from harness.compression import RECIPES
 from harness.errors import HarnessError, RunInterrupted, UserError, first_line
+from harness.history.options import HistoryOptions
 from harness.metrics.catalog import format_value, headline_quality
 from harness.progress import ConsoleProgress
 from harness.results import Outcome, RunResult
 from harness.serving.registry import TARGET_DESCRIPTIONS, TARGETS
 from harness.signals import ignore_interrupts, install_interrupt_handlers
 
+TESTBED_HELP = "names the machine in history records (e.g. a runner label; default: CPU model and cores)"
+ACKS_HELP = "acknowledged change points (default: perf-acks.yaml in the current folder, if any)"
 _SUMMARY_METRICS = (
     "",  # the headline quality metric: accuracy, MAE (regression) or agreement (unlabelled data)
     "latency_p50_ms",
@@ -86,7 +90,89 @@ def _parser() -> argparse.ArgumentParser:
         help="also write every request's latency to a JSON file per load point (results.json keeps "
         "histograms and window percentiles only)",
     )
+    _history_options(run)
     run.set_defaults(func=_cmd_run)
+
+    ab = sub.add_parser(
+        "ab",
+        help="compare a scenario at a base git ref with the working tree, interleaved on this machine",
+        description="Measure the scenario as it stands in the working tree (head) and at the base ref "
+        "(its model files and data too, through a git worktree) on this machine, interleaved in ABBA "
+        "blocks with both servers up, and decide each metric from paired block log-ratios. Exit codes: "
+        "0 no regression, 1 regression, 2 bad input or a broken run, 3 inconclusive (too noisy to "
+        "decide; --inconclusive=pass makes it 0).",
+    )
+    ab.add_argument("scenario", type=Path, help="scenario YAML file (the head side)")
+    base = ab.add_mutually_exclusive_group()
+    base.add_argument(
+        "--base", metavar="REF", default=None,
+        help="git ref of the base side (default: the merge-base of HEAD with the default branch)",
+    )  # fmt: skip
+    base.add_argument(
+        "--base-scenario", metavar="FILE", type=Path, default=None,
+        help="compare with this scenario file instead of a git ref",
+    )  # fmt: skip
+    ab.add_argument(
+        "--pairs", type=int, default=None,
+        help=f"ABBA blocks, each one value per metric per side (default: the fewest that can reach "
+        f"alpha, at least {MIN_PAIRS}; 8 for alpha 0.01)",
+    )  # fmt: skip
+    ab.add_argument(
+        "--slot-s", type=float, default=DEFAULT_SLOT_S,
+        help=f"measured seconds of each side in each block (default {DEFAULT_SLOT_S:g})",
+    )  # fmt: skip
+    ab.add_argument(
+        "--warmup-s", type=float, default=DEFAULT_WARMUP_S,
+        help=f"warm-up seconds before each slot (default {DEFAULT_WARMUP_S:g}; after a server start, "
+        "the scenario's load.warmup_s if longer)",
+    )  # fmt: skip
+    ab.add_argument(
+        "--alpha", type=float, default=None,
+        help="significance level (default: the scenario's gate_policy.alpha, 0.01 unless set)",
+    )  # fmt: skip
+    ab.add_argument(
+        "--min-effect", type=float, default=DEFAULT_MIN_EFFECT,
+        help=f"smallest relative change of a load metric that counts (default {DEFAULT_MIN_EFFECT:g}); "
+        "a relative gate in the scenario (latency_p95_ms: '+10%%') sets its metric's own",
+    )  # fmt: skip
+    ab.add_argument(
+        "--aa-pairs", type=int, default=0,
+        help="A/A blocks first (base against a second base server) to measure the noise floor "
+        "(default 0: the floor comes from --history, or none)",
+    )  # fmt: skip
+    ab.add_argument(
+        "--servers", choices=("auto", "both-up", "restart"), default="auto",
+        help="both servers up (only one loaded at a time) or one at a time, restarted for each slot; "
+        "auto: both up when memory allows (default)",
+    )  # fmt: skip
+    ab.add_argument(
+        "--variants", default="", help="comma-separated variants to compare (default: all both sides have)"
+    )
+    ab.add_argument(
+        "--inconclusive", choices=("fail", "pass"), default="fail",
+        help="exit code of an inconclusive comparison: fail = 3 (default), pass = 0",
+    )  # fmt: skip
+    ab.add_argument(
+        "--reports-dir", type=Path, default=Path("reports"), help="where the run folder goes (reports/)"
+    )
+    ab.add_argument(
+        "--report-url", default=None, help="where the HTML report will be published, for the PR comment"
+    )
+    ab.add_argument("--history", type=Path, default=None, help="history store to take the noise floor from")
+    ab.add_argument("--testbed", default=None, help=TESTBED_HELP)
+    ab.set_defaults(func=_cmd_ab)
+
+    history = sub.add_parser("history", help="change points of every series in a history store")
+    history.add_argument("history_dir", type=Path, help="a folder written by `harness run --history`")
+    history.add_argument("--acks", type=Path, default=None, help=ACKS_HELP)
+    history.add_argument("--scenario", default=None, help="only this scenario's series")
+    history.add_argument(
+        "--json", type=Path, default=None, help="also write the change points to this JSON file"
+    )
+    history.add_argument(
+        "--min-points", type=int, default=10, help="points a series needs before it is searched (default 10)"
+    )
+    history.set_defaults(func=_cmd_history)
 
     report = sub.add_parser(
         "report", help="re-render a run folder's index.html, junit.xml and summary.md from its results.json"
@@ -106,6 +192,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _history_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--history", type=Path, default=None,
+        help="append this run's metrics to this append-only history store and look for change points",
+    )  # fmt: skip
+    parser.add_argument("--testbed", default=None, help=TESTBED_HELP)
+    parser.add_argument("--acks", type=Path, default=None, help=ACKS_HELP)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.api import run_scenario  # local: keeps --help fast (pydantic, jinja2, requests)
 
@@ -117,13 +212,68 @@ def _cmd_run(args: argparse.Namespace) -> int:
         update_baselines=args.update_baselines,
         keep_samples=args.keep_samples,
         progress=progress,
+        history=None if args.history is None else HistoryOptions(args.history, args.testbed, args.acks),
     )
     _print_summary(progress.console, result)
     for line in result.causes():
         print(f"harness: {line}", file=sys.stderr)
+    _publish(Path(result.run_dir) / "summary.md")
     # the one line meant for scripts goes to stdout
     print(f"report: {Path(result.run_dir) / 'index.html'}")
     return result.outcome.exit_code
+
+
+def _cmd_ab(args: argparse.Namespace) -> int:
+    from harness.ab.runner import AbOptions, run_ab  # local: keeps --help fast (pydantic, numpy)
+
+    options = AbOptions(
+        base_ref=args.base,
+        base_scenario=args.base_scenario,
+        pairs=args.pairs,
+        slot_s=args.slot_s,
+        warmup_s=args.warmup_s,
+        alpha=args.alpha,
+        min_effect=args.min_effect,
+        aa_pairs=args.aa_pairs,
+        history_dir=args.history,
+        testbed=args.testbed,
+        inconclusive=args.inconclusive,
+        reports_dir=args.reports_dir,
+        report_url=args.report_url,
+        servers=args.servers,
+        variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
+    )
+    progress = ConsoleProgress()
+    result = run_ab(args.scenario, options, progress=progress)
+    counts = ", ".join(f"{n} {status}" for status, n in result.counts().items())
+    progress.console.print(f"{result.outcome.value.upper()}: {counts} ({result.method.pairs} blocks)")
+    for line in result.causes():
+        print(f"harness: {line}", file=sys.stderr)
+    run_dir = Path(result.run_dir)
+    _publish(run_dir / "summary.md")
+    print(f"report: {run_dir / 'index.html'}")
+    print(f"summary: {run_dir / 'summary.md'}")
+    return result.exit_code
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from harness.history.view import history_command  # local: keeps --help fast (numpy, ruptures)
+
+    return history_command(
+        args.history_dir,
+        acks_path=args.acks,
+        scenario=args.scenario,
+        json_out=args.json,
+        min_points=args.min_points,
+    )
+
+
+def _publish(summary: Path) -> None:
+    """The run's summary on the CI job page, when $GITHUB_STEP_SUMMARY names one."""
+    from harness.report.step_summary import publish_step_summary  # local: keeps --help fast
+
+    if summary.is_file():
+        publish_step_summary(summary.read_text(encoding="utf-8"))
 
 
 def _print_summary(console: Any, result: RunResult) -> None:

@@ -31,6 +31,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--harness-baselines-dir", default=None, help="baseline store (default: <rootdir>/baselines)"
     )
+    group.addoption(
+        "--ab-base",
+        default=None,
+        metavar="REF",
+        help="instead of comparing with stored baselines, compare each scenario with itself at this "
+        "git ref, interleaved on this machine (as `harness ab --base REF`)",
+    )
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -71,6 +78,10 @@ class ScenarioItem(pytest.Item):
         root = config.rootpath
         reports = config.getoption("--harness-reports-dir") or root / "reports"
         baselines = config.getoption("--harness-baselines-dir") or root / "baselines"
+        ab_base = config.getoption("--ab-base")
+        if ab_base:
+            self._run_ab(ab_base, Path(reports))
+            return
         # pytest leaves SIGTERM fatal: a cancelled CI job would skip teardown and leave the servers
         # (own sessions) running. Only while the scenario runs; the old handlers come back after.
         with interrupts_unwind():
@@ -85,6 +96,18 @@ class ScenarioItem(pytest.Item):
         self.user_properties.append(("outcome", result.outcome.value))
         if not result.passed:
             head = f"outcome: {result.outcome.value} (harness run would exit {result.outcome.exit_code})"
+            raise ScenarioFailed("\n".join([head, *result.causes(), f"report: {report}"]))
+
+    def _run_ab(self, base: str, reports: Path) -> None:
+        from harness.ab.runner import AbOptions, run_ab  # local: the run machinery only when it runs
+
+        with interrupts_unwind():
+            result = run_ab(self.path, AbOptions(base_ref=base, reports_dir=reports))
+        report = Path(result.run_dir) / "index.html"
+        self.user_properties.append(("report", str(report)))
+        self.user_properties.append(("outcome", result.outcome.value))
+        if result.exit_code != 0:
+            head = f"A/B against {base}: {result.outcome.value} (harness ab would exit {result.exit_code})"
             raise ScenarioFailed("\n".join([head, *result.causes(), f"report: {report}"]))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:

@@ -24,6 +24,7 @@ CHANGE_STATUSES: tuple[ChangeStatus, ...] = ("regressed", "inconclusive", "impro
 InconclusivePolicy = Literal["fail", "pass"]
 ServerMode = Literal["both-up", "restart"]
 SideName = Literal["base", "head"]
+NoiseFloorSource = Literal["aa-blocks", "history", "none"]
 
 
 @dataclass
@@ -89,7 +90,7 @@ class VariantComparison:
     slots: list[Slot] = field(default_factory=list)
     aa_slots: list[Slot] = field(default_factory=list)  # the optional A/A blocks (base against base)
     noise_floor: dict[str, float] = field(default_factory=dict)  # metric -> relative change noise alone gives
-    noise_floor_source: Literal["aa-blocks", "history", "none"] = "none"
+    noise_floor_source: NoiseFloorSource = "none"
     comparisons: list[Comparison] = field(default_factory=list)
     error: str = ""  # this variant could not be compared (a side failed to prepare or serve)
     warnings: list[str] = field(default_factory=list)

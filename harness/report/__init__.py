@@ -1,7 +1,10 @@
-"""Reports of a run: self-contained HTML (jinja2 + inline SVG), JUnit XML and a Markdown summary.
+"""Reports of a run: self-contained HTML (jinja2 + inline SVG), JUnit XML, a Markdown summary and
+exports for other tools (pytest-benchmark JSON, github-action-benchmark JSON); and of an A/B run:
+HTML and the pull-request comment.
 
-`write_reports(result, run_dir)` writes all three from the run record. Names resolve lazily so
-`import harness.report` costs nothing until a writer is used.
+`write_reports(result, run_dir)` writes a run's from its record, `write_ab_reports(ab, run_dir)`
+an A/B run's, and `publish_step_summary(markdown)` puts a summary on the GitHub Actions job page.
+Names resolve lazily so `import harness.report` costs nothing until a writer is used.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ _EXPORTS = {
     "write_junit": "harness.report.junit",
     "junit_xml": "harness.report.junit",
     "render_markdown": "harness.report.markdown",
+    "write_exports": "harness.report.exports",
+    "write_ab_reports": "harness.report.ab_files",
+    "render_pr_comment": "harness.report.pr_comment",
+    "publish_step_summary": "harness.report.step_summary",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -340,3 +340,66 @@ def latency_throughput_svg(
     )
     out.append("</svg>")
     return "\n".join(out)
+
+
+def block_values_svg(
+    base: Sequence[float | None],
+    head: Sequence[float | None],
+    *,
+    title: str,
+    axis_label: str,
+    width: int = 460,
+    height: int = 260,
+) -> str:
+    """An A/B metric block by block: blocks on x, base and head as two series of points.
+
+    Paired blocks are what the A/B decision compares, so a reader sees at once whether head sits
+    above base in every block or only in one noisy block. The y axis spans the data (not zero):
+    the differences that matter are a few percent. Returns '' when neither side has a value.
+    """
+    series = {
+        "base": [(i, float(v)) for i, v in enumerate(base) if v is not None and math.isfinite(v)],
+        "head": [(i, float(v)) for i, v in enumerate(head) if v is not None and math.isfinite(v)],
+    }
+    values = [v for points in series.values() for _, v in points]
+    if not values:
+        return ""
+    blocks = max(len(base), len(head))
+    lo, hi = min(values), max(values)
+    pad = (hi - lo) * 0.1 or abs(hi) * 0.05 or 1.0
+    yticks = nice_ticks(lo - pad, hi + pad, 5)
+    ylo, yhi = yticks[0], yticks[-1]
+    palette = [color(0), color(1)]
+    frame, legend = _frame_with_legend(width, height, list(series), palette)
+    out = _svg_open(frame, title) + legend
+    for tick in yticks:
+        y = frame.py((tick - ylo) / (yhi - ylo))
+        out.append(f'<line x1="{frame.x0}" x2="{frame.x1}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>')
+        out.append(_text(frame.x0 - 8, y + 4, _tick_label(tick), anchor="end"))
+
+    def px(block: int) -> float:
+        return frame.px((block + 0.5) / blocks)
+
+    for block in range(blocks):
+        out.append(_text(px(block), frame.y0 + 17, str(block + 1)))
+    out.append(
+        f'<rect x="{frame.x0}" y="{frame.y1}" width="{frame.x1 - frame.x0}" '
+        f'height="{frame.y0 - frame.y1}" fill="none" stroke="{AXIS}"/>'
+    )
+    for (name, points), fill in zip(series.items(), palette, strict=True):
+        xy = [(px(b), frame.py((v - ylo) / (yhi - ylo)), b, v) for b, v in points]
+        if len(xy) > 1:
+            coords = " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in xy)
+            out.append(
+                f'<polyline points="{coords}" fill="none" stroke="{fill}" stroke-width="1.5" opacity="0.6"/>'
+            )
+        for x, y, b, v in xy:
+            tip = f"{name}, block {b + 1}: {v:.4g}"
+            out.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{fill}"><title>{escape(tip)}</title></circle>'
+            )
+    out.append(_text((frame.x0 + frame.x1) / 2, frame.height - 12, "block", fill="#222"))
+    mid = (frame.y0 + frame.y1) / 2
+    out.append(_text(16, mid, axis_label, fill="#222", extra=f' transform="rotate(-90 16 {mid:.1f})"'))
+    out.append("</svg>")
+    return "\n".join(out)

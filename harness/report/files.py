@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.atomic import atomic_write_text
+from harness.report.exports import export_texts
 from harness.report.html import INDEX_FILE, render_html
 from harness.report.junit import JUNIT_FILE, junit_xml
 from harness.report.markdown import SUMMARY_FILE, render_markdown
@@ -17,7 +18,8 @@ from harness.results import RunResult
 
 
 def write_reports(result: RunResult, run_dir: Path) -> Path:
-    """Write junit.xml, summary.md and index.html into `run_dir`, each atomically; return the
+    """Write junit.xml, summary.md, index.html and the exports (benchmark.json,
+    benchmark-action.json: harness.report.exports) into `run_dir`, each atomically; return the
     path of index.html. Every file is rendered before any is written, so a rendering error leaves
     the folder as it was."""
     run_dir = Path(run_dir)
@@ -25,6 +27,7 @@ def write_reports(result: RunResult, run_dir: Path) -> Path:
         JUNIT_FILE: junit_xml(result),
         SUMMARY_FILE: render_markdown(result),
         INDEX_FILE: render_html(result),
+        **export_texts(result),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     for name, text in texts.items():

@@ -27,6 +27,7 @@ from harness.report.metrics_view import finite, has_evidence, metric_sections, r
 from harness.report.run_view import failure_view, outcome_view, stage_rows
 from harness.report.server_view import server_views
 from harness.report.serving_view import flatten, serving_panel
+from harness.report.trend_view import trend_views
 from harness.report.variant_view import compression_steps, confirmation_views
 from harness.results import RunResult, VariantResult
 
@@ -102,6 +103,8 @@ def build_view(result: RunResult) -> dict[str, Any]:
         "serving": serving_panel(result),
         "confirmations": confirmation_views(result),
         "steps": [compression_steps(v) for v in variants],
+        # with `--history`: each gated metric's nightly series; charts escape their own text
+        "trends": [{**t, "svg": Markup(t["svg"])} for t in trend_views(result)],
         "warnings": [(v.name, w) for v in variants for w in v.warnings],
         "stages": stage_rows(result),
         "scenario_text": _dump_config(result.scenario),

@@ -20,6 +20,7 @@ from harness.report.evidence import (
 )
 from harness.report.metrics_view import finite
 from harness.report.serving_view import relative_path
+from harness.report.trend_view import change_point_lines
 from harness.results import Outcome, RunResult, VariantResult, Verdict
 
 SUMMARY_FILE = "summary.md"
@@ -53,9 +54,9 @@ LOG_TAIL_LINES = 20  # of the failure's log tail; the HTML report has all of it
 _SPECIAL = re.compile(r"([\\|`*_\[\]])")
 
 
-def _md(text: str) -> str:
+def escape_md(text: str) -> str:
     """Escape text for a Markdown table cell or list item (no HTML, no table breaks)."""
-    text = _SPECIAL.sub(r"\\\1", text.replace("\n", " "))
+    text = _SPECIAL.sub(r"\\\1", " ".join(text.splitlines()))
     return text.replace("<", "&lt;")  # "<" could open an HTML tag; ">" mid-line is harmless
 
 
@@ -64,21 +65,21 @@ def render_markdown(result: RunResult) -> str:
     then invalid measurements and every failing gate with its statistical evidence."""
     outcome = result.outcome
     lines = [
-        f"### {ICON[outcome]} {outcome.value.upper()} · {_md(result.scenario_name)}",
+        f"### {ICON[outcome]} {outcome.value.upper()} · {escape_md(result.scenario_name)}",
         "",
         f"**Outcome: {outcome.value}** (exit code {outcome.exit_code}): {OUTCOME_MEANING[outcome]}.",
         "",
     ]
     lines += _failure(result)
-    baseline = f"**baseline:** {_md(result.baseline.status)}"
+    baseline = f"**baseline:** {escape_md(result.baseline.status)}"
     if result.baseline.message:
-        baseline += f" — {_md(result.baseline.message)}"
+        baseline += f" — {escape_md(result.baseline.message)}"
     lines += [baseline, ""]
     if result.data:
         d = result.data
         labelled = "" if d.get("labelled", True) else ", unlabelled"
         lines += [
-            f"**data:** {_md(str(d.get('kind')))}, {d.get('test_examples')} test examples{labelled}, "
+            f"**data:** {escape_md(str(d.get('kind')))}, {d.get('test_examples')} test examples{labelled}, "
             f"sha256 `{str(d.get('fingerprint', ''))[:12]}`",
             "",
         ]
@@ -92,16 +93,23 @@ def render_markdown(result: RunResult) -> str:
         lines += ["**Invalid measurements** (inconclusive: not compared with the baseline)", ""]
         for item in invalid:
             times = f" (after {item.measurements} measurements)" if item.measurements > 1 else ""
-            lines.append(f"- **{_md(item.name)}**{times}: {_md('; '.join(item.reasons))}")
+            lines.append(f"- **{escape_md(item.name)}**{times}: {escape_md('; '.join(item.reasons))}")
         lines.append("")
     failed = gate_failures(result)
     if failed:
         lines += ["**Failed gates**", ""]
         by_name = {v.name: v for v in result.variants}
-        lines += [f"- **{_md(v.variant)}**: {_md(_gate_line(by_name.get(v.variant), v))}" for v in failed]
+        lines += [
+            f"- **{escape_md(v.variant)}**: {escape_md(_gate_line(by_name.get(v.variant), v))}"
+            for v in failed
+        ]
         lines.append("")
     elif not result.verdicts:
         lines += ["No gate was evaluated.", ""]
+    changes = change_point_lines(result)
+    if changes:
+        lines += ["**Change points in the nightly history**", ""]
+        lines += [f"- {escape_md(line)}" for line in changes] + [""]
     return "\n".join(lines)
 
 
@@ -111,9 +119,9 @@ def _failure(result: RunResult) -> list[str]:
         return []
     what = "The run was interrupted" if failure.interrupted else "The run broke"
     where = f" at stage `{failure.stage}`" if failure.stage else ""
-    variant = f" (variant **{_md(failure.variant)}**)" if failure.variant else ""
+    variant = f" (variant **{escape_md(failure.variant)}**)" if failure.variant else ""
     first = failure.message.strip().splitlines()[0] if failure.message.strip() else "no message"
-    lines = [f"**{what}{where}**{variant}: {_md(first)}", ""]
+    lines = [f"**{what}{where}**{variant}: {escape_md(first)}", ""]
     if failure.log:
         lines += [f"log: `{relative_path(failure.log, result.run_dir).replace('`', '')}`", ""]
     tail = failure.log_tail.rstrip("\n").splitlines()[-LOG_TAIL_LINES:]
@@ -137,11 +145,13 @@ def _table(result: RunResult) -> list[str]:
     head = "| variant | outcome | " + " | ".join(h for h, _ in columns) + " | validity | gates |"
     lines = [head, "|:--|:-:|" + "--:|" * len(columns) + ":-:|:-:|"]
     for variant in result.variants:
-        cells = [_md(format_value(metric, finite(variant.metrics.get(metric)))) for _, metric in columns]
+        cells = [
+            escape_md(format_value(metric, finite(variant.metrics.get(metric)))) for _, metric in columns
+        ]
         outcome = _outcome_cell(result, variant)
         mine = variant.verdicts
         gates = _gates_cell(mine)
-        row = [_md(variant.name), outcome, *cells, _validity_cell(variant), gates]
+        row = [escape_md(variant.name), outcome, *cells, _validity_cell(variant), gates]
         lines.append("| " + " | ".join(row) + " |")
     return lines
 

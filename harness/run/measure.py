@@ -239,7 +239,7 @@ def measure_point(
     if server is not None or host is not None:
         hooks = MeasureHooks(start=lambda: _start(server, host), end=lambda: _stop(server, host))
     try:
-        result = _drive(target, scenario, data, point, load_dir, rule, hooks, requests)
+        result = drive_load(target, scenario, data, point, load_dir, rule, hooks, requests)
     finally:
         if host is not None:
             host.stop()  # also when the run failed: the sampler thread must not outlive it
@@ -267,7 +267,7 @@ def measure_point(
     return PointMeasurement(point, result, verdict, numeric_server, host_summary, notes)
 
 
-def _drive(
+def drive_load(
     target: Target,
     scenario: Scenario,
     data: Dataset,
@@ -312,7 +312,7 @@ def _search(
 
     def measure(point: LoadPoint) -> LoadResult:
         probe_dir = out_dir / f"probe-{next(counter):02d}"
-        return _drive(target, probe_scenario, data, point, probe_dir, None, None, requests)
+        return drive_load(target, probe_scenario, data, point, probe_dir, None, None, requests)
 
     def percentile_of(result: LoadResult, q: float) -> float:
         lat = result.latencies_ms

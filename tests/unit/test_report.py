@@ -41,10 +41,16 @@ def _only(result: RunResult, *names: str) -> RunResult:
     return result
 
 
-def test_write_reports_writes_the_three_files_and_returns_the_index(tmp_path):
+def test_write_reports_writes_the_reports_and_exports_and_returns_the_index(tmp_path):
     path = write_reports(make_run(), tmp_path / "run")
     assert path == tmp_path / "run" / "index.html"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["index.html", "junit.xml", "summary.md"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "benchmark-action.json",
+        "benchmark.json",
+        "index.html",
+        "junit.xml",
+        "summary.md",
+    ]
     assert "int8" in path.read_text(encoding="utf-8")
 
 

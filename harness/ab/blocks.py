@@ -1,0 +1,184 @@
+"""Serve both sides of one variant and measure them slot by slot, in ABBA blocks.
+
+Both servers stay up and only one is loaded at a time (`both-up`). When memory cannot hold a
+second server, each slot starts its side's server afresh and stops it after (`restart`), and the
+record says so. Every slot runs the side's gated load point for a fixed time (no stop rule: the
+blocks, not the windows, carry the statistics) after its own warm-up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from harness.ab.record import ServerMode, SideName, Slot
+from harness.ab.schedule import block_order
+from harness.compression.pipeline import PreparedVariant
+from harness.data.dataset import Dataset
+from harness.load.plan import plan_points
+from harness.metrics.latency import latency_summary
+from harness.progress import Progress
+from harness.run.measure import drive_load
+from harness.scenario.schema import Scenario
+from harness.serving.base import EncodedRequests, Target
+from harness.serving.registry import TARGETS
+
+# a second server needs its own footprint again, plus room for the load generator and the harness
+MEMORY_MARGIN_BYTES = 1 << 30
+
+
+@dataclass
+class ServedSide:
+    """One side of one variant: what it serves and, once started, its target and encoded requests."""
+
+    name: SideName
+    scenario: Scenario
+    scenario_dir: Path
+    data: Dataset
+    prepared: PreparedVariant
+    out_dir: Path  # serving and load folders of this side and variant
+    target: Target | None = None
+    requests: EncodedRequests | None = None
+    starts: int = 0
+    slots_run: int = 0
+
+
+@dataclass
+class SlotTiming:
+    """How long each slot measures and warms up."""
+
+    slot_s: float
+    warmup_s: float
+    first_warmup_s: float  # after a server start: the scenario's own warm-up if longer
+
+
+@dataclass
+class ServerPool:
+    """Starts and stops the sides' servers according to the server mode."""
+
+    mode: ServerMode
+    progress: Progress
+    stack: ExitStack = field(default_factory=ExitStack)
+
+    def start(self, side: ServedSide, stack: ExitStack) -> Target:
+        side.starts += 1
+        suffix = f"-{side.starts}" if self.mode == "restart" else ""
+        target_cls = TARGETS.resolve(side.scenario.serving.target)
+        folder = side.out_dir / f"serving{suffix}"
+        target = stack.enter_context(
+            target_cls(side.scenario.serving, folder, scenario_dir=side.scenario_dir)
+        )
+        with self.progress.stage(f"starting {side.scenario.serving.target} for {side.name}"):
+            target.start(side.prepared.artifact)
+        requests = None
+        if target.endpoint is not None:
+            requests = target.encode_requests(side.data.test.inputs, side.scenario.load.request_batch_size)
+        side.target, side.requests = target, requests
+        return target
+
+    def keep_up(self, side: ServedSide) -> Target:
+        """Both-up mode: start the side once; it is stopped when the pool closes."""
+        return side.target if side.target is not None else self.start(side, self.stack)
+
+    @contextmanager
+    def serving(self, side: ServedSide) -> Iterator[tuple[Target, bool]]:
+        """The side's target for one slot, and whether it was started for it."""
+        if self.mode == "both-up":
+            fresh = side.target is None
+            yield self.keep_up(side), fresh
+            return
+        with ExitStack() as stack:
+            yield self.start(side, stack), True
+            side.target = side.requests = None
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+def tree_rss_bytes(pid: int | None) -> int:
+    """Resident memory of a server's process tree (0 for a target without its own process)."""
+    if not pid:
+        return 0
+    try:
+        root = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+    except psutil.Error:
+        return 0
+
+
+def choose_mode(requested: str, one_server_rss: int) -> tuple[ServerMode, str]:
+    """both-up unless asked otherwise or a second server would not fit in available memory."""
+    if requested == "restart":
+        return "restart", "asked for (--servers restart)"
+    available = psutil.virtual_memory().available
+    needed = one_server_rss + MEMORY_MARGIN_BYTES
+    if requested == "auto" and available < needed:
+        return "restart", (
+            f"a second server needs about {needed / 2**20:,.0f} MiB and {available / 2**20:,.0f} MiB "
+            "is available: one server at a time, restarted for each slot"
+        )
+    gib = available / 2**30
+    return "both-up", f"both servers fit ({gib:.1f} GiB available); only one is loaded at a time"
+
+
+def run_blocks(
+    pool: ServerPool,
+    first: ServedSide,
+    second: ServedSide,
+    pairs: int,
+    timing: SlotTiming,
+    progress: Progress,
+    *,
+    label: str = "",
+) -> list[Slot]:
+    """`pairs` blocks in ABBA order, `first` as A (base) and `second` as B (head, or base's twin)."""
+    sides = {"base": first, "head": second}
+    slots: list[Slot] = []
+    began = time.monotonic()
+    for block, order in enumerate(block_order(pairs)):
+        for position, which in enumerate(order):
+            side = sides[which]
+            text = f"{label}block {block + 1}/{pairs}: {which} ({side.prepared.name})"
+            with progress.stage(text):
+                slot = measure_slot(pool, side, block, position, timing, began)
+            slots.append(Slot(**{**slot.__dict__, "side": which}))
+    return slots
+
+
+def measure_slot(
+    pool: ServerPool, side: ServedSide, block: int, position: int, timing: SlotTiming, began: float
+) -> Slot:
+    """One fixed-length load measurement of `side`'s gated load point."""
+    scenario = side.scenario
+    with pool.serving(side) as (target, fresh):
+        warmup = timing.first_warmup_s if fresh else timing.warmup_s
+        load = scenario.load.model_copy(
+            update={"measure_s": timing.slot_s, "warmup_s": warmup, "window_s": None}
+        )
+        point = plan_points(scenario.load)[-1]  # the gated point of a sweep
+        started = time.monotonic() - began
+        side.slots_run += 1
+        out = side.out_dir / "slots" / f"{side.slots_run:03d}-block{block + 1:02d}"
+        slot_scenario = scenario.model_copy(update={"load": load})
+        result = drive_load(target, slot_scenario, side.data, point, out, None, None, side.requests)
+        died = target.died()
+        if died is not None:
+            raise died
+    metrics = latency_summary(result.latencies_ms)
+    metrics["throughput_rps"] = result.throughput_rps
+    metrics["error_rate"] = result.error_rate
+    return Slot(
+        block=block,
+        side=side.name,
+        position=position,
+        metrics=metrics,
+        requests=result.request_count,
+        failures=result.failure_count,
+        started_s=round(started, 3),
+        restarted=fresh and pool.mode == "restart",
+    )

@@ -1,0 +1,137 @@
+"""`harness ab` as a CI user runs it: a git repository whose second commit slows a variant down.
+
+In-process serving keeps these fast; one TorchServe A/B (two real servers up, interleaved) is
+marked slow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, scenario_dict
+
+# generous thresholds, as a CI gate on a shared 2-core runner has them. Both sides spin BASE_DELAY_MS
+# per request so that a request costs milliseconds, as a real model does, instead of the 0.3 ms of
+# the tiny MLP, where thread scheduling on a busy machine moves p95 by half; the slowed commit
+# triples it, far beyond the thresholds
+GATES = {"latency_p95_ms": "+50%", "throughput_rps": "-40%", "accuracy": "-0.02 abs", "error_rate": 0}
+FAST = ["--slot-s", "1.0", "--warmup-s", "0.3"]
+BASE_DELAY_MS = 3.0
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=repo, check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+
+
+def _scenario(delay_ms: float = BASE_DELAY_MS) -> dict[str, Any]:
+    data = scenario_dict(name="ab-inprocess", variants=[{"name": "pruned", "steps": [
+        {"recipe": "torch.prune", "params": {"amount": 0.5, "scope": "global"}}]}], gates=GATES)  # fmt: skip
+    data["load"] = {"users": 1, "warmup_s": 0.5, "measure_s": 1.0}
+    data["serving"]["options"] = {"inject_delay_ms": delay_ms}
+    return data
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A repository whose main has the scenario, and a branch checked out to change it."""
+    root = tmp_path / "repo"
+    (root / "scenarios").mkdir(parents=True)
+    _git(root, "init", "-q", "-b", "main")
+    _write(root / "scenarios" / "ab.yaml", _scenario())
+    _git(root, "add", ".")
+    _git(root, "commit", "-qm", "scenario")
+    _git(root, "checkout", "-qb", "change")
+    return root
+
+
+def _ab(repo: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "ab", "scenarios/ab.yaml", "--reports-dir", "reports", *FAST,
+         *extra],
+        cwd=repo, capture_output=True, text=True, timeout=600,
+        env={**_env(), "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    report = next((line for line in done.stdout.splitlines() if line.startswith("report: ")), None)
+    assert report is not None, done.stderr
+    record = json.loads((Path(report.removeprefix("report: ")).parent / "ab.json").read_text())
+    return done, record
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+
+
+def _status(record: dict[str, Any], variant: str, metric: str) -> str:
+    rows = [c for v in record["variants"] for c in v["comparisons"] if c["variant"] == variant]
+    return next(c["status"] for c in rows if c["metric"] == metric)
+
+
+def test_ab_flags_a_commit_that_slows_a_variant_and_passes_an_unchanged_one(repo: Path) -> None:
+    data = _scenario()
+    data["variants"][0]["steps"][0]["params"]["amount"] = 0.4  # a model change that costs no time
+    _write(repo / "scenarios" / "ab.yaml", data)
+    _git(repo, "commit", "-qam", "prune less")
+    same, record = _ab(repo)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert record["outcome"] == "pass"
+    assert record["base"]["sha"] == _git(repo, "rev-parse", "main")
+    assert record["head"]["sha"] == _git(repo, "rev-parse", "HEAD")
+    assert record["method"]["pairs"] == 8
+    assert record["method"]["order"].startswith("AB BA BA AB")
+    assert record["method"]["servers"] == "both-up"
+    pruned = next(v for v in record["variants"] if v["name"] == "pruned")
+    assert len(pruned["slots"]) == 16
+    assert {c["metric"] for c in pruned["comparisons"]} >= {"latency_p95_ms", "throughput_rps", "accuracy"}
+    accuracy = next(c for c in pruned["comparisons"] if c["metric"] == "accuracy")
+    assert accuracy["test"] == "McNemar exact"
+    summary = (Path(record["run_dir"]) / "summary.md").read_text()
+    assert summary.startswith("<!--")
+    assert len(_git(repo, "worktree", "list").splitlines()) == 1
+
+    _write(repo / "scenarios" / "ab.yaml", _scenario(delay_ms=3 * BASE_DELAY_MS))
+    _git(repo, "commit", "-qam", "slower serving")
+    slowed, record = _ab(repo)
+    assert slowed.returncode == 1, slowed.stdout + slowed.stderr
+    assert record["outcome"] == "regression"
+    assert _status(record, "reference", "latency_p95_ms") == "regressed"
+    assert _status(record, "pruned", "latency_p95_ms") == "regressed"
+    assert "regressed: pruned: latency_p95_ms +" in slowed.stderr
+    assert "Traceback" not in slowed.stderr
+
+
+def test_ab_refuses_too_few_blocks_for_alpha_before_measuring(repo: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "ab", "scenarios/ab.yaml", "--pairs", "5", "--alpha", "0.01"],
+        cwd=repo, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--pairs 5 cannot reach alpha 0.01" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (repo / "reports").exists()
+
+
+def test_ab_with_an_unknown_base_is_bad_input(repo: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "ab", "scenarios/ab.yaml", "--base", "no-such-branch"],
+        cwd=repo, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "harness: error: --base: 'no-such-branch' is not a commit in "
+        f"{repo} (a shallow clone needs fetch-depth: 0)"
+    ]
