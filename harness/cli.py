@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.ab.schedule import DEFAULT_MIN_EFFECT, DEFAULT_SLOT_S, DEFAULT_WARMUP_S, MIN_PAIRS
+from harness.ab.schedule import (
+    DEFAULT_MIN_EFFECT,
+    DEFAULT_SLOT_S,
+    DEFAULT_WARMUP_S,
+    MIN_PAIRS,
+    pairs_needed,
+)
 from harness.compression import RECIPES
 from harness.errors import HarnessError, RunInterrupted, UserError, first_line
 from harness.history.options import HistoryOptions
@@ -115,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     ab.add_argument(
         "--pairs", type=int, default=None,
         help=f"ABBA blocks, each one value per metric per side (default: the fewest that can reach "
-        f"alpha, at least {MIN_PAIRS}; 8 for alpha 0.01)",
+        f"alpha, at least {MIN_PAIRS}; {pairs_needed(0.01)} for alpha 0.01)",
     )  # fmt: skip
     ab.add_argument(
         "--slot-s", type=float, default=DEFAULT_SLOT_S,

@@ -7,6 +7,7 @@ it must stay light (the scenario is only imported and run when its test item run
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="REF",
         help="instead of comparing with stored baselines, compare each scenario with itself at this "
         "git ref, interleaved on this machine (as `harness ab --base REF`)",
+    )
+    group.addoption(
+        "--ab-slot-s",
+        type=float,
+        default=None,
+        help="with --ab-base: measured seconds of each side in each block (as `harness ab --slot-s`)",
     )
 
 
@@ -102,7 +109,11 @@ class ScenarioItem(pytest.Item):
         from harness.ab.runner import AbOptions, run_ab  # local: the run machinery only when it runs
 
         with interrupts_unwind():
-            result = run_ab(self.path, AbOptions(base_ref=base, reports_dir=reports))
+            slot_s = self.config.getoption("--ab-slot-s")
+            options = AbOptions(base_ref=base, reports_dir=reports)
+            if slot_s is not None:
+                options = replace(options, slot_s=slot_s)
+            result = run_ab(self.path, options)
         report = Path(result.run_dir) / "index.html"
         self.user_properties.append(("report", str(report)))
         self.user_properties.append(("outcome", result.outcome.value))

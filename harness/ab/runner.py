@@ -168,7 +168,7 @@ def _run(base: LoadedSide, head: LoadedSide, options: AbOptions, progress: Progr
     pairs = check_pairs(options.pairs, alpha)
     if options.aa_pairs:
         check_pairs(options.aa_pairs, alpha)
-    names = _variants(base, head, options)
+    names, new = _variants(base, head, options)
     environment = environment_fingerprint()
     run_id = f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-ab-{head.scenario.name}-{secrets.token_hex(2)}"
     run_dir = (options.reports_dir / run_id).resolve()
@@ -197,7 +197,7 @@ def _run(base: LoadedSide, head: LoadedSide, options: AbOptions, progress: Progr
         method=method,
         testbed=testbed_id(environment, options.testbed),
         environment=environment,
-        environment_warnings=_mismatches(base, head),
+        environment_warnings=[*_mismatches(base, head), *new],
         inconclusive=options.inconclusive,
         run_dir=str(run_dir),
         report_url=options.report_url or "",
@@ -227,14 +227,16 @@ def _run(base: LoadedSide, head: LoadedSide, options: AbOptions, progress: Progr
     return result
 
 
-def _variants(base: LoadedSide, head: LoadedSide, options: AbOptions) -> list[str]:
+def _variants(base: LoadedSide, head: LoadedSide, options: AbOptions) -> tuple[list[str], list[str]]:
+    """The variants both sides have (in head's order), and a note per variant only head has."""
     head_names = [v.name for v in head.scenario.all_variants()]
     base_names = {v.name for v in base.scenario.all_variants()}
     for wanted in options.variants:
         if wanted not in head_names:
             raise UserError(f"--variants: {wanted!r} is not a variant of {head.source.scenario}")
     chosen = [n for n in head_names if not options.variants or n in options.variants]
-    return [n for n in chosen if n in base_names]
+    new = [f"variant {n!r} is new on head: nothing to compare it with" for n in chosen if n not in base_names]
+    return [n for n in chosen if n in base_names], new
 
 
 def _compare_variant(name: str, ctx: _Context) -> VariantComparison:

@@ -135,3 +135,17 @@ def test_ab_with_an_unknown_base_is_bad_input(repo: Path) -> None:
         "harness: error: --base: 'no-such-branch' is not a commit in "
         f"{repo} (a shallow clone needs fetch-depth: 0)"
     ]
+
+
+def test_pytest_plugin_runs_the_same_ab_against_a_base_ref(repo: Path) -> None:
+    _write(repo / "scenarios" / "ab.yaml", {**_scenario(delay_ms=3 * BASE_DELAY_MS), "variants": []})
+    _git(repo, "commit", "-qam", "slower serving")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "scenarios", "-p", "no:cacheprovider", "-q", "--ab-base", "main",
+         "--ab-slot-s", "1.0", "--harness-reports-dir", "reports"],
+        cwd=repo, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "A/B against main: regression (harness ab would exit 1)" in done.stdout
+    assert "regressed: reference: latency_p95_ms +" in done.stdout
+    assert "1 failed" in done.stdout
