@@ -92,6 +92,7 @@ class VariantComparison:
     noise_floor: dict[str, float] = field(default_factory=dict)  # metric -> relative change noise alone gives
     noise_floor_source: NoiseFloorSource = "none"
     comparisons: list[Comparison] = field(default_factory=list)
+    server_starts: dict[str, int] = field(default_factory=dict)  # side (or "base-twin") -> starts
     error: str = ""  # this variant could not be compared (a side failed to prepare or serve)
     warnings: list[str] = field(default_factory=list)
 

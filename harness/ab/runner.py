@@ -275,6 +275,9 @@ def _compare_variant(name: str, ctx: _Context) -> VariantComparison:
                 pool, served["base"], twin, options.aa_pairs, timing, stages, label="A/A "
             )
         record.slots = run_blocks(pool, served["base"], served["head"], method.pairs, timing, stages)
+    record.server_starts = {side: one.starts for side, one in served.items()}
+    if options.aa_pairs:
+        record.server_starts["base-twin"] = twin.starts
     record.noise_floor, record.noise_floor_source = _noise_floor(record, gates, ctx)
     record.base_metrics = {**figures["base"].metrics, **_pooled(record, "base")}
     record.head_metrics = {**figures["head"].metrics, **_pooled(record, "head")}

@@ -149,3 +149,33 @@ def test_pytest_plugin_runs_the_same_ab_against_a_base_ref(repo: Path) -> None:
     assert "A/B against main: regression (harness ab would exit 1)" in done.stdout
     assert "regressed: reference: latency_p95_ms +" in done.stdout
     assert "1 failed" in done.stdout
+
+
+def test_ab_one_server_at_a_time_with_aa_blocks_measures_a_noise_floor(tmp_path: Path) -> None:
+    base = _scenario()
+    base["variants"] = []
+    base_file, head_file = tmp_path / "base.yaml", tmp_path / "head.yaml"
+    _write(base_file, base)
+    _write(head_file, base)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "ab", str(head_file), "--base-scenario", str(base_file),
+         "--servers", "restart", "--aa-pairs", "5", "--pairs", "5", "--alpha", "0.1", *FAST,
+         "--reports-dir", str(tmp_path / "reports")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=_env(),
+    )  # fmt: skip
+    assert done.returncode in (0, 3), done.stdout + done.stderr
+    report = Path(next(line for line in done.stdout.splitlines() if line.startswith("report: "))[8:])
+    record = json.loads((report.parent / "ab.json").read_text())
+    assert record["method"]["servers"] == "restart"
+    assert record["method"]["servers_reason"] == "asked for (--servers restart)"
+    (variant,) = record["variants"]
+    assert len(variant["aa_slots"]) == 10
+    assert len(variant["slots"]) == 10
+    assert all(s["restarted"] for s in variant["slots"])
+    assert variant["noise_floor_source"] == "aa-blocks"
+    assert set(variant["noise_floor"]) == {"latency_p95_ms", "throughput_rps"}
+    p95 = next(c for c in variant["comparisons"] if c["metric"] == "latency_p95_ms")
+    assert p95["threshold"] == max(0.5, variant["noise_floor"]["latency_p95_ms"])
+    # one server start per slot, plus one per side to evaluate its outputs
+    assert variant["server_starts"] == {"base": 1 + 5 + 5, "head": 1 + 5, "base-twin": 5}
+    assert "restart" in (report.parent / "summary.md").read_text()
