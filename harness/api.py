@@ -9,7 +9,6 @@ import os
 import secrets
 import shutil
 import time
-import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 from harness.baselines.fingerprint import environment_fingerprint
 from harness.compression.pipeline import load_base_model
 from harness.data.loaders import load_data
-from harness.errors import RunError, RunInterrupted, UserError, first_line
+from harness.errors import RunInterrupted, UserError, first_line
 from harness.history.acks import load_acks
 from harness.history.options import HistoryOptions
 from harness.history.recording import record_run
@@ -28,7 +27,7 @@ from harness.progress import Progress, SilentProgress
 from harness.report import write_reports
 from harness.results import RunFailure, RunResult
 from harness.run.baseline import read_baseline, settle_baseline
-from harness.run.variants import StageTracker, measure_all, tracked
+from harness.run.variants import failure_of, measure_all, tracked
 from harness.scenario.applicability import check_loaded_data
 from harness.scenario.loader import load_scenario
 from harness.scenario.schema import Scenario
@@ -119,11 +118,11 @@ def run_scenario(
             settle_baseline(result, plan, data.test.labels)
     except KeyboardInterrupt as exc:
         interrupted = exc
-        result.failure = _failure(stages, exc, run_dir)
+        result.failure = failure_of(stages, exc, run_dir)
     except Exception as exc:
         if os.environ.get("HARNESS_DEBUG"):
             raise
-        result.failure = _failure(stages, exc, run_dir)
+        result.failure = failure_of(stages, exc, run_dir)
     if result.failure is not None and result.baseline.status in ("none", "not_written"):
         result.baseline.status = "not_written"
         failure = result.failure
@@ -169,32 +168,6 @@ def target_unavailable_reason(scenario: Scenario) -> str | None:
     binary), or None. Lets `harness run` stop before any work and pytest skip the scenario."""
     check = getattr(TARGETS.resolve(scenario.serving.target), "unavailable_reason", None)
     return check(scenario.serving) if check is not None else None
-
-
-def _failure(stages: StageTracker, exc: BaseException, run_dir: Path) -> RunFailure:
-    """The run's failure as one line plus, for the report, the log to read and its tail."""
-    interrupted = isinstance(exc, KeyboardInterrupt)
-    if interrupted:
-        message = f"interrupted ({first_line(exc) or 'KeyboardInterrupt'}); servers were stopped"
-    elif isinstance(exc, UserError | RunError):
-        message = first_line(exc)
-    else:
-        message = f"internal error: {type(exc).__name__}: {first_line(exc)}"
-    log = getattr(exc, "log", "") or ""
-    tail = getattr(exc, "log_tail", "") or ""
-    if not tail and not interrupted and not isinstance(exc, UserError | RunError):
-        tail = "".join(traceback.format_exception(exc))  # an internal error: the traceback is the detail
-    if log:
-        path = Path(log)
-        log = str(path.relative_to(run_dir)) if path.is_relative_to(run_dir) else str(path)
-    return RunFailure(
-        stage=stages.current,
-        message=message,
-        variant=stages.variant,
-        log=log,
-        log_tail=tail,
-        interrupted=interrupted,
-    )
 
 
 def _now() -> str:

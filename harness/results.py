@@ -360,31 +360,39 @@ class RunResult:
     @classmethod
     def load(cls, path: str | Path) -> RunResult:
         """Read a results.json (or the run folder holding one), migrating older formats."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / RESULTS_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such file (expected a run folder holding {RESULTS_FILE})") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path}: not a readable results file: {exc}") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: expected a JSON object at the top level")
-        version = data.get("format_version")
-        if not isinstance(version, int):
-            raise UserError(f"{path}: format_version: expected an integer, got {version!r}")
-        if version > RESULTS_FORMAT_VERSION:
-            raise UserError(
-                f"{path}: format_version {version} is newer than this harness reads "
-                f"({RESULTS_FORMAT_VERSION}); upgrade harness"
-            )
-        for step in range(version, RESULTS_FORMAT_VERSION):
+        path, data = read_record(path, RESULTS_FILE, RESULTS_FORMAT_VERSION, "a run folder", "results file")
+        for step in range(data["format_version"], RESULTS_FORMAT_VERSION):
             data = MIGRATIONS[step](data)
         try:
             return _run_from(data)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UserError(f"{path}: malformed results record: {type(exc).__name__}: {exc}") from None
+
+
+def read_record(
+    path: str | Path, file_name: str, current: int, folder: str, what: str
+) -> tuple[Path, dict[str, Any]]:
+    """A record file's JSON object (`path` may be the folder holding `file_name`), with an integer
+    `format_version` no newer than `current`; anything else is a one-line UserError."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / file_name
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file (expected {folder} holding {file_name})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a readable {what}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object at the top level")
+    version = data.get("format_version")
+    if not isinstance(version, int):
+        raise UserError(f"{path}: format_version: expected an integer, got {version!r}")
+    if version > current:
+        raise UserError(
+            f"{path}: format_version {version} is newer than this harness reads ({current}); upgrade harness"
+        )
+    return path, data
 
 
 def strict_json(value: Any) -> Any:

@@ -7,14 +7,13 @@ and rendered into the pull-request comment (summary.md), the HTML report and the
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from harness.atomic import atomic_write_json
 from harness.errors import UserError
-from harness.results import Outcome, RunFailure, build_record, strict_json
+from harness.results import Outcome, RunFailure, build_record, read_record, strict_json
 
 AB_FORMAT_VERSION = 1
 AB_FILE = "ab.json"
@@ -195,25 +194,10 @@ class AbResult:
     @classmethod
     def load(cls, path: str | Path) -> AbResult:
         """Read an ab.json (or the folder holding one)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / AB_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such file (expected an A/B run folder holding {AB_FILE})") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path}: not a readable A/B record: {exc}") from None
-        version = data.get("format_version") if isinstance(data, dict) else None
-        if not isinstance(version, int):
-            raise UserError(f"{path}: format_version: expected an integer, got {version!r}")
-        if version > AB_FORMAT_VERSION:
-            raise UserError(
-                f"{path}: format_version {version} is newer than this harness reads ({AB_FORMAT_VERSION})"
-            )
+        path, data = read_record(path, AB_FILE, AB_FORMAT_VERSION, "an A/B run folder", "A/B record")
         try:
             return _ab_from(data)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UserError(f"{path}: malformed A/B record: {type(exc).__name__}: {exc}") from None
 
 

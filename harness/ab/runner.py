@@ -49,16 +49,15 @@ from harness.baselines.fingerprint import environment_fingerprint
 from harness.compression.pipeline import prepare_variant
 from harness.data.dataset import Dataset
 from harness.data.loaders import load_data
-from harness.errors import RunError, RunInterrupted, UserError, first_line
+from harness.errors import RunInterrupted, UserError, first_line
 from harness.history import changepoints, store
 from harness.history.record import HistoryRecord
 from harness.history.testbed import testbed_id
 from harness.metrics.quality import evaluate_outputs
 from harness.progress import Progress, SilentProgress
 from harness.report.ab_files import write_ab_reports
-from harness.results import RunFailure
 from harness.run.measure import served_outputs
-from harness.run.variants import StageTracker, tracked
+from harness.run.variants import StageTracker, failure_of, tracked
 from harness.scenario.applicability import check_loaded_data
 from harness.scenario.loader import load_scenario
 from harness.scenario.schema import Scenario, VariantSpec
@@ -211,11 +210,11 @@ def _run(base: LoadedSide, head: LoadedSide, options: AbOptions, progress: Progr
             result.variants.append(_compare_variant(name, context))
     except KeyboardInterrupt as exc:
         interrupted = exc
-        result.failure = _failure(stages, exc)
+        result.failure = failure_of(stages, exc, run_dir)
     except Exception as exc:
         if os.environ.get("HARNESS_DEBUG"):
             raise
-        result.failure = _failure(stages, exc)
+        result.failure = failure_of(stages, exc, run_dir)
     method.servers = context.mode or "both-up"
     method.servers_reason = context.reason
     with progress.stage("writing report"):
@@ -396,24 +395,6 @@ def _mismatches(base: LoadedSide, head: LoadedSide) -> list[str]:
     if base.scenario.serving != head.scenario.serving:
         notes.append("the serving settings differ between base and head: latency changes include that")
     return notes
-
-
-def _failure(stages: StageTracker, exc: BaseException) -> RunFailure:
-    interrupted = isinstance(exc, KeyboardInterrupt)
-    if interrupted:
-        message = f"interrupted ({first_line(exc) or 'KeyboardInterrupt'}); servers were stopped"
-    elif isinstance(exc, UserError | RunError):
-        message = first_line(exc)
-    else:
-        message = f"internal error: {type(exc).__name__}: {first_line(exc)}"
-    return RunFailure(
-        stage=stages.current,
-        message=message,
-        variant=stages.variant,
-        log=str(getattr(exc, "log", "") or ""),
-        log_tail=str(getattr(exc, "log_tail", "") or ""),
-        interrupted=interrupted,
-    )
 
 
 def _now() -> str:

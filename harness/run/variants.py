@@ -8,6 +8,7 @@ measurements add up to are `harness.gates.decide`'s rule, not this module's.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,12 +18,12 @@ import numpy as np
 
 from harness.compression.pipeline import PreparedVariant, prepare_variant
 from harness.data.dataset import Dataset
-from harness.errors import RunError
+from harness.errors import RunError, UserError, first_line
 from harness.gates.decide import decide, needs_remeasure
 from harness.gates.judge import judge_measurement
 from harness.metrics.quality import ExampleVectors
 from harness.progress import Progress
-from harness.results import Measurement, Outcome, RunResult, VariantResult
+from harness.results import Measurement, Outcome, RunFailure, RunResult, VariantResult
 from harness.run.measure import measure_variant
 from harness.samples import VariantSamples
 from harness.scenario.bounds import REFERENCE_VARIANT
@@ -191,3 +192,30 @@ def _dead_measurement(m: Measurement) -> str:
 
 def tracked(progress: Progress, deadline_s: float | None, clock: Callable[[], float]) -> StageTracker:
     return StageTracker(progress, None if deadline_s is None else clock() + deadline_s, clock)
+
+
+def failure_of(stages: StageTracker, exc: BaseException, run_dir: Path) -> RunFailure:
+    """Why a run (or an A/B) broke: one line naming the stage and variant in progress, plus, for
+    the report, the log to read (relative to `run_dir` when inside it) and its tail."""
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    if interrupted:
+        message = f"interrupted ({first_line(exc) or 'KeyboardInterrupt'}); servers were stopped"
+    elif isinstance(exc, UserError | RunError):
+        message = first_line(exc)
+    else:
+        message = f"internal error: {type(exc).__name__}: {first_line(exc)}"
+    log = getattr(exc, "log", "") or ""
+    tail = getattr(exc, "log_tail", "") or ""
+    if not tail and not interrupted and not isinstance(exc, UserError | RunError):
+        tail = "".join(traceback.format_exception(exc))  # an internal error: the traceback is the detail
+    if log:
+        path = Path(log)
+        log = str(path.relative_to(run_dir)) if path.is_relative_to(run_dir) else str(path)
+    return RunFailure(
+        stage=stages.current,
+        message=message,
+        variant=stages.variant,
+        log=log,
+        log_tail=tail,
+        interrupted=interrupted,
+    )
