@@ -59,6 +59,7 @@ from harness.report.ab_files import write_ab_reports
 from harness.run.measure import served_outputs
 from harness.run.variants import StageTracker, failure_of, tracked
 from harness.scenario.applicability import check_loaded_data
+from harness.scenario.bounds import REFERENCE_VARIANT
 from harness.scenario.loader import load_scenario
 from harness.scenario.schema import Scenario, VariantSpec
 from harness.serving.base import Target
@@ -206,6 +207,8 @@ def _run(base: LoadedSide, head: LoadedSide, options: AbOptions, progress: Progr
     context = _Context(base, head, options, method, run_dir, stages, result.testbed, history)
     interrupted: BaseException | None = None
     try:
+        if names and names[0] != REFERENCE_VARIANT:
+            _reference_outputs(context)
         for name in names:
             result.variants.append(_compare_variant(name, context))
     except KeyboardInterrupt as exc:
@@ -288,6 +291,18 @@ def _compare_variant(name: str, ctx: _Context) -> VariantComparison:
     record.comparisons += compare_model(name, gates, policy, figures["base"], figures["head"])
     stages.variant = ""
     return record
+
+
+def _reference_outputs(ctx: _Context) -> None:
+    """Fidelity's yardstick when --variants leaves the reference out: each side's reference
+    artifact, exported and run in-process (it is not served, so not compared)."""
+    for side in (ctx.base, ctx.head):
+        spec = side.spec(REFERENCE_VARIANT)
+        assert spec is not None  # every scenario has it (Scenario.all_variants)
+        out_dir = ctx.run_dir / side.name / "variants" / REFERENCE_VARIANT
+        with ctx.stages.stage(f"reference outputs ({side.name})"):
+            prepared = prepare_variant(side.scenario.model, spec, side.scenario_dir, out_dir, side.data)
+        side.reference_outputs = prepared.outputs
 
 
 def _serve_and_evaluate(side: LoadedSide, one: ServedSide, pool: ServerPool, ctx: _Context) -> SideFigures:

@@ -110,6 +110,8 @@ def test_ab_flags_a_commit_that_slows_a_variant_and_passes_an_unchanged_one(repo
     assert record["outcome"] == "regression"
     assert [v["name"] for v in record["variants"]] == ["pruned"]
     assert _status(record, "pruned", "latency_p95_ms") == "regressed"
+    pruned = record["variants"][0]
+    assert pruned["head_metrics"]["agreement"] < 1.0  # against the reference, not itself
     assert "regressed: pruned: latency_p95_ms +" in slowed.stderr
     assert "Traceback" not in slowed.stderr
 
