@@ -6,7 +6,8 @@ throughput always. Their minimum effect is the scenario's relative threshold whe
 (`latency_p95_ms: '+10%'` means 10 %), else `--min-effect`. The model's figures go through the
 same gates as `harness run`, with base in the baseline's place, so accuracy and fidelity are
 paired per example (McNemar) and the rest are compared with the scenario's thresholds; accuracy
-and agreement are compared even when not gated, with a minimum effect of DEFAULT_QUALITY_EFFECT.
+and agreement are compared even when not gated, with a minimum effect of DEFAULT_QUALITY_EFFECT,
+and so is the model's size, with `--min-effect`.
 """
 
 from __future__ import annotations
@@ -107,10 +108,13 @@ def compare_load(
 
 
 def model_gates(
-    variant: str, gates: Gates, base: SideFigures, head: SideFigures
+    variant: str, gates: Gates, base: SideFigures, head: SideFigures, min_effect: float
 ) -> dict[str, str | int | float]:
-    """The scenario's gates on the model itself, plus accuracy and agreement when not gated."""
+    """The scenario's gates on the model itself, plus, when not gated, accuracy and agreement
+    (a drop of DEFAULT_QUALITY_EFFECT) and the model's size (a rise of `min_effect`)."""
     chosen = {m: t for m, t in gates.items() if not is_load_metric(m)}
+    if "model_size_bytes" in base.metrics and "model_size_bytes" in head.metrics:
+        chosen.setdefault("model_size_bytes", f"+{min_effect * 100:g}%")
     defaults = [m for m in ("accuracy", "agreement") if m in base.metrics and m in head.metrics]
     if variant == REFERENCE_VARIANT and "agreement" in defaults:
         defaults.remove("agreement")  # the reference agrees with itself by definition
@@ -120,10 +124,16 @@ def model_gates(
 
 
 def compare_model(
-    variant: str, gates: Gates, policy: GatePolicySpec, base: SideFigures, head: SideFigures
+    variant: str,
+    gates: Gates,
+    policy: GatePolicySpec,
+    base: SideFigures,
+    head: SideFigures,
+    *,
+    min_effect: float,
 ) -> list[Comparison]:
     """Quality, fidelity and size gates with base in the baseline's place (harness.gates.evaluate)."""
-    chosen = model_gates(variant, gates, base, head)
+    chosen = model_gates(variant, gates, base, head, min_effect)
     if not chosen:
         return []
     verdicts = evaluate(
@@ -156,8 +166,9 @@ def _from_verdict(verdict: Verdict, amount: float, alpha: float) -> Comparison:
         change = (head / base - 1.0) if relative and base else head - base
     evidence = verdict.evidence
     ci_low = ci_high = p_value = None
-    test = "threshold"
-    better_significant = False
+    test = "exact" if relative else "threshold"
+    # a size is exact: it improved when it shrank by at least the threshold
+    better_significant = relative and change is not None and change <= -amount
     if isinstance(evidence, AccuracyEvidence):
         test, p_value, ci_low, ci_high = "McNemar exact", evidence.p_value, evidence.ci_low, evidence.ci_high
         better_significant = evidence.c > evidence.b and evidence.p_value_two_sided <= alpha

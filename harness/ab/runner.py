@@ -288,7 +288,9 @@ def _compare_variant(name: str, ctx: _Context) -> VariantComparison:
         noise_floor=record.noise_floor, resamples=method.bootstrap_resamples,
     )  # fmt: skip
     policy = ctx.head.scenario.gate_policy.model_copy(update={"alpha": method.alpha})
-    record.comparisons += compare_model(name, gates, policy, figures["base"], figures["head"])
+    record.comparisons += compare_model(
+        name, gates, policy, figures["base"], figures["head"], min_effect=method.min_effect
+    )
     stages.variant = ""
     return record
 

@@ -193,7 +193,11 @@ def method_facts(ab: AbResult) -> list[tuple[str, str]]:
         reach += "; NOT reachable: block comparisons can only come out unchanged or inconclusive"
     facts += [
         ("significance", reach),
-        ("minimum effect", f"{m.min_effect * 100:g}% (or the noise floor, if larger)"),
+        (
+            "minimum effect",
+            f"{m.min_effect * 100:g}%, or the scenario's relative gate on the metric; the noise floor "
+            "if larger",
+        ),
         ("blocks", f"{m.pairs}, measured as {m.order}" if m.order else str(m.pairs)),
         ("slots", f"{m.slot_s:g} s measured after {m.warmup_s:g} s warm-up"),
         ("servers", f"{m.servers}: {m.servers_reason}" if m.servers_reason else m.servers),
