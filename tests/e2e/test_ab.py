@@ -163,9 +163,12 @@ def test_ab_one_server_at_a_time_with_aa_blocks_measures_a_noise_floor(tmp_path:
         [sys.executable, "-m", "harness", "ab", str(head_file), "--base-scenario", str(base_file),
          "--servers", "restart", "--aa-pairs", "5", "--pairs", "5", "--alpha", "0.1", *FAST,
          "--reports-dir", str(tmp_path / "reports")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=_env(),
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**_env(), "GITHUB_STEP_SUMMARY": str(tmp_path / "step-summary.md")},
     )  # fmt: skip
     assert done.returncode in (0, 3), done.stdout + done.stderr
+    # the job page gets the same summary as the pull-request comment
+    assert (tmp_path / "step-summary.md").read_text().startswith("<!-- harness-ab: ab-inprocess -->")
     report = Path(next(line for line in done.stdout.splitlines() if line.startswith("report: "))[8:])
     record = json.loads((report.parent / "ab.json").read_text())
     assert record["method"]["servers"] == "restart"
