@@ -169,6 +169,10 @@ def _run(base: LoadedSide, head: LoadedSide, options: AbOptions, progress: Progr
     if options.aa_pairs:
         check_pairs(options.aa_pairs, alpha)
     names, new = _variants(base, head, options)
+    if not names:
+        raise UserError(f"{head.source.scenario}: no variant to compare: {'; '.join(new)}")
+    # read before the run folder exists: a corrupt store is bad input, and nothing is half-written
+    history = store.read(options.history_dir) if options.history_dir is not None else []
     environment = environment_fingerprint()
     run_id = f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-ab-{head.scenario.name}-{secrets.token_hex(2)}"
     run_dir = (options.reports_dir / run_id).resolve()
@@ -203,7 +207,6 @@ def _run(base: LoadedSide, head: LoadedSide, options: AbOptions, progress: Progr
         report_url=options.report_url or "",
     )
     stages = tracked(progress, None, time.monotonic)
-    history = store.read(options.history_dir) if options.history_dir is not None else []
     context = _Context(base, head, options, method, run_dir, stages, result.testbed, history)
     interrupted: BaseException | None = None
     try:

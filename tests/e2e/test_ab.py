@@ -184,3 +184,16 @@ def test_ab_one_server_at_a_time_with_aa_blocks_measures_a_noise_floor(tmp_path:
     # one server start per slot, plus one per side to evaluate its outputs
     assert variant["server_starts"] == {"base": 1 + 5 + 5, "head": 1 + 5, "base-twin": 5}
     assert "restart" in (report.parent / "summary.md").read_text()
+
+
+def test_ab_of_a_variant_only_head_has_is_bad_input(repo: Path) -> None:
+    data = _scenario()
+    data["variants"].append({"name": "fresh", "steps": []})
+    _write(repo / "scenarios" / "ab.yaml", data)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "ab", "scenarios/ab.yaml", "--variants", "fresh"],
+        cwd=repo, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "no variant to compare: variant 'fresh' is new on head" in done.stderr
+    assert not (repo / "reports").exists()
