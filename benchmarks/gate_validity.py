@@ -5,7 +5,7 @@ Usage: .venv/bin/python benchmarks/gate_validity.py [--mode baseline] [--trials 
            [--threshold +7.5%] [--also-thresholds +5%,+10%,+15%]
        .venv/bin/python benchmarks/gate_validity.py --mode ab [--trials 30]
            [--scenario benchmarks/gate_validity_ab.yaml] [--regression 0.15 | --delay-ms D]
-           [--pairs 8] [--slot-s 2.5] [--warmup-s 1] [--alpha 0.01] [--min-effect 0.05]
+           [--pairs 8] [--slot-s 2.5] [--slice-s 0.5] [--warmup-s 1] [--alpha 0.01] [--min-effect 0.05]
        .venv/bin/python benchmarks/gate_validity.py --mode ab --trials 10
            --resume reports/gate-validity-ab-<time>/summary.json
 
@@ -336,17 +336,18 @@ def _print(s: dict[str, Any]) -> None:
 
 # ---- --mode ab: each trial is one `harness ab` ---------------------------------------------------
 
-AB_FORMAT_VERSION = 1
+AB_FORMAT_VERSION = 2  # 2: settings hold slice_s (the sides loaded in turn within one Locust run)
 SUITE_FLAG = Path("/tmp/harness-suite-running")  # exists while another engineer runs the test suite
 KIND_CYCLE = ("aa", "ab", "ab", "aa")  # ABBA over trials: a drift of the machine hits both kinds
 AB_DEFAULTS: dict[str, Any] = {
     "pairs": None,  # harness ab's default: the fewest blocks that can reach alpha
     "slot_s": 2.5,
+    "slice_s": 0.5,
     "warmup_s": 1.0,
     "alpha": 0.01,
     "min_effect": 0.05,
-    # a calibration must be more precise than one trial: the per-block noise is about 20% here
-    "calibration_pairs": 32,
+    # a calibration must be more precise than one trial
+    "calibration_pairs": 16,
 }
 FIRST_GUESS_DELAY_MS = 0.12
 CALIBRATION_RUNS = 3
@@ -534,6 +535,7 @@ def _ab_trial(
         base_scenario=Path(settings["scenario"]),
         pairs=pairs or settings["pairs"],
         slot_s=settings["slot_s"],
+        slice_s=settings["slice_s"],
         warmup_s=settings["warmup_s"],
         alpha=settings["alpha"],
         min_effect=settings["min_effect"],
@@ -785,6 +787,9 @@ def _parse_args() -> argparse.Namespace:
     ab = parser.add_argument_group("--mode ab (defaults apply to a new run; --resume keeps the stored ones)")
     ab.add_argument("--pairs", type=int, default=None, help="ABBA blocks per trial (default: harness ab's)")
     ab.add_argument("--slot-s", type=float, default=None, help=f"seconds per slot ({AB_DEFAULTS['slot_s']})")
+    ab.add_argument(
+        "--slice-s", type=float, default=None, help=f"harness ab --slice-s ({AB_DEFAULTS['slice_s']}; 0: off)"
+    )
     ab.add_argument(
         "--warmup-s", type=float, default=None, help=f"warm-up of each slot ({AB_DEFAULTS['warmup_s']})"
     )

@@ -31,6 +31,7 @@ from harness.run.variants import failure_of, measure_all, tracked
 from harness.scenario.applicability import check_loaded_data
 from harness.scenario.loader import load_scenario
 from harness.scenario.schema import Scenario
+from harness.serving.placement import scenario_placement
 from harness.serving.registry import TARGETS
 from harness.timing import timed
 
@@ -67,6 +68,7 @@ def run_scenario(
     reason = target_unavailable_reason(scenario)
     if reason:
         raise UserError(f"{scenario_path}: serving.target: {reason}")
+    placement = scenario_placement(scenario, scenario_path)
     environment = environment_fingerprint()
     # before anything is written: bad data is bad input (exit 2), and its hash keys the baseline
     with timed(timings, "data"):
@@ -98,7 +100,7 @@ def run_scenario(
         started_at=started,
         environment=environment,
         data=data.describe(),
-        target={"target": scenario.serving.target},
+        target={"target": scenario.serving.target, "cpu_placement": placement.describe()},
         stage_seconds=timings,
         run_dir=str(run_dir),
     )

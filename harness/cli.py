@@ -18,6 +18,7 @@ from typing import Any
 from harness import __version__
 from harness.ab.schedule import (
     DEFAULT_MIN_EFFECT,
+    DEFAULT_SLICE_S,
     DEFAULT_SLOT_S,
     DEFAULT_WARMUP_S,
     MIN_PAIRS,
@@ -126,6 +127,12 @@ def _parser() -> argparse.ArgumentParser:
     ab.add_argument(
         "--slot-s", type=float, default=DEFAULT_SLOT_S,
         help=f"measured seconds of each side in each block (default {DEFAULT_SLOT_S:g})",
+    )  # fmt: skip
+    ab.add_argument(
+        "--slice-s", type=float, default=DEFAULT_SLICE_S,
+        help=f"with both servers up, one Locust run loads the sides in turn, this many seconds at a "
+        f"time (default {DEFAULT_SLICE_S:g}), so that both see the same machine; 0: one Locust run per "
+        "slot",
     )  # fmt: skip
     ab.add_argument(
         "--warmup-s", type=float, default=DEFAULT_WARMUP_S,
@@ -237,6 +244,7 @@ def _cmd_ab(args: argparse.Namespace) -> int:
         base_scenario=args.base_scenario,
         pairs=args.pairs,
         slot_s=args.slot_s,
+        slice_s=args.slice_s,
         warmup_s=args.warmup_s,
         alpha=args.alpha,
         min_effect=args.min_effect,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from types import TracebackType
 from typing import BinaryIO
 
 from harness.errors import RunError
+from harness.placement import pinned_argv
 from harness.signals import teardown_hurried
 
 FATAL_MARKERS = (
@@ -84,8 +86,11 @@ class ManagedProcess:
         fatal_markers: Sequence[str] = FATAL_MARKERS,
         orphan_cleanup: Sequence[str] | None = None,
         on_ready: Callable[[], None] | None = None,
+        cpus: Sequence[int] | None = None,
     ) -> None:
         self.argv = list(argv)
+        # the CPUs the whole process tree may use (harness.placement); None: wherever it likes
+        self.cpus = tuple(cpus) if cpus is not None else None
         self.log_path = Path(log_path)
         self.name = name
         self.env = dict(env) if env is not None else None
@@ -114,10 +119,12 @@ class ManagedProcess:
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._stopped = False
+        if self.cpus is not None and not _findable(self.argv[0], self.env, self.cwd):
+            raise RunError(f"{self.name}: could not start {self.argv[0]!r}: not found on PATH")
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         try:
             self._proc = subprocess.Popen(
-                self.argv,
+                pinned_argv(self.argv, self.cpus),
                 stdin=subprocess.DEVNULL,
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,
@@ -321,3 +328,11 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _findable(program: str, env: Mapping[str, str] | None, cwd: Path | None) -> bool:
+    """Whether exec would find `program`: checked up front when a pinning step runs first, which
+    would otherwise turn a missing server binary into an exit code instead of an OSError."""
+    if "/" in program and cwd is not None and not os.path.isabs(program):
+        program = os.path.join(cwd, program)  # exec resolves it from the child's working directory
+    return shutil.which(program, path=(env if env is not None else os.environ).get("PATH")) is not None

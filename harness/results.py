@@ -155,6 +155,9 @@ class LoadPointResult:
     host: dict[str, Any] = field(default_factory=dict)  # the server process tree: CPU, RSS, restarts
     notes: list[str] = field(default_factory=list)
     samples_file: str = ""  # opt-in raw per-request latencies, relative to the run folder
+    # CPUs the server tree and the load processes could use (affinity read back) and the load's
+    # CPUs while measuring (harness.placement); empty in files written before placement
+    placement: dict[str, Any] = field(default_factory=dict)
 
     def latencies_ms(self) -> np.ndarray:
         """The successful requests' latencies as read back from the histogram (within 0.05%)."""

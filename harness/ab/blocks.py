@@ -1,9 +1,12 @@
 """Serve both sides of one variant and measure them slot by slot, in ABBA blocks.
 
-Both servers stay up and only one is loaded at a time (`both-up`). When memory cannot hold a
-second server, each slot starts its side's server afresh and stops it after (`restart`), and the
-record says so. Every slot runs the side's gated load point for a fixed time (no stop rule: the
-blocks, not the windows, carry the statistics) after its own warm-up.
+Both servers stay up and only one is loaded at a time (`both-up`). Then one Locust run measures
+every block, taking turns between the servers every slice (`run_interleaved`,
+harness.load.interleave), so that both sides see the same moments of a wandering machine.
+Where one Locust process cannot load both alike, every slot is its own Locust run of the side's
+gated load point for a fixed time after its own warm-up (`run_blocks`); and when memory cannot
+hold a second server, each slot starts its side's server afresh and stops it after (`restart`).
+The record says which. No stop rule applies: the blocks, not the windows, carry the statistics.
 """
 
 from __future__ import annotations
@@ -20,12 +23,16 @@ from harness.ab.record import ServerMode, SideName, Slot
 from harness.ab.schedule import block_order
 from harness.compression.pipeline import PreparedVariant
 from harness.data.dataset import Dataset
+from harness.load.interleave import BlockSlices, Interleave, InterleavedTarget
+from harness.load.locust_driver import LocustDriver
 from harness.load.plan import plan_points
+from harness.load.result import OK, Sample
 from harness.metrics.latency import latency_summary
 from harness.progress import Progress
 from harness.run.measure import drive_load
 from harness.scenario.schema import Scenario
 from harness.serving.base import EncodedRequests, Target
+from harness.serving.placement import scenario_placement
 from harness.serving.registry import TARGETS
 
 # a second server needs its own footprint again, plus room for the load generator and the harness
@@ -70,8 +77,9 @@ class ServerPool:
         suffix = f"-{side.starts}" if self.mode == "restart" else ""
         target_cls = TARGETS.resolve(side.scenario.serving.target)
         folder = side.out_dir / f"serving{suffix}"
+        cpus = scenario_placement(side.scenario).server
         target = stack.enter_context(
-            target_cls(side.scenario.serving, folder, scenario_dir=side.scenario_dir)
+            target_cls(side.scenario.serving, folder, scenario_dir=side.scenario_dir, cpus=cpus)
         )
         with self.progress.stage(f"starting {side.scenario.serving.target} for {side.name}"):
             target.start(side.prepared.artifact)
@@ -147,6 +155,104 @@ def run_blocks(
             with progress.stage(text):
                 slot = measure_slot(pool, side, block, position, timing, began)
             slots.append(Slot(**{**slot.__dict__, "side": which}))
+    return slots
+
+
+def interleave_refusal(pool: ServerPool, first: ServedSide, second: ServedSide) -> str | None:
+    """Why the two sides cannot be loaded in turn by one Locust process, or None when they can."""
+    if pool.mode != "both-up":
+        return "one server at a time"
+    started = [side.target for side in (first, second) if side.target is not None]
+    if not started or any(target.endpoint is None for target in started):
+        return "a target without an HTTP endpoint is loaded from the harness's threads"
+    load_a, load_b = first.scenario.load, second.scenario.load
+    if load_a.workers or load_a.remote_workers:
+        return "Locust workers are set (load.workers / remote_workers)"
+    if (
+        plan_points(load_a)[-1] != plan_points(load_b)[-1]
+        or load_a.request_batch_size != load_b.request_batch_size
+    ):
+        return "the sides' gated load points differ"
+    return None
+
+
+def run_interleaved(
+    pool: ServerPool,
+    first: ServedSide,
+    second: ServedSide,
+    pairs: int,
+    timing: SlotTiming,
+    slice_s: float,
+    progress: Progress,
+    *,
+    label: str = "",
+) -> list[Slot]:
+    """`pairs` blocks measured in one Locust run that loads both servers in turn, `slice_s` at a
+    time (harness.load.interleave): each block is `slot_s` of each side in alternating slices,
+    the block's first side (ABBA order) first. Both servers must be up (both-up mode)."""
+    sides = {"base": first, "head": second}
+    targets = [pool.keep_up(first), pool.keep_up(second)]
+    layout = BlockSlices.plan(timing.slot_s, timing.first_warmup_s, slice_s)
+    orders = block_order(pairs)
+    firsts = [0 if order[0] == "base" else 1 for order in orders]
+    interleave = Interleave(
+        tuple(
+            InterleavedTarget(target.endpoint, side.requests)  # type: ignore[arg-type]
+            for target, side in zip(targets, (first, second), strict=True)
+        ),
+        layout.slice_s,
+        layout.pattern(firsts),
+    )
+    scenario = first.scenario
+    load = scenario.load.model_copy(
+        update={"measure_s": pairs * layout.block_s, "warmup_s": layout.warmup_s, "window_s": None}
+    )
+    point = plan_points(scenario.load)[-1]
+    out = first.out_dir / "slots" / f"{label.strip().replace('/', '').lower() or 'ab'}-interleaved"
+    text = f"{label}{pairs} blocks, both sides in turn every {layout.slice_s:g}s ({first.prepared.name})"
+    with progress.stage(text):
+        result = LocustDriver().run(
+            targets[0].endpoint,  # type: ignore[arg-type]
+            load,
+            first.requests,  # type: ignore[arg-type]
+            out,
+            point=point,
+            seed=first.data.seed,
+            cpus=scenario_placement(scenario).load,
+            interleave=interleave,
+        )
+        for target in targets:
+            died = target.died()
+            if died is not None:
+                raise died
+    first.slots_run += pairs
+    second.slots_run += pairs
+    return split_slots(result.samples, layout, orders, sides)
+
+
+def split_slots(
+    samples: list[Sample], layout: BlockSlices, orders: list[tuple[str, str]], sides: dict[str, ServedSide]
+) -> list[Slot]:
+    """One Slot per block and side from an interleaved run's samples (`target` 0 is base's side)."""
+    names = list(sides)
+    grouped: dict[tuple[int, int], list[Sample]] = {}
+    for sample in samples:
+        block = layout.block_of(sample.start_s)
+        if block is not None and block < len(orders):
+            grouped.setdefault((block, sample.target), []).append(sample)
+    side_s = layout.per_side * layout.slice_s
+    slots = []
+    for block, order in enumerate(orders):
+        for position, which in enumerate(order):
+            mine = grouped.get((block, names.index(which)), [])
+            ok = [s.latency_ms for s in mine if s.outcome == OK]
+            metrics = latency_summary(ok)
+            metrics["throughput_rps"] = len(ok) / side_s
+            metrics["error_rate"] = (len(mine) - len(ok)) / len(mine) if mine else 0.0
+            slots.append(Slot(
+                block=block, side=which, position=position, metrics=metrics, requests=len(mine),
+                failures=len(mine) - len(ok), started_s=round(layout.warmup_s + block * layout.block_s, 3),
+            ))  # fmt: skip
     return slots
 
 

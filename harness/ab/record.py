@@ -112,6 +112,8 @@ class AbMethod:
     servers_reason: str
     aa_pairs: int = 0
     test: str = "paired block log-ratios, bootstrap confidence interval of the mean"
+    slice_s: float = 0.0  # > 0: both sides loaded in turn, this long each, within one Locust run
+    interleaving: str = ""  # how the sides' load was interleaved, or why only slot by slot
 
 
 @dataclass

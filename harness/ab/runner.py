@@ -22,7 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.ab.blocks import ServedSide, ServerPool, SlotTiming, choose_mode, run_blocks, tree_rss_bytes
+from harness.ab.blocks import (
+    ServedSide,
+    ServerPool,
+    SlotTiming,
+    choose_mode,
+    interleave_refusal,
+    run_blocks,
+    run_interleaved,
+    tree_rss_bytes,
+)
 from harness.ab.compare import SideFigures, compare_load, compare_model, load_metrics
 from harness.ab.decide import noise_floor_of
 from harness.ab.record import (
@@ -33,10 +42,12 @@ from harness.ab.record import (
     ServerMode,
     Side,
     SideName,
+    Slot,
     VariantComparison,
 )
 from harness.ab.schedule import (
     DEFAULT_MIN_EFFECT,
+    DEFAULT_SLICE_S,
     DEFAULT_SLOT_S,
     DEFAULT_WARMUP_S,
     best_reachable_alpha,
@@ -53,6 +64,7 @@ from harness.errors import RunInterrupted, UserError, first_line
 from harness.history import changepoints, store
 from harness.history.record import HistoryRecord
 from harness.history.testbed import testbed_id
+from harness.load.interleave import BlockSlices
 from harness.metrics.quality import evaluate_outputs
 from harness.progress import Progress, SilentProgress
 from harness.report.ab_files import write_ab_reports
@@ -76,6 +88,7 @@ class AbOptions:
     pairs: int | None = None  # default: the fewest blocks that can reach alpha (at least 5)
     slot_s: float = DEFAULT_SLOT_S
     warmup_s: float = DEFAULT_WARMUP_S
+    slice_s: float = DEFAULT_SLICE_S  # 0: one Locust run per slot even with both servers up
     alpha: float | None = None  # default: the head scenario's gate_policy.alpha
     min_effect: float = DEFAULT_MIN_EFFECT
     aa_pairs: int = 0
@@ -120,6 +133,27 @@ class _Context:
     history: list[HistoryRecord] = field(default_factory=list)
     mode: ServerMode | None = None  # settled when the first server is up
     reason: str = ""
+    interleaving: str = ""  # how the last blocks were measured (AbMethod.interleaving)
+
+    def measure_blocks(
+        self, pool: ServerPool, first: ServedSide, second: ServedSide, pairs: int, timing: SlotTiming,
+        label: str = "",
+    ) -> list[Slot]:  # fmt: skip
+        """Both sides in turn within one Locust run when they allow it, else one run per slot."""
+        slice_s = self.options.slice_s
+        refusal = interleave_refusal(pool, first, second) if slice_s > 0 else "--slice-s 0"
+        if refusal is None:
+            slots = run_interleaved(pool, first, second, pairs, timing, slice_s, self.stages, label=label)
+            layout = BlockSlices.plan(timing.slot_s, timing.first_warmup_s, slice_s)
+            self.method.slice_s = layout.slice_s
+            self.interleaving = (
+                f"both sides in turn within one Locust run, {layout.slice_s:g}s at a time "
+                f"({layout.per_side} slices of each side per block), after {layout.warmup_s:g}s of warm-up"
+            )
+            return slots
+        self.method.slice_s = 0.0
+        self.interleaving = f"one Locust run per slot ({refusal})"
+        return run_blocks(pool, first, second, pairs, timing, self.stages, label=label)
 
 
 def run_ab(scenario_path: str | Path, options: AbOptions, progress: Progress | None = None) -> AbResult:
@@ -165,6 +199,10 @@ def _run(base: LoadedSide, head: LoadedSide, options: AbOptions, progress: Progr
         raise UserError(f"--alpha: expected a value between 0 and 0.5, got {alpha:g}")
     if options.slot_s <= 0 or options.warmup_s < 0 or not 0 <= options.min_effect < 1:
         raise UserError("--slot-s must be positive, --warmup-s at least 0, --min-effect in [0, 1)")
+    if options.slice_s < 0 or options.slice_s > options.slot_s:
+        raise UserError(
+            f"--slice-s: expected 0 (off) or up to --slot-s ({options.slot_s:g}), got {options.slice_s:g}"
+        )
     pairs = check_pairs(options.pairs, alpha)
     if options.aa_pairs:
         check_pairs(options.aa_pairs, alpha)
@@ -223,6 +261,7 @@ def _run(base: LoadedSide, head: LoadedSide, options: AbOptions, progress: Progr
         result.failure = failure_of(stages, exc, run_dir)
     method.servers = context.mode or "both-up"
     method.servers_reason = context.reason
+    method.interleaving = context.interleaving
     with progress.stage("writing report"):
         result.finished_at = _now()
         result.write(run_dir)
@@ -276,10 +315,8 @@ def _compare_variant(name: str, ctx: _Context) -> VariantComparison:
             twin = ServedSide(
                 "base", base.scenario, base.scenario_dir, base.data, served["base"].prepared, twin_dir
             )
-            record.aa_slots = run_blocks(
-                pool, served["base"], twin, options.aa_pairs, timing, stages, label="A/A "
-            )
-        record.slots = run_blocks(pool, served["base"], served["head"], method.pairs, timing, stages)
+            record.aa_slots = ctx.measure_blocks(pool, served["base"], twin, options.aa_pairs, timing, "A/A ")
+        record.slots = ctx.measure_blocks(pool, served["base"], served["head"], method.pairs, timing)
     record.server_starts = {side: one.starts for side, one in served.items()}
     if options.aa_pairs:
         record.server_starts["base-twin"] = twin.starts

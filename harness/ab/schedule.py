@@ -17,6 +17,7 @@ MAX_PAIRS = 200
 DEFAULT_MIN_EFFECT = 0.05
 DEFAULT_SLOT_S = 5.0
 DEFAULT_WARMUP_S = 1.0
+DEFAULT_SLICE_S = 0.5  # both servers up: the sides take turns this often within one Locust run
 
 
 def block_order(pairs: int) -> list[tuple[str, str]]:

@@ -34,6 +34,8 @@ class CpuSampler:
         import psutil
 
         self.samples: list[tuple[float, float]] = []  # (epoch s, cpu s)
+        self.on_cpu: list[tuple[float, int]] = []  # (epoch s, the CPU it last ran on)
+        self.affinity: list[int] | None = None  # the CPUs it may run on, as last read
         try:
             self._proc: Any = psutil.Process(pid) if pid is not None else None
         except psutil.Error:
@@ -46,9 +48,17 @@ class CpuSampler:
             return
         try:
             times = self._proc.cpu_times()
+            on_cpu = self._proc.cpu_num()
+            self.affinity = sorted(self._proc.cpu_affinity())
         except psutil.Error:  # exited between the liveness check and now
             return
-        self.samples.append((time.time(), times.user + times.system))
+        now = time.time()
+        self.samples.append((now, times.user + times.system))
+        self.on_cpu.append((now, on_cpu))
 
     def percent(self, start_epoch: float, end_epoch: float) -> float | None:
         return cpu_percent(self.samples, start_epoch, end_epoch)
+
+    def cpus_used(self, start_epoch: float, end_epoch: float) -> set[int]:
+        """The CPUs it was seen running on between the two times (one reading per sample)."""
+        return {cpu for t, cpu in self.on_cpu if start_epoch <= t <= end_epoch}

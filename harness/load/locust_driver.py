@@ -30,6 +30,7 @@ from typing import Any
 
 from harness.errors import RunError, UserError
 from harness.load.cpu import CpuSampler, cpu_percent
+from harness.load.interleave import Interleave
 from harness.load.locust_watch import FLUSH_S, LocustRunFiles, LocustRunWatch, wait_exit
 from harness.load.plan import LoadPoint, MeasureHooks, StopWhen, WindowPlan, single_point
 from harness.load.result import LoadResult, Sample
@@ -77,6 +78,8 @@ class LocustDriver:
         stop_when: StopWhen | None = None,
         seed: int = 0,
         hooks: MeasureHooks | None = None,
+        cpus: Sequence[int] | None = None,
+        interleave: Interleave | None = None,
     ) -> LoadResult:
         """Drive `point` of `load` at `endpoint` with the bodies of `requests` (cycled through in
         order, each holding `load.request_batch_size` examples); files go to `run_dir`.
@@ -85,6 +88,9 @@ class LocustDriver:
         is asked after each window once `measure_s` is covered; True ends the run as "stable".
         `seed` seeds the open-loop arrival schedule (each worker derives its own). `hooks` are
         called as the measured windows begin and once they are decided (within one poll).
+        `cpus`: the CPUs every local Locust process may run on (harness.placement); None: any.
+        `interleave`: load its targets in turn instead (`endpoint` and `requests` are its first);
+        each sample says which target it went to. A single process only: no workers.
         """
         point = single_point(load, point)
         if not requests.bodies:
@@ -96,6 +102,10 @@ class LocustDriver:
             )
         plan = WindowPlan.for_load(load, has_stop_rule=stop_when is not None)
         processes = load.workers + load.remote_workers
+        if interleave is not None and processes:
+            raise RunError(
+                "an interleaved run is one Locust process: load.workers and remote_workers must be 0"
+            )
         if point.mode == "open" and processes > point.users:
             raise UserError(
                 f"load.users: an open loop over {processes} Locust workers needs at least one user "
@@ -108,10 +118,14 @@ class LocustDriver:
             port = load.master_bind_port or (DEFAULT_MASTER_PORT if load.remote_workers else free_port())
         write_bodies(files_.bodies, requests.bodies)
         config = _config(endpoint, load, point, requests, files_, plan, processes, seed)
+        if interleave is not None:
+            config["interleave"] = _interleave_config(interleave, load, files_)
         files_.config.write_text(json.dumps(config))
         with as_file(files(LOCUSTFILE_PACKAGE).joinpath(LOCUSTFILE_NAME)) as locustfile, ExitStack() as stack:
             # once every Locust process is gone: the bodies are the test set again, up to 64 MiB of it
             stack.callback(files_.bodies.unlink, missing_ok=True)
+            for extra in files_.dir.glob("bodies-*.bin") if interleave is not None else ():
+                stack.callback(extra.unlink, missing_ok=True)
             main = ManagedProcess(
                 self._main_argv(locustfile, load, point, endpoint, files_, processes, port),
                 files_.log,
@@ -119,6 +133,7 @@ class LocustDriver:
                 env=_locust_env(files_.config),
                 cwd=files_.dir,
                 fatal_markers=LOCUST_FATAL_MARKERS,
+                cpus=cpus,
             )
             stack.enter_context(main)
             workers = []
@@ -131,6 +146,7 @@ class LocustDriver:
                     env=_locust_env(None),
                     cwd=files_.dir,
                     fatal_markers=LOCUST_FATAL_MARKERS,
+                    cpus=cpus,
                 )
                 workers.append(stack.enter_context(worker))
             start_wait_s = self.startup_slack_s + (self.worker_wait_s if processes else 0.0)
@@ -157,7 +173,7 @@ class LocustDriver:
             )
         meta = json.loads(files_.meta.read_text())
         return self._result(load, point, plan, watch.windows, watch.reason or "measure_s", meta, files_,
-                            watch.main_cpu, processes)  # fmt: skip
+                            [watch.main_cpu, *watch.worker_cpus], processes)  # fmt: skip
 
     def _locust(self, locustfile: Path) -> list[str]:
         return [self.python, "-m", "locust", "-f", str(locustfile)]
@@ -203,7 +219,7 @@ class LocustDriver:
         reason: str,
         meta: dict[str, Any],
         files_: LocustRunFiles,
-        main_cpu: CpuSampler,
+        samplers: list[CpuSampler],
         processes: int,
     ) -> LoadResult:
         start = plan.measure_start_s
@@ -232,7 +248,12 @@ class LocustDriver:
         result.stopped_reason = reason
         result.workers = processes
         start_epoch = float(meta["test_start_epoch_s"])
+        main_cpu = samplers[0]
         cpu = [main_cpu.percent(start_epoch + start, start_epoch + end)]
+        affinities = [set(s.affinity) for s in samplers if s.affinity is not None]
+        result.generator_cpus = sorted(set().union(*affinities)) if affinities else None
+        used = set().union(*(s.cpus_used(start_epoch + start, start_epoch + end) for s in samplers))
+        result.generator_cpus_used = sorted(used)
         workers = meta.get("workers") or {}
         cpu += [cpu_percent([tuple(p) for p in w["cpu"]], start, end) for _, w in sorted(workers.items())]
         result.generator_cpu_percent = [c for c in cpu if c is not None]
@@ -273,6 +294,27 @@ def _config(
         "stop_path": str(files_.stop),
         "max_run_s": plan.longest_s + SAFETY_MARGIN_S,
     }
+
+
+def _interleave_config(interleave: Interleave, load: LoadSpec, files_: LocustRunFiles) -> dict[str, Any]:
+    """Each target as an absolute URL with its own headers, bodies file and output checks."""
+    targets = []
+    for i, target in enumerate(interleave.targets):
+        requests = target.requests
+        if requests.rows_per_body != load.request_batch_size or not requests.bodies:
+            raise RunError(f"interleaved target {i}: no bodies of {load.request_batch_size} example(s) each")
+        path = target.endpoint.path if target.endpoint.path.startswith("/") else "/" + target.endpoint.path
+        bodies = files_.dir / f"bodies-{i}.bin"
+        write_bodies(bodies, requests.bodies)
+        targets.append({
+            "path": target.endpoint.base_url.rstrip("/") + path,
+            "headers": {**(target.endpoint.headers or {}), "Content-Type": requests.content_type},
+            "bodies_path": str(bodies),
+            "rows": requests.rows_per_body,
+            "output_path": requests.output_path,
+            "output_width": requests.output_width,
+        })  # fmt: skip
+    return {"slice_s": interleave.slice_s, "pattern": list(interleave.pattern), "targets": targets}
 
 
 def _local_address(bind_host: str) -> str:

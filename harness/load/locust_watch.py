@@ -70,6 +70,8 @@ class LocustRunWatch:
         self.start_wait_s = start_wait_s  # from launch to the test's start (workers connecting included)
         self.stop_slack_s = stop_slack_s
         self.main_cpu = CpuSampler(main.pid)
+        # local workers report their CPU time themselves; these read where they run (placement)
+        self.worker_cpus = [CpuSampler(worker.pid) for worker in workers]
         self.samples: list[Sample] = []
         self.tails: dict[Path, SampleTail] = {}
         self.windows = 0
@@ -86,7 +88,8 @@ class LocustRunWatch:
         stop_deadline = math.inf
         start_epoch: float | None = None
         while self.main.is_alive():
-            self.main_cpu.sample()
+            for sampler in (self.main_cpu, *self.worker_cpus):
+                sampler.sample()
             if self.reason is None:
                 self._check_workers()
             if start_epoch is None:

@@ -31,6 +31,7 @@ class Sample(NamedTuple):
     message: str = ""
     late_ms: float = 0.0
     service_ms: float | None = None
+    target: int = 0  # which endpoint of an interleaved run (harness.load.interleave); 0 otherwise
 
     @property
     def queue_ms(self) -> float:
@@ -71,6 +72,8 @@ class LoadResult:
     max_queue_ms: float = 0.0
     service_latencies_ms: list[float] = field(default_factory=list)  # open loop, successful requests
     generator_cpu_percent: list[float] = field(default_factory=list)  # per load process (% of one core)
+    generator_cpus: list[int] | None = None  # CPUs the local load processes may run on (affinity)
+    generator_cpus_used: list[int] = field(default_factory=list)  # CPUs they were seen on while measuring
     windows_measured: int = 0
     stopped_reason: str = "measure_s"  # one of STOPPED_REASONS
     workers: int = 0  # Locust worker processes (local + remote); 0 for a single process

@@ -21,8 +21,9 @@ from harness.load.result import FAILURE_CLASSES, OK, LoadResult, Sample
 
 __all__ = ["OK", "SAMPLES_HEADER", "Sample", "SampleTail", "read_samples", "summarize", "write_samples"]
 
-# v2 (open loop) added late_ms and service_ms; a v1 file fails the header check
-SAMPLES_HEADER = ("start_s", "latency_ms", "outcome", "late_ms", "service_ms", "message")
+# v2 (open loop) added late_ms and service_ms, v3 the target (an interleaved run's endpoint);
+# an older file fails the header check
+SAMPLES_HEADER = ("start_s", "latency_ms", "outcome", "late_ms", "service_ms", "target", "message")
 MAX_FAILURE_EXAMPLES = 5
 
 
@@ -30,7 +31,8 @@ def sample_row(s: Sample) -> tuple[str, ...]:
     """The CSV fields of one sample."""
     service = "" if s.service_ms is None else f"{s.service_ms:.4f}"
     message = " ".join(s.message.splitlines())
-    return (f"{s.start_s:.6f}", f"{s.latency_ms:.4f}", s.outcome, f"{s.late_ms:.4f}", service, message)
+    late = f"{s.late_ms:.4f}"
+    return (f"{s.start_s:.6f}", f"{s.latency_ms:.4f}", s.outcome, late, service, str(s.target), message)
 
 
 def write_samples(path: Path, samples: Iterable[Sample]) -> None:
@@ -84,7 +86,7 @@ class SampleTail:
         where = f"{self.path}:{self.lines_read}"
         if len(row) != len(SAMPLES_HEADER):
             raise ValueError(f"{where}: expected {len(SAMPLES_HEADER)} fields, got {len(row)}")
-        start, latency, outcome, late, service, message = row
+        start, latency, outcome, late, service, target, message = row
         if outcome != OK and outcome not in FAILURE_CLASSES:
             raise ValueError(f"{where}: unknown outcome {outcome!r}")
         try:
@@ -95,6 +97,7 @@ class SampleTail:
                 message,
                 float(late),
                 float(service) if service else None,
+                int(target),
             )
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None

@@ -199,9 +199,15 @@ def method_facts(ab: AbResult) -> list[tuple[str, str]]:
             "if larger",
         ),
         ("blocks", f"{m.pairs}, measured as {m.order}" if m.order else str(m.pairs)),
-        ("slots", f"{m.slot_s:g} s measured after {m.warmup_s:g} s warm-up"),
+        (
+            "slots",
+            f"{m.slot_s:g} s of each side per block"
+            + ("" if m.slice_s else f", each after {m.warmup_s:g} s warm-up"),
+        ),
         ("servers", f"{m.servers}: {m.servers_reason}" if m.servers_reason else m.servers),
     ]
+    if m.interleaving:
+        facts.append(("interleaving", m.interleaving))
     if m.aa_pairs:
         facts.append(("A/A blocks", f"{m.aa_pairs} (base against base, for the noise floor)"))
     return facts

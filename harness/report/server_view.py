@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.metrics.catalog import METRICS, format_value
+from harness.placement import cpulist
 from harness.results import VariantResult
 
 
@@ -45,6 +46,9 @@ def server_views(variants: Sequence[VariantResult], colors: Mapping[str, str]) -
         ]
         if remainder is not None:
             rows.append(("network stack + HTTP + serialization", format_value("latency_mean_ms", remainder)))
+        placed = placement_text(variant)
+        if placed:
+            rows.append(("CPU placement", placed))
         views.append(
             {
                 "name": variant.name,
@@ -132,3 +136,16 @@ def _where_time_went(
         label, _, largest = max(parts, key=lambda part: part[2])
         text += f" Most of the time went to {label} ({largest / mean * 100:.0f} %)."
     return text
+
+
+def placement_text(variant: VariantResult) -> str:
+    """Where the gated point's server tree and load processes could run, e.g. "server CPU 0,
+    load CPU 1 (ran on 1)"; empty when not recorded."""
+    gated = variant.measurements[-1].gated if variant.measurements else None
+    placement = gated.placement if gated is not None else {}
+    server, load = placement.get("server_cpus"), placement.get("load_cpus")
+    if not server and not load:
+        return ""
+    text = f"server CPU {cpulist(server) if server else '?'}, load CPU {cpulist(load) if load else '?'}"
+    used = placement.get("load_cpus_used")
+    return text + (f" (ran on {cpulist(used)})" if used else "")

@@ -31,10 +31,12 @@ from harness.metrics.host import ProcessTreeSampler
 from harness.metrics.latency import PERCENTILES, latency_summary
 from harness.metrics.quality import evaluate_outputs
 from harness.metrics.server_metrics import ServerMetricsWindow
+from harness.placement import tree_cpus
 from harness.progress import Progress
 from harness.results import LoadPointResult, Measurement, SearchProbe, SearchResult, Validity, Window
 from harness.scenario.schema import Scenario
 from harness.serving.base import EncodedRequests, Target
+from harness.serving.placement import scenario_placement, shared_cpus_warning
 from harness.serving.registry import TARGETS
 from harness.timing import timed
 
@@ -51,6 +53,21 @@ class PointMeasurement:
     server: dict[str, float] = field(default_factory=dict)
     host: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # the CPUs the server tree and the load processes could use, and those the load was seen on
+    placement: dict[str, Any] = field(default_factory=dict)
+
+    def place(self, server_cpus: list[int] | None) -> None:
+        """Record where server and load ran (affinities read from the live processes); a note
+        when they could share a CPU."""
+        load = self.load
+        self.placement = {
+            "server_cpus": server_cpus,
+            "load_cpus": load.generator_cpus,
+            "load_cpus_used": load.generator_cpus_used,
+        }
+        warning = shared_cpus_warning(server_cpus, load.generator_cpus)
+        if warning:
+            self.notes.append(warning)
 
     def metrics(self) -> dict[str, float]:
         load = self.load
@@ -101,6 +118,7 @@ class PointMeasurement:
             host={k: v for k, v in self.host.items() if not isinstance(v, set | frozenset)},
             notes=list(self.notes),
             samples_file=samples_file,
+            placement=dict(self.placement),
         )
 
 
@@ -137,9 +155,14 @@ def measure_variant(
     points: list[PointMeasurement] = []
     search: SearchResult | None = None
     target_cls = TARGETS.resolve(target_name)
-    with target_cls(scenario.serving, variant_dir / f"serving{suffix}", scenario_dir=scenario_dir) as target:
+    placement = scenario_placement(scenario)
+    serving_dir = variant_dir / f"serving{suffix}"
+    with target_cls(
+        scenario.serving, serving_dir, scenario_dir=scenario_dir, cpus=placement.server
+    ) as target:
         with progress.stage(f"starting {target_name} for {key}"), timed(timings, f"serve_start:{key}"):
             target.start(prepared.artifact)
+        server_cpus = tree_cpus(target.server_pid)
         with (
             progress.stage(f"outputs of {key} through {target_name}"),
             timed(timings, f"accuracy_served:{key}"),
@@ -165,6 +188,7 @@ def measure_variant(
             label = f"load {key}: {point.label}, {scenario.load.warmup_s:g}s warm-up + windows"
             with progress.stage(label), timed(timings, f"load:{key}:{point.label}"):
                 points.append(measure_point(target, scenario, data, point, load_dir, requests))
+                points[-1].place(server_cpus)
                 died = target.died()
                 if died is not None:
                     raise died
@@ -172,6 +196,8 @@ def measure_variant(
             with progress.stage(f"search max_rps_at_slo for {key}"), timed(timings, f"search:{key}"):
                 search = _search(target, scenario, data, variant_dir / f"search{suffix}", requests)
     serving_facts = target.describe()  # after teardown, so it includes how long that took
+    serving_facts["cpu_placement"] = placement.describe()
+    serving_facts["server_cpus"] = server_cpus
 
     records = [
         p.to_record(_write_samples(p, run_dir, variant_dir / f"load{suffix}", i) if keep_samples else "")
@@ -297,6 +323,7 @@ def drive_load(
         stop_when=stop_when,
         seed=data.seed,
         hooks=hooks,
+        cpus=scenario_placement(scenario).load,
     )
 
 

@@ -20,9 +20,11 @@ from harness.errors import UserError
 from harness.frameworks import Framework, framework
 from harness.gates.thresholds import parse_threshold
 from harness.metrics.catalog import LABELLED_METRICS
+from harness.placement import available_cpus, cpulist, parse_cpus
 from harness.scenario.applicability import labelled, missing_data, refusal, source_kind
 from harness.scenario.messages import validated
 from harness.scenario.schema import Scenario, resolve_source
+from harness.serving.placement import scenario_placement
 from harness.serving.registry import TARGET_OPTIONS, TARGETS
 
 # python: sources name a module and a function in it, like an entry point
@@ -127,6 +129,14 @@ def _check_serving_and_load(scenario: Scenario, path: Path) -> None:
             f"{path}: load.workers: expected at most this machine's {cpus} CPUs (set load.force_workers: "
             f"true to allow more), got {load.workers}"
         )
+    usable = set(available_cpus())
+    for key, value in (("serving.cpus", serving.cpus), ("load.cpus", load.cpus)):
+        chosen = parse_cpus(value)
+        if isinstance(chosen, tuple) and not set(chosen) <= usable:
+            raise UserError(
+                f"{path}: {key}: CPU {cpulist(set(chosen) - usable)} is not available to this run; "
+                f"expected CPUs among {cpulist(usable)}, 'auto' or 'any'"
+            )
     options_model = TARGET_OPTIONS.get(serving.target)
     if options_model:
         # a "module:Class" string like the registries: the options model's module is imported on use
@@ -139,6 +149,7 @@ def _check_serving_and_load(scenario: Scenario, path: Path) -> None:
                 check_paths(path.parent)
             except UserError as exc:
                 raise UserError(f"{path}: {exc}") from None
+    scenario_placement(scenario, path)  # a CPU list for a server that is not a local process tree
 
 
 def _check_user_model(model_path: Path, spec: Framework, path: Path) -> None:

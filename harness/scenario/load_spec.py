@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from harness.placement import AUTO, MAX_CPU, parse_cpus
 from harness.scenario.bounds import (
     MAX_BATCH,
     MAX_DURATION_S,
@@ -18,6 +19,9 @@ from harness.scenario.bounds import (
     PLAUSIBLE_MAX_RPS,
     StrictModel,
 )
+
+# one CPU of serving.cpus / load.cpus; a bare number is a list of one (checked_cpus)
+CpuNumber = Annotated[int, Field(ge=0, le=MAX_CPU)]
 
 
 class ValiditySpec(StrictModel):
@@ -210,10 +214,21 @@ class LoadSpec(StrictModel):
         description="Port the Locust master listens on; default a free port, or Locust's 5557 when "
         "remote_workers must find it.",
     )
+    cpus: str | CpuNumber | list[CpuNumber] = Field(
+        default=AUTO,
+        description="CPUs the local Locust processes may run on: 'auto' (default: on 2 or more CPUs, "
+        "one per local Locust process, at most half, disjoint from the server's), 'any' (not placed), "
+        "or a CPU list such as '1', '2-3' or [2, 3]. Remote workers are not placed.",
+    )
     validity: ValiditySpec = Field(default_factory=ValiditySpec, description="Window validity rules.")
     search: SearchSpec | None = Field(
         default=None, description="Also search for max_rps_at_slo (after the regular measurement)."
     )
+
+    @field_validator("cpus", mode="before")
+    @classmethod
+    def _cpus(cls, value: object) -> object:
+        return checked_cpus(value)
 
     @field_validator("users")
     @classmethod
@@ -289,3 +304,13 @@ class LoadSpec(StrictModel):
             expected = min(self.rates()) * seconds
             return math.ceil(expected + (10 * math.sqrt(expected) + 10 if self.arrival == "poisson" else 1))
         return math.ceil(PLAUSIBLE_MAX_RPS * seconds)
+
+
+def checked_cpus(value: object) -> object:
+    """`serving.cpus` / `load.cpus` as written once `parse_cpus` accepts it (its ValueError says why
+    not); a bare number (YAML `cpus: 1`) is that one CPU; other types are left to the type check."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, str | list):
+        parse_cpus(value)
+    return value

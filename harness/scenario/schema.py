@@ -16,6 +16,7 @@ from pydantic_core import CoreSchema
 
 from harness.compression.params import PARAMS
 from harness.data.tensors import DTYPES, Dtype
+from harness.placement import AUTO
 from harness.scenario.bounds import (
     BASE_ALLOWANCE_S,
     MAX_BATCH,
@@ -34,7 +35,7 @@ from harness.scenario.bounds import (
     StrictModel,
 )
 from harness.scenario.data_spec import DataSpec
-from harness.scenario.load_spec import LoadSpec
+from harness.scenario.load_spec import CpuNumber, LoadSpec, checked_cpus
 from harness.serving.registry import TARGET_DESCRIPTIONS
 
 
@@ -225,7 +226,19 @@ class ServingSpec(StrictModel):
         description="Level of the server's own logs in the run folder. WARN keeps them small (INFO "
         "writes an access-log line per request); raise it to INFO or DEBUG to investigate a server.",
     )
+    cpus: str | CpuNumber | list[CpuNumber] = Field(
+        default=AUTO,
+        description="CPUs the server's whole process tree may run on (its workers included): 'auto' "
+        "(default: on 2 or more CPUs the server and the load generator get disjoint sets), 'any' (not "
+        "placed), or a CPU list such as '0', '0-2,5' or [0, 1]. Not applied to remote or in-process "
+        "targets.",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Target-specific options.")
+
+    @field_validator("cpus", mode="before")
+    @classmethod
+    def _cpus(cls, value: object) -> object:
+        return checked_cpus(value)
 
 
 class GatePolicySpec(StrictModel):

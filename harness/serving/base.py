@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -60,12 +61,27 @@ class Target(ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, spec: ServingSpec, run_dir: Path, *, scenario_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        spec: ServingSpec,
+        run_dir: Path,
+        *,
+        scenario_dir: Path | None = None,
+        cpus: Sequence[int] | None = None,
+    ) -> None:
         self.spec = spec
         self.run_dir = Path(run_dir)
         # user files named in serving.options (a handler, an archive) are relative to the scenario
         # file's folder; None (a target built outside a scenario): relative to the working directory
         self.scenario_dir = Path(scenario_dir) if scenario_dir is not None else None
+        # the CPUs the server's whole process tree may use (harness.placement); None: not placed
+        self.cpus = tuple(cpus) if cpus is not None else None
+
+    @classmethod
+    def server_location(cls, spec: ServingSpec) -> str:
+        """Where the server runs: "local" (a process tree the harness starts and may place on
+        CPUs), "remote" (not on this machine) or "in-process" (the harness's own threads)."""
+        return "local"
 
     @classmethod
     def unavailable_reason(cls, spec: ServingSpec) -> str | None:

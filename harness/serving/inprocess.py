@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -51,8 +51,15 @@ class InProcessTarget(Target):
 
     name: ClassVar[str] = "inprocess"
 
-    def __init__(self, spec: ServingSpec, run_dir: Path, *, scenario_dir: Path | None = None) -> None:
-        super().__init__(spec, run_dir, scenario_dir=scenario_dir)
+    def __init__(
+        self,
+        spec: ServingSpec,
+        run_dir: Path,
+        *,
+        scenario_dir: Path | None = None,
+        cpus: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(spec, run_dir, scenario_dir=scenario_dir, cpus=cpus)
         try:
             options = InProcessOptions.model_validate(dict(spec.options))
         except ValidationError as exc:
@@ -67,6 +74,10 @@ class InProcessTarget(Target):
         self._lock = threading.Lock()
         # the backend that changed the process-wide intra-op threads, and the count to restore
         self._saved_threads: tuple[FrameworkBackend, int] | None = None
+
+    @classmethod
+    def server_location(cls, spec: ServingSpec) -> str:
+        return "in-process"
 
     def start(self, artifact: ServedArtifact) -> None:
         spec = framework(artifact.framework)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -65,14 +66,15 @@ class TfServingTarget(Target):
         *,
         scenario_dir: Path | None = None,
         runner: Runner | None = None,
+        cpus: Sequence[int] | None = None,
     ) -> None:
-        super().__init__(spec, run_dir, scenario_dir=scenario_dir)
+        super().__init__(spec, run_dir, scenario_dir=scenario_dir, cpus=cpus)
         self.options = TfServingOptions.from_options(spec.options)
         self._runner: Runner = runner or run_command
         self.work_dir = self.run_dir.resolve() / "tfserving"
         self.server: TfServingProcess | None = None
         if self.options.mode != "remote":
-            self.server = TfServingProcess(self.options, spec, self.work_dir, self._runner)
+            self.server = TfServingProcess(self.options, spec, self.work_dir, self._runner, cpus=self.cpus)
         self.signature: dict[str, list[str]] = {}
         self.prometheus_answered: bool | None = None
         self.startup_s: float | None = None
@@ -88,6 +90,10 @@ class TfServingTarget(Target):
         self._rest: RequestEncoder | None = None
         self._last_status = "no answer yet"
         self._deadline = 0.0
+
+    @classmethod
+    def server_location(cls, spec: ServingSpec) -> str:
+        return "remote" if TfServingOptions.from_options(spec.options).mode == "remote" else "local"
 
     @classmethod
     def unavailable_reason(cls, spec: ServingSpec, *, runner: Runner | None = None) -> str | None:

@@ -285,6 +285,7 @@ def docker_run_argv(
     label: str,
     flags: Sequence[str],
     env: Mapping[str, str] | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> list[str]:
     """`docker run` in the foreground (its output goes to our log), ports published on loopback only.
 
@@ -309,6 +310,7 @@ def docker_run_argv(
         "-v",
         f"{config_dir}:{CONTAINER_CONFIG_DIR}:ro",
         *[arg for name, value in (env or {}).items() for arg in ("-e", f"{name}={value}")],
+        *(["--cpuset-cpus", ",".join(str(c) for c in cpus)] if cpus is not None else []),
         image,
         *flags,
     ]

@@ -142,8 +142,17 @@ def layout_model(artifact: ServedArtifact, models_root: Path, model_name: str) -
 class TfServingProcess:
     """A private tensorflow_model_server (binary or container) serving one model folder."""
 
-    def __init__(self, options: TfServingOptions, spec: ServingSpec, work_dir: Path, runner: Runner) -> None:
+    def __init__(
+        self,
+        options: TfServingOptions,
+        spec: ServingSpec,
+        work_dir: Path,
+        runner: Runner,
+        *,
+        cpus: Sequence[int] | None = None,
+    ) -> None:
         self.options = options
+        self.cpus = tuple(cpus) if cpus is not None else None
         self.spec = spec
         self.work_dir = work_dir
         self.runner = runner
@@ -153,7 +162,9 @@ class TfServingProcess:
         self.batching = spec.batch_size > 1
         self.num_batch_threads = options.num_batch_threads or spec.workers
         self.rest_api_num_threads = options.rest_api_num_threads or default_rest_api_num_threads(
-            os.cpu_count(), batch_size=spec.batch_size, num_batch_threads=self.num_batch_threads
+            len(self.cpus) if self.cpus is not None else os.cpu_count(),
+            batch_size=spec.batch_size,
+            num_batch_threads=self.num_batch_threads,
         )
         self.rest_port: int | None = None
         self.grpc_port: int | None = None
@@ -226,6 +237,8 @@ class TfServingProcess:
             # if the harness dies, the `docker run` client dies with the group but not the container
             orphan_cleanup=docker_rm_argv(_docker(), self.container) if self.container else None,
             on_ready=None if self.docker else self._check_listeners,
+            # a container's processes are the daemon's children: docker places them (--cpuset-cpus)
+            cpus=None if self.docker else self.cpus,
         )
         self.process.start()
 
@@ -273,6 +286,7 @@ class TfServingProcess:
             container_name=self.container,
             rest_port=self.rest_port,
             grpc_port=self.grpc_port,
+            cpus=self.cpus,
             models_dir=self.models_root,
             config_dir=self.config_dir,
             label=str(self.work_dir),

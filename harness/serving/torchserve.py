@@ -11,6 +11,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -54,8 +55,15 @@ class TorchServeTarget(Target):
 
     name: ClassVar[str] = "torchserve"
 
-    def __init__(self, spec: ServingSpec, run_dir: Path, *, scenario_dir: Path | None = None) -> None:
-        super().__init__(spec, run_dir, scenario_dir=scenario_dir)
+    def __init__(
+        self,
+        spec: ServingSpec,
+        run_dir: Path,
+        *,
+        scenario_dir: Path | None = None,
+        cpus: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(spec, run_dir, scenario_dir=scenario_dir, cpus=cpus)
         self.options = TorchServeOptions.from_options(spec.options)
         # absolute: TorchServe runs with the work dir as cwd and resolves relative paths against it
         self.work_dir = self.run_dir.resolve() / "torchserve"
@@ -65,7 +73,8 @@ class TorchServeTarget(Target):
         self.log_config_path = self.work_dir / LOG_CONFIG_FILE
         self.console_log = self.log_dir / "torchserve-console.log"
         self.archiver_log = self.log_dir / "model-archiver.log"
-        self.torch_threads = self.options.torch_threads or default_torch_threads(spec.workers, os.cpu_count())
+        cpu_count = len(self.cpus) if self.cpus is not None else os.cpu_count()
+        self.torch_threads = self.options.torch_threads or default_torch_threads(spec.workers, cpu_count)
         self.ports: TorchServePorts | None = None
         self.startup_s: float | None = None
         self.teardown_s: float | None = None
@@ -386,7 +395,9 @@ class TorchServeTarget(Target):
             model_store=self.model_store,
             log_config=self.log_config_path,
         )
-        self._process = ManagedProcess(argv, self.console_log, name="torchserve", env=env, cwd=self.work_dir)
+        self._process = ManagedProcess(
+            argv, self.console_log, name="torchserve", env=env, cwd=self.work_dir, cpus=self.cpus
+        )
         self._process.start()
 
     def _await_ready(self) -> None:

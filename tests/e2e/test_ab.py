@@ -94,6 +94,9 @@ def test_ab_flags_a_commit_that_slows_a_variant_and_passes_an_unchanged_one(repo
     assert record["method"]["pairs"] == 8
     assert record["method"]["order"].startswith("AB BA BA AB")
     assert record["method"]["servers"] == "both-up"
+    # in-process targets have no endpoint for Locust to take turns between: one run per slot
+    assert record["method"]["slice_s"] == 0
+    assert "HTTP endpoint" in record["method"]["interleaving"]
     pruned = next(v for v in record["variants"] if v["name"] == "pruned")
     assert len(pruned["slots"]) == 16
     assert {c["metric"] for c in pruned["comparisons"]} >= {"latency_p95_ms", "throughput_rps", "accuracy"}

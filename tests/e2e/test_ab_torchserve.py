@@ -51,6 +51,9 @@ def test_ab_on_torchserve_flags_a_slower_head_and_tears_both_servers_down(write_
     record = json.loads((report.parent / "ab.json").read_text())
     assert record["method"]["pairs"] == 6  # the fewest blocks that can reach alpha 0.05
     assert record["method"]["servers"] == "both-up"
+    # one Locust run took turns between the two servers every half second
+    assert record["method"]["slice_s"] == 0.5
+    assert record["method"]["interleaving"].startswith("both sides in turn within one Locust run")
     (variant,) = record["variants"]
     p95 = next(c for c in variant["comparisons"] if c["metric"] == "latency_p95_ms")
     assert p95["status"] == "regressed", p95["message"]

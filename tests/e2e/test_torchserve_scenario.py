@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import psutil
 import pytest
 
 from harness.api import run_scenario
+from harness.placement import available_cpus
 from tests.conftest import scenario_dict
 from tests.e2e.helpers import make_baseline_faster, report_path, run_cli
 
@@ -70,6 +72,36 @@ def test_torchserve_scenario_measures_every_variant_and_leaves_no_process(write_
     assert json.loads((run_dir / "results.json").read_text())["run_id"] == result.run_id
     assert any(run_dir.glob("variants/*/serving/**/*.log")), "server logs are kept in the run folder"
     assert _processes_mentioning(str(tmp_path)) == [], "TorchServe or Locust outlived the run"
+    if len(available_cpus()) >= 2:
+        _assert_auto_placement_is_disjoint(result.target["cpu_placement"], run_dir)
+
+
+def _assert_auto_placement_is_disjoint(placement: dict, run_dir: Path) -> None:
+    """The default placement gave TorchServe's tree and Locust disjoint CPUs, as read back from
+    the live processes (the frontend and its model workers, the Locust process while measuring)."""
+    assert placement["how"].startswith("auto"), placement
+    assert placement["warnings"] == []
+    planned_server, planned_load = set(placement["server_cpus"]), set(placement["load_cpus"])
+    assert planned_server, placement
+    assert planned_load, placement
+    assert planned_server.isdisjoint(planned_load)
+    assert planned_server | planned_load == set(available_cpus())
+    written = json.loads((run_dir / "results.json").read_text())
+    assert written["target"]["cpu_placement"] == placement
+    for variant in written["variants"]:
+        for measurement in variant["measurements"]:
+            assert measurement["serving"]["server_cpus"] == sorted(planned_server)
+            point = measurement["points"][-1]
+            gated = point["placement"]
+            server, load, used = (
+                set(gated["server_cpus"]),
+                set(gated["load_cpus"]),
+                set(gated["load_cpus_used"]),
+            )
+            assert (server, load) == (planned_server, planned_load), gated
+            assert used, "the generator was seen while measuring"
+            assert used <= load, gated
+            assert not [note for note in point["notes"] if "may use too" in note], "no shared-CPU warning"
 
 
 def test_torchserve_gate_fails_against_a_much_faster_baseline(write_scenario, tmp_path):

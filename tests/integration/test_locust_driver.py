@@ -13,6 +13,7 @@ import pytest
 
 from harness.data.tensors import TensorSpec
 from harness.errors import RunError
+from harness.load.interleave import Interleave, InterleavedTarget
 from harness.load.locust_driver import LocustDriver
 from harness.load.samples import Sample, read_samples
 from harness.processes import free_port
@@ -345,3 +346,38 @@ def test_a_master_whose_workers_never_connect_fails_with_its_log_and_leaves_noth
 
     assert locust_processes_in(tmp_path) == []
     assert server.arrivals == []
+
+
+def test_an_interleaved_run_loads_each_endpoint_only_in_its_own_slices(
+    http_server: Callable[..., CountingServer], tmp_path: Path
+) -> None:
+    fast, slow = http_server(), http_server(delay_s=0.005)
+    slice_s, pattern = 0.1, (0, 1, 0, 1, 1, 0, 1, 0, 0, 1, 1, 0)
+    interleave = Interleave(
+        (
+            InterleavedTarget(fast.endpoint, REQUESTS),
+            InterleavedTarget(slow.endpoint, requests_of(1, encoder=NpyEncoder)),
+        ),
+        slice_s,
+        pattern,
+    )
+    load = LoadSpec(users=2, warmup_s=0.4, measure_s=0.8, timeout_s=5.0)
+    result = LocustDriver().run(fast.endpoint, load, REQUESTS, tmp_path, interleave=interleave)
+
+    assert fast.bad_requests == []
+    assert slow.bad_requests == []
+    assert result.failure_count == 0, result.failure_examples
+    # each endpoint got its own bodies: JSON to the first, .npy to the second
+    assert fast.content_types == {"application/json"}
+    assert slow.content_types == {"application/x-npy"}
+    every = read_samples(tmp_path / "locust_samples.csv")
+    assert {s.target for s in every} == {0, 1}
+    assert len(fast.arrivals) == sum(s.target == 0 for s in every)
+    assert len(slow.arrivals) == sum(s.target == 1 for s in every)
+    for sample in every:
+        k = int(sample.start_s / slice_s)
+        expected = interleave.target_of_slice(k)
+        if abs(sample.start_s - round(sample.start_s / slice_s) * slice_s) > 0.002:  # not on a boundary
+            assert sample.target == expected, sample
+    assert min(s.latency_ms for s in every if s.target == 1) >= 5.0
+    assert np.median([s.latency_ms for s in every if s.target == 0]) < 5.0

@@ -122,6 +122,7 @@ def test_samples_round_trip_through_csv_with_awkward_messages(tmp_path: Path) ->
         Sample(0.5, 1.2345, "ok"),
         Sample(1.25, 7.5, "bad_payload", 'text, with "quotes"'),
         Sample(2.0, 30.25, "ok", "", 12.5, 17.75),
+        Sample(2.5, 3.0, "ok", target=1),  # an interleaved run's second endpoint
     ]
     write_samples(tmp_path / "s.csv", samples)
     assert read_samples(tmp_path / "s.csv") == samples
@@ -139,12 +140,12 @@ def test_a_tail_returns_only_complete_new_lines_of_a_growing_file(tmp_path: Path
     tail = SampleTail(path)
     assert tail.read_new() == []  # not created yet
 
-    path.write_text(HEADER + "1.000000,2.0000,ok,0.0000,,\n1.5")
+    path.write_text(HEADER + "1.000000,2.0000,ok,0.0000,,0,\n1.5")
     assert tail.read_new() == [Sample(1.0, 2.0, "ok")]
     assert tail.has_partial_line
     with open(path, "a") as fh:
-        fh.write("00000,3.0000,ok,1.0000,2.0000,\n")
-    assert tail.read_new() == [Sample(1.5, 3.0, "ok", "", 1.0, 2.0)]
+        fh.write("00000,3.0000,ok,1.0000,2.0000,1,\n")
+    assert tail.read_new() == [Sample(1.5, 3.0, "ok", "", 1.0, 2.0, 1)]
     assert tail.read_new() == []
 
 
@@ -153,10 +154,11 @@ def test_a_tail_returns_only_complete_new_lines_of_a_growing_file(tmp_path: Path
     [
         ("", "empty file"),
         ("start_s,latency_ms,outcome,message\n1.0,2.0,ok,\n", "expected header"),  # the old format
-        (HEADER + "1.0,2.0,weird,0,,\n", "unknown outcome"),
-        (HEADER + "1.0,2.0,ok\n", "expected 6 fields"),
-        (HEADER + "1.0,abc,ok,0,,\n", "could not convert"),
-        (HEADER + "1.0,2.0,ok,0,,", "incomplete"),
+        (HEADER + "1.0,2.0,weird,0,,0,\n", "unknown outcome"),
+        (HEADER + "1.0,2.0,ok\n", "expected 7 fields"),
+        (HEADER + "1.0,abc,ok,0,,0,\n", "could not convert"),
+        (HEADER + "1.0,2.0,ok,0,,1.5,\n", "invalid literal"),  # a target is an index
+        (HEADER + "1.0,2.0,ok,0,,0,", "incomplete"),
     ],
 )
 def test_malformed_sample_files_are_rejected(tmp_path: Path, text: str, error: str) -> None:
@@ -192,7 +194,7 @@ def locust_result(
     plan = WindowPlan.for_load(load, has_stop_rule=False)
     point = single_point(load, None)
     windows = plan.min_windows if windows is None else windows
-    return LocustDriver()._result(load, point, plan, windows, "measure_s", meta, files, FixedCpu(cpu), 0)
+    return LocustDriver()._result(load, point, plan, windows, "measure_s", meta, files, [FixedCpu(cpu)], 0)
 
 
 def test_locust_window_ends_early_when_locust_stopped_early(tmp_path: Path) -> None:
@@ -255,7 +257,7 @@ def test_locust_result_takes_worker_cpu_from_their_own_reports(tmp_path: Path) -
     meta = {"test_start_epoch_s": 1000.0, "spawning_complete_s": 0.01, "stop_s": 3.0, "workers": workers}
     plan = WindowPlan.for_load(load, has_stop_rule=False)
     result = LocustDriver()._result(load, single_point(load, None), plan, 3, "measure_s", meta, files,
-                                    FixedCpu(1.0), 2)  # fmt: skip
+                                    [FixedCpu(1.0)], 2)  # fmt: skip
 
     assert result.generator_cpu_percent == pytest.approx([1.0, 40.0, 95.0])
     assert result.client_cpu_percent == pytest.approx(95.0)

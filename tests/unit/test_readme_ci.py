@@ -9,6 +9,7 @@ import pytest
 from harness.ab.compare import DEFAULT_QUALITY_EFFECT
 from harness.ab.schedule import (
     DEFAULT_MIN_EFFECT,
+    DEFAULT_SLICE_S,
     DEFAULT_SLOT_S,
     DEFAULT_WARMUP_S,
     MIN_PAIRS,
@@ -40,6 +41,8 @@ def test_readme_ab_option_defaults_are_the_cli_defaults():
     cli = _ab_defaults()
     assert float(table["--slot-s"]) == cli["--slot-s"] == DEFAULT_SLOT_S
     assert float(table["--warmup-s"]) == cli["--warmup-s"] == DEFAULT_WARMUP_S
+    assert float(table["--slice-s"]) == cli["--slice-s"] == DEFAULT_SLICE_S
+    assert f"every `--slice-s` seconds ({DEFAULT_SLICE_S:g})" in SECTION
     assert float(table["--min-effect"]) == cli["--min-effect"] == DEFAULT_MIN_EFFECT
     assert int(table["--aa-pairs"]) == cli["--aa-pairs"]
     assert table["--servers"] == cli["--servers"]

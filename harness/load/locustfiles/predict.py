@@ -55,33 +55,70 @@ CONNECTION_BACKOFF_S = 0.05
 MAX_MESSAGE_CHARS = 200
 CONTROL_POLL_S = 0.1
 CONFIG_WAIT_S = 120.0
-SAMPLES_HEADER = ("start_s", "latency_ms", "outcome", "late_ms", "service_ms", "message")
+SAMPLES_HEADER = ("start_s", "latency_ms", "outcome", "late_ms", "service_ms", "target", "message")
 # keys a worker needs; paths are the master's and stay there
 WORKER_KEYS = ("path", "headers", "rows", "output_path", "output_width", "timeout_s", "mode", "rate_rps",
                "arrival", "seed", "processes", "flush_s")  # fmt: skip
 BODY_LENGTH = struct.Struct("<Q")  # the bodies file: each body's length, then its bytes
 
 
+class _Target:
+    """One endpoint requests go to: its path (or absolute URL), headers, bodies and output checks."""
+
+    def __init__(self, values: dict[str, Any], bodies: list[bytes]) -> None:
+        if not bodies:
+            raise ValueError("harness load config holds no request bodies")
+        self.path = values["path"]
+        self.headers = dict(values.get("headers") or {})
+        self.bodies = bodies
+        self.rows = int(values["rows"])
+        self.output_path = values.get("output_path")
+        self.output_width = values.get("output_width")
+        self.cursor = 0
+
+    def next_body(self) -> bytes:
+        body = self.bodies[self.cursor % len(self.bodies)]
+        self.cursor += 1  # shared by all users: gevent runs them on one thread
+        return body
+
+
 class _Config:
-    """This process's settings: from HARNESS_LOAD_CONFIG, or from the master on a worker."""
+    """This process's settings: from HARNESS_LOAD_CONFIG, or from the master on a worker.
+
+    An interleaved run (`interleave` in the config, single process only) has several targets and
+    a slice pattern: during slice k (`slice_s` long, from the test start) every request goes to
+    target `pattern[k]`, then to the targets in turn once the pattern is used up."""
 
     values: ClassVar[dict[str, Any]] = {}
     ready = Event()
     bodies: ClassVar[list[bytes]] = []
-    headers: ClassVar[dict[str, str]] = {}
+    targets: ClassVar[list[_Target]] = []
+    slice_s = 0.0
+    pattern: ClassVar[list[int]] = []
     index = 0  # worker index (0 for a single process)
 
     @classmethod
     def set(cls, values: dict[str, Any], bodies: list[bytes], index: int) -> None:
-        if not bodies:
-            raise ValueError("harness load config holds no request bodies")
         cls.values.clear()
         cls.values.update(values)
         cls.bodies[:] = bodies
-        cls.headers.clear()
-        cls.headers.update(values.get("headers") or {})
+        interleave = values.get("interleave")
+        if interleave:
+            cls.targets[:] = [_Target(t, _read_bodies(t["bodies_path"])) for t in interleave["targets"]]
+            cls.slice_s = float(interleave["slice_s"])
+            cls.pattern[:] = [int(i) for i in interleave["pattern"]]
+        else:
+            cls.targets[:] = [_Target(values, bodies)]
         cls.index = index
         cls.ready.set()
+
+    @classmethod
+    def target_now(cls) -> int:
+        """The index of the target this instant's request goes to."""
+        if len(cls.targets) == 1:
+            return 0
+        k = int((time.perf_counter() - _Run.start) / cls.slice_s)
+        return cls.pattern[k] if k < len(cls.pattern) else k % len(cls.targets)
 
 
 def _read_bodies(path: str) -> list[bytes]:
@@ -108,7 +145,6 @@ class _Run:
     stop_event = Event()
     held: ClassVar[dict[int, float]] = {}  # open loop: the due time each busy user is serving
     undrained = 0
-    cursor = 0
     pending: ClassVar[list[tuple]] = []  # finished requests not yet flushed
     requests = 0
     schedule: _Schedule | None = None
@@ -139,13 +175,6 @@ def _schedule() -> _Schedule:
     return _Run.schedule
 
 
-def _next_body() -> bytes:
-    bodies = _Config.bodies
-    body = bodies[_Run.cursor % len(bodies)]
-    _Run.cursor += 1  # shared by all users: gevent runs them on one thread
-    return body
-
-
 def _at_path(payload: Any, path: str) -> Any:
     """The value at a dotted path of keys and list indexes (harness.serving.payloads.value_at_path)."""
     value = payload
@@ -171,10 +200,9 @@ def _row_count(value: Any, width: int | None) -> int | None:
     return None
 
 
-def _classify(resp, service_ms: float) -> tuple[str, str]:
+def _classify(resp, service_ms: float, target: _Target) -> tuple[str, str]:
     """("ok", "") or (failure class, message) for one finished request."""
-    v = _Config.values
-    timeout_s = float(v["timeout_s"])
+    timeout_s = float(_Config.values["timeout_s"])
     error = getattr(resp, "error", None)
     status = getattr(resp, "status_code", 0) or 0
     if status and not 200 <= status < 300:
@@ -189,7 +217,7 @@ def _classify(resp, service_ms: float) -> tuple[str, str]:
         return "timeout", f"took {service_ms:.1f} ms (limit {timeout_s:g}s)"
     if status != 200:
         return "bad_payload", f"HTTP {status} is not 200: {_text(resp)}"
-    path = v.get("output_path")
+    path = target.output_path
     if not path:
         return "ok", ""
     try:
@@ -200,8 +228,8 @@ def _classify(resp, service_ms: float) -> tuple[str, str]:
         value = _at_path(payload, path)
     except KeyError:
         return "bad_payload", f"nothing at {path!r} in response: {_text(resp)}"
-    rows = int(v["rows"])
-    count = _row_count(value, v.get("output_width"))
+    rows = target.rows
+    count = _row_count(value, target.output_width)
     if count != rows:
         found = "outputs of another shape" if count is None else f"{count} output rows"
         return "bad_payload", f"{found} for {rows} examples at {path!r}"
@@ -230,8 +258,9 @@ class PredictUser(FastHttpUser):
             return
         if _Config.values["mode"] != "open":
             sent = time.perf_counter()
-            outcome, message, service_ms = self._post(sent)
-            _Run.pending.append((sent - _Run.start, service_ms, outcome, 0.0, None, message))
+            which = _Config.target_now()
+            outcome, message, service_ms = self._post(sent, which)
+            _Run.pending.append((sent - _Run.start, service_ms, outcome, 0.0, None, which, message))
         else:
             self._open_loop_request()
 
@@ -257,28 +286,29 @@ class PredictUser(FastHttpUser):
                 message = (
                     f"not sent: waited {waited_ms:.0f} ms for a free in-flight slot (limit {timeout_s:g}s)"
                 )
-                _Run.pending.append((due, waited_ms, "timeout", 0.0, 0.0, message))
+                _Run.pending.append((due, waited_ms, "timeout", 0.0, 0.0, _Config.target_now(), message))
                 return
             sent = time.perf_counter()
-            outcome, message, service_ms = self._post(sent)
+            which = _Config.target_now()
+            outcome, message, service_ms = self._post(sent, which)
             delay_ms = max(0.0, (sent - _Run.start - due) * 1000.0)
             late_ms = max(0.0, (sent - _Run.start - max(due, free)) * 1000.0)
-            _Run.pending.append((due, delay_ms + service_ms, outcome, late_ms, service_ms, message))
+            _Run.pending.append((due, delay_ms + service_ms, outcome, late_ms, service_ms, which, message))
         finally:
             _Run.held.pop(id(self), None)
 
-    def _post(self, sent: float) -> tuple[str, str, float]:
-        """Send the next body; (outcome, one-line message, service time in ms)."""
+    def _post(self, sent: float, which: int) -> tuple[str, str, float]:
+        """Send target `which`'s next body; (outcome, one-line message, service time in ms)."""
+        target = _Config.targets[which]
         # FastHttpSession sends bytes as they are; its annotation names only str and dict
-        body: Any = _next_body()
-        path = _Config.values["path"]
+        body: Any = target.next_body()
         with self.client.post(
-            path, data=body, headers=_Config.headers, name=path, catch_response=True
+            target.path, data=body, headers=target.headers, name=target.path, catch_response=True
         ) as resp:
             # FastHttpSession times send-to-body-read with perf_counter and keeps the float (only its
             # statistics round); it excludes ~10 us of Locust's own request building that ours would add
             service_ms = resp.request_meta.get("response_time") or (time.perf_counter() - sent) * 1000.0
-            outcome, message = _classify(resp, service_ms)
+            outcome, message = _classify(resp, service_ms, target)
             if outcome == "ok":
                 resp.success()
             else:
@@ -292,9 +322,9 @@ class PredictUser(FastHttpUser):
 def _csv_text(rows: list[tuple]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    for start, latency, outcome, late, service, message in rows:
+    for start, latency, outcome, late, service, target, message in rows:
         svc = "" if service is None else f"{service:.4f}"
-        writer.writerow((f"{start:.6f}", f"{latency:.4f}", outcome, f"{late:.4f}", svc, message))
+        writer.writerow((f"{start:.6f}", f"{latency:.4f}", outcome, f"{late:.4f}", svc, target, message))
     return out.getvalue()
 
 
