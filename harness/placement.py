@@ -193,3 +193,28 @@ def tree_cpus(pid: int | None) -> list[int] | None:
         except (psutil.Error, OSError):  # exited while we looked
             continue
     return sorted(seen) if seen else None
+
+
+def pin_tree(pid: int, cpus: Sequence[int]) -> int:
+    """Set the affinity of every thread of `pid` and its descendants (a live tree, placed after
+    the fact); returns how many threads were set. Threads started later inherit it."""
+    import psutil
+
+    count = 0
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for proc in processes:
+        try:
+            threads = proc.threads()
+        except psutil.Error:
+            continue
+        for thread in threads:
+            try:
+                os.sched_setaffinity(thread.id, set(cpus))
+                count += 1
+            except OSError:  # exited while we looked
+                continue
+    return count

@@ -287,6 +287,8 @@ def _config(
         "seed": seed,
         "processes": max(1, processes),  # the rate is shared evenly between them
         "flush_s": FLUSH_S,
+        "client": load.client,
+        "host": endpoint.base_url,
         "samples_path": str(files_.samples),
         "samples_prefix": str(files_.samples.with_suffix("")),
         "started_path": str(files_.started),

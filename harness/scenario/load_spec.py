@@ -214,6 +214,13 @@ class LoadSpec(StrictModel):
         description="Port the Locust master listens on; default a free port, or Locust's 5557 when "
         "remote_workers must find it.",
     )
+    client: Literal["lean", "fasthttp"] = Field(
+        default="lean",
+        description="Each Locust user's HTTP client. lean (default): a keep-alive socket that sends "
+        "prepared request bytes and reads the response, with no Locust request event or statistics "
+        "per request (https falls back to fasthttp); fasthttp: Locust's FastHttpSession, whose "
+        "statistics also fill locust_stats.csv.",
+    )
     cpus: str | CpuNumber | list[CpuNumber] = Field(
         default=AUTO,
         description="CPUs the local Locust processes may run on: 'auto' (default: on 2 or more CPUs, "

@@ -41,7 +41,8 @@ import random
 import socket
 import struct
 import time
-from typing import Any, ClassVar, TextIO
+from typing import Any, ClassVar, NamedTuple, TextIO
+from urllib.parse import urlsplit
 
 import gevent
 from gevent.event import Event
@@ -58,14 +59,18 @@ CONFIG_WAIT_S = 120.0
 SAMPLES_HEADER = ("start_s", "latency_ms", "outcome", "late_ms", "service_ms", "target", "message")
 # keys a worker needs; paths are the master's and stay there
 WORKER_KEYS = ("path", "headers", "rows", "output_path", "output_width", "timeout_s", "mode", "rate_rps",
-               "arrival", "seed", "processes", "flush_s")  # fmt: skip
+               "arrival", "seed", "processes", "flush_s", "client", "host")  # fmt: skip
+LEAN_READ_BYTES = 65536
 BODY_LENGTH = struct.Struct("<Q")  # the bodies file: each body's length, then its bytes
 
 
 class _Target:
-    """One endpoint requests go to: its path (or absolute URL), headers, bodies and output checks."""
+    """One endpoint requests go to: its path (or absolute URL), headers, bodies and output checks.
 
-    def __init__(self, values: dict[str, Any], bodies: list[bytes]) -> None:
+    For the lean client each body is also kept as the whole HTTP request (request line, headers,
+    body), built once here: sending one is a single `sendall`."""
+
+    def __init__(self, values: dict[str, Any], bodies: list[bytes], host: str) -> None:
         if not bodies:
             raise ValueError("harness load config holds no request bodies")
         self.path = values["path"]
@@ -75,11 +80,112 @@ class _Target:
         self.output_path = values.get("output_path")
         self.output_width = values.get("output_width")
         self.cursor = 0
+        url = urlsplit(self.path if "://" in self.path else host.rstrip("/") + self.path)
+        self.address = (url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80))
+        self.tls = url.scheme == "https"
+        self.requests: list[bytes] = []
+        if not self.tls:
+            target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+            head = f"POST {target} HTTP/1.1\r\nHost: {url.netloc}\r\n" + "".join(
+                f"{name}: {value}\r\n" for name, value in self.headers.items()
+            )
+            self.requests = [
+                (head + f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body for body in bodies
+            ]
 
-    def next_body(self) -> bytes:
-        body = self.bodies[self.cursor % len(self.bodies)]
+    def next_index(self) -> int:
+        index = self.cursor % len(self.bodies)
         self.cursor += 1  # shared by all users: gevent runs them on one thread
-        return body
+        return index
+
+
+class _Answer(NamedTuple):
+    """What the lean client got: the fields `_classify` reads from a Locust response."""
+
+    status_code: int
+    content: bytes
+    error: BaseException | None = None
+
+
+class _LeanConnection:
+    """One keep-alive HTTP/1.1 connection (a gevent socket after Locust's monkey patching).
+
+    The whole per-request path: one `sendall` of a prepared request, then reads until the status
+    line, the headers and a Content-Length (or chunked) body are in. No request event, no Locust
+    statistics, no header objects: what the harness records is timed and classified by the user."""
+
+    def __init__(self, address: tuple[str, int], timeout_s: float) -> None:
+        self.address = address
+        self.timeout_s = timeout_s
+        self.sock: socket.socket | None = None
+        self.buffer = b""
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        self.sock, self.buffer = None, b""
+
+    def exchange(self, request: bytes) -> _Answer:
+        try:
+            if self.sock is None:
+                self.sock = socket.create_connection(self.address, timeout=self.timeout_s)
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock.sendall(request)
+            status, body, keep = self._response()
+        except (OSError, ValueError) as exc:  # socket.timeout is an OSError; ValueError: bad HTTP
+            self.close()
+            return _Answer(0, b"", exc)
+        if not keep:
+            self.close()
+        return _Answer(status, body)
+
+    def _read_more(self) -> None:
+        assert self.sock is not None
+        data = self.sock.recv(LEAN_READ_BYTES)
+        if not data:
+            raise ConnectionResetError("the server closed the connection")
+        self.buffer += data
+
+    def _response(self) -> tuple[int, bytes, bool]:
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            self._read_more()
+        head, self.buffer = self.buffer[:end].decode("latin-1"), self.buffer[end + 4 :]
+        lines = head.split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+            raise ValueError(f"not an HTTP response: {lines[0][:80]!r}")
+        fields = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            fields[name.strip().lower()] = value.strip()
+        keep = fields.get("connection", "").lower() != "close" and parts[0] != "HTTP/1.0"
+        if "chunked" in fields.get("transfer-encoding", "").lower():
+            return int(parts[1]), self._chunked(), keep
+        length = int(fields.get("content-length", "0"))
+        while len(self.buffer) < length:
+            self._read_more()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return int(parts[1]), body, keep
+
+    def _chunked(self) -> bytes:
+        chunks = []
+        while True:
+            while (end := self.buffer.find(b"\r\n")) < 0:
+                self._read_more()
+            size = int(self.buffer[:end].split(b";")[0], 16)
+            self.buffer = self.buffer[end + 2 :]
+            while len(self.buffer) < size + 2:
+                self._read_more()
+            chunks.append(self.buffer[:size])
+            self.buffer = self.buffer[size + 2 :]
+            if size == 0:
+                while (end := self.buffer.find(b"\r\n")) != 0:  # trailers end with an empty line
+                    if end < 0:
+                        self._read_more()
+                    else:
+                        self.buffer = self.buffer[end + 2 :]
+                self.buffer = self.buffer[2:]
+                return b"".join(chunks)
 
 
 class _Config:
@@ -103,12 +209,13 @@ class _Config:
         cls.values.update(values)
         cls.bodies[:] = bodies
         interleave = values.get("interleave")
+        host = values.get("host") or ""
         if interleave:
-            cls.targets[:] = [_Target(t, _read_bodies(t["bodies_path"])) for t in interleave["targets"]]
+            cls.targets[:] = [_Target(t, _read_bodies(t["bodies_path"]), host) for t in interleave["targets"]]
             cls.slice_s = float(interleave["slice_s"])
             cls.pattern[:] = [int(i) for i in interleave["pattern"]]
         else:
-            cls.targets[:] = [_Target(values, bodies)]
+            cls.targets[:] = [_Target(values, bodies, host)]
         cls.index = index
         cls.ready.set()
 
@@ -250,6 +357,13 @@ class PredictUser(FastHttpUser):
             raise RuntimeError(f"no load configuration after {CONFIG_WAIT_S:g}s")
         self.network_timeout = self.connection_timeout = float(_Config.values["timeout_s"])
         super().__init__(environment)
+        # the lean client (the default) for plain HTTP; Locust's FastHttpSession for TLS or if asked
+        self.lean = _Config.values.get("client", "lean") == "lean"
+        self.connections: dict[int, _LeanConnection] = {}
+
+    def on_stop(self) -> None:
+        for connection in self.connections.values():
+            connection.close()
 
     @task
     def predict(self) -> None:
@@ -300,8 +414,25 @@ class PredictUser(FastHttpUser):
     def _post(self, sent: float, which: int) -> tuple[str, str, float]:
         """Send target `which`'s next body; (outcome, one-line message, service time in ms)."""
         target = _Config.targets[which]
+        index = target.next_index()
+        if self.lean and not target.tls:
+            connection = self.connections.get(which)
+            if connection is None:
+                connection = self.connections[which] = _LeanConnection(target.address, self.network_timeout)
+            answer = connection.exchange(target.requests[index])
+            service_ms = (time.perf_counter() - sent) * 1000.0
+            outcome, message = _classify(answer, service_ms, target)
+        else:
+            outcome, message, service_ms = self._locust_post(sent, target, index)
+        _Run.requests += 1
+        if outcome == "connection":
+            gevent.sleep(CONNECTION_BACKOFF_S)
+        return outcome, " ".join(message[:MAX_MESSAGE_CHARS].splitlines()), service_ms
+
+    def _locust_post(self, sent: float, target: _Target, index: int) -> tuple[str, str, float]:
+        """Through Locust's FastHttpSession, with its request event and statistics."""
         # FastHttpSession sends bytes as they are; its annotation names only str and dict
-        body: Any = target.next_body()
+        body: Any = target.bodies[index]
         with self.client.post(
             target.path, data=body, headers=target.headers, name=target.path, catch_response=True
         ) as resp:
@@ -313,10 +444,7 @@ class PredictUser(FastHttpUser):
                 resp.success()
             else:
                 resp.failure(message)  # keeps Locust's own (human-facing) stats consistent with ours
-        _Run.requests += 1
-        if outcome == "connection":
-            gevent.sleep(CONNECTION_BACKOFF_S)
-        return outcome, " ".join(message[:MAX_MESSAGE_CHARS].splitlines()), service_ms
+        return outcome, message, service_ms
 
 
 def _csv_text(rows: list[tuple]) -> str:
