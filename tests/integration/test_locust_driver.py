@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -121,8 +123,9 @@ def test_correct_server_gives_exact_latencies_for_the_measure_window_only(
     assert (tmp_path / "locust_samples.csv").exists()
 
 
+@pytest.mark.parametrize("client", ["lean", "fasthttp"])
 def test_server_errors_and_wrong_payloads_are_counted_by_class(
-    http_server: Callable[..., CountingServer], tmp_path: Path
+    http_server: Callable[..., CountingServer], tmp_path: Path, client: str
 ) -> None:
     def mixed(number: int, instances: list[list[float]]) -> tuple[int, bytes]:
         kind = number % 5
@@ -135,7 +138,7 @@ def test_server_errors_and_wrong_payloads_are_counted_by_class(
         return 200, predictions_for(instances)
 
     server = http_server(mixed)
-    load = LoadSpec(users=2, warmup_s=0.5, measure_s=1.5, request_batch_size=2)
+    load = LoadSpec(users=2, warmup_s=0.5, measure_s=1.5, request_batch_size=2, client=client)
     result = LocustDriver().run(server.endpoint, load, requests_of(2), tmp_path)
 
     assert result.ok_count > 0
@@ -381,3 +384,90 @@ def test_an_interleaved_run_loads_each_endpoint_only_in_its_own_slices(
             assert sample.target == expected, sample
     assert min(s.latency_ms for s in every if s.target == 1) >= 5.0
     assert np.median([s.latency_ms for s in every if s.target == 0]) < 5.0
+
+
+class RawServer:
+    """A socket server that answers every request with `reply(number)`: raw bytes, so a test can
+    send what a stdlib server would not (chunked bodies, closing after each answer, garbage)."""
+
+    def __init__(self, reply: Callable[[int], bytes]) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.count = 0
+        self.connections = 0
+        self.reply = reply
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while True:
+                while (end := buffer.find(b"\r\n\r\n")) < 0:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                length = int(re.search(rb"Content-Length: (\d+)", buffer[:end], re.IGNORECASE).group(1))
+                while len(buffer) < end + 4 + length:
+                    buffer += conn.recv(65536)
+                buffer = buffer[end + 4 + length :]
+                self.count += 1
+                answer = self.reply(self.count)
+                conn.sendall(answer)
+                if b"Connection: close" in answer:
+                    return
+
+    @property
+    def endpoint(self) -> HttpEndpoint:
+        return HttpEndpoint(f"http://127.0.0.1:{self.port}", PATH)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _chunked(body: bytes) -> bytes:
+    half = len(body) // 2
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:half], body[half:]))
+    return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+
+
+def _plain(body: bytes, close: bool = False) -> bytes:
+    extra = b"Connection: close\r\n" if close else b""
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+def test_the_lean_client_reads_chunked_and_closing_answers_and_names_garbage(tmp_path: Path) -> None:
+    good = predictions_for([[1.0]])
+
+    def reply(number: int) -> bytes:
+        kind = number % 4
+        if kind == 0:
+            return _chunked(good)
+        if kind == 1:
+            return _plain(good, close=True)  # the client must reconnect for the next request
+        if kind == 2:
+            return b"SSH-2.0-not-http\r\n\r\n"  # not an HTTP answer: a connection failure, then reconnect
+        return _plain(good)
+
+    server = RawServer(reply)
+    try:
+        load = LoadSpec(users=1, warmup_s=0.3, measure_s=1.0, client="lean")
+        result = LocustDriver().run(server.endpoint, load, REQUESTS, tmp_path)
+    finally:
+        server.close()
+    assert result.ok_count > 0
+    assert result.failures["connection"] > 0
+    assert result.failures["bad_payload"] == result.failures["http_status"] == 0
+    # three of four answers are good, whatever their framing
+    assert result.ok_count == pytest.approx(3 * result.request_count / 4, rel=0.1)
+    assert "not an HTTP response" in "\n".join(result.failure_examples)
+    assert server.connections > 2  # reconnected after each close and each garbage answer

@@ -174,18 +174,18 @@ class _LeanConnection:
                 self._read_more()
             size = int(self.buffer[:end].split(b";")[0], 16)
             self.buffer = self.buffer[end + 2 :]
-            while len(self.buffer) < size + 2:
-                self._read_more()
-            chunks.append(self.buffer[:size])
-            self.buffer = self.buffer[size + 2 :]
-            if size == 0:
-                while (end := self.buffer.find(b"\r\n")) != 0:  # trailers end with an empty line
+            if size == 0:  # the last chunk: optional trailer lines, then an empty line
+                while (end := self.buffer.find(b"\r\n")) != 0:
                     if end < 0:
                         self._read_more()
                     else:
                         self.buffer = self.buffer[end + 2 :]
                 self.buffer = self.buffer[2:]
                 return b"".join(chunks)
+            while len(self.buffer) < size + 2:
+                self._read_more()
+            chunks.append(self.buffer[:size])
+            self.buffer = self.buffer[size + 2 :]
 
 
 class _Config:
