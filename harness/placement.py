@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,3 +219,33 @@ def pin_tree(pid: int, cpus: Sequence[int]) -> int:
             except OSError:  # exited while we looked
                 continue
     return count
+
+
+@contextmanager
+def placed_here(cpus: Sequence[int] | None) -> Iterator[None]:
+    """Run this process's threads on `cpus` for the duration (None: no change), then put each
+    back where it was. While Locust runs, the harness itself watches it (reads its samples,
+    samples CPU): that is load-generator work, which must not land on the server's CPUs."""
+    if cpus is None:
+        yield
+        return
+    saved: dict[int, set[int]] = {}
+    for tid in _own_threads():
+        try:
+            saved[tid] = os.sched_getaffinity(tid)
+            os.sched_setaffinity(tid, set(cpus))
+        except OSError:  # a thread that ended meanwhile
+            continue
+    try:
+        yield
+    finally:
+        for tid, before in saved.items():
+            with suppress(OSError):
+                os.sched_setaffinity(tid, before)
+
+
+def _own_threads() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]

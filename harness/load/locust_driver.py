@@ -35,6 +35,7 @@ from harness.load.locust_watch import FLUSH_S, LocustRunFiles, LocustRunWatch, w
 from harness.load.plan import LoadPoint, MeasureHooks, StopWhen, WindowPlan, single_point
 from harness.load.result import LoadResult, Sample
 from harness.load.samples import read_samples, summarize
+from harness.placement import placed_here
 from harness.processes import ManagedProcess, free_port
 from harness.scenario.load_spec import LoadSpec
 from harness.serving.base import EncodedRequests, HttpEndpoint
@@ -121,7 +122,11 @@ class LocustDriver:
         if interleave is not None:
             config["interleave"] = _interleave_config(interleave, load, files_)
         files_.config.write_text(json.dumps(config))
-        with as_file(files(LOCUSTFILE_PACKAGE).joinpath(LOCUSTFILE_NAME)) as locustfile, ExitStack() as stack:
+        with (
+            as_file(files(LOCUSTFILE_PACKAGE).joinpath(LOCUSTFILE_NAME)) as locustfile,
+            ExitStack() as stack,
+            placed_here(cpus),
+        ):
             # once every Locust process is gone: the bodies are the test set again, up to 64 MiB of it
             stack.callback(files_.bodies.unlink, missing_ok=True)
             for extra in files_.dir.glob("bodies-*.bin") if interleave is not None else ():

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from harness.data.tensors import TensorSpec
 from harness.errors import RunError
 from harness.load.locust_driver import LocustDriver
-from harness.placement import available_cpus, tree_cpus
+from harness.placement import available_cpus, placed_here, tree_cpus
 from harness.processes import ManagedProcess
 from harness.scenario.load_spec import LoadSpec
 from harness.serving.base import HttpEndpoint
@@ -120,3 +121,24 @@ def test_locust_processes_run_on_the_cpus_they_are_given(tmp_path: Path) -> None
     assert result.generator_cpus == [cpu]
     assert result.generator_cpus_used, "the load processes were seen while measuring"
     assert set(result.generator_cpus_used) <= {cpu}
+
+
+@needs_two_cpus
+def test_while_locust_runs_the_harness_threads_are_on_the_load_cpus_and_go_back_after() -> None:
+    load_cpu = available_cpus()[-1]
+    started = threading.Event()
+    stop = threading.Event()
+    worker = threading.Thread(target=lambda: (started.set(), stop.wait(5)), daemon=True)
+    worker.start()
+    started.wait(5)
+    before = {tid: os.sched_getaffinity(tid) for tid in map(int, os.listdir("/proc/self/task"))}
+    try:
+        with placed_here([load_cpu]):
+            inside = {tid: os.sched_getaffinity(tid) for tid in map(int, os.listdir("/proc/self/task"))}
+        after = {tid: os.sched_getaffinity(tid) for tid in map(int, os.listdir("/proc/self/task"))}
+    finally:
+        stop.set()
+        worker.join(5)
+    assert worker.native_id in inside  # the sampler-like thread is moved too, not only the caller
+    assert all(cpus == {load_cpu} for cpus in inside.values()), inside
+    assert after == before
