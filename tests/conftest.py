@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.errors import UserError
+from harness.scenario.loader import load_scenario
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -43,3 +46,13 @@ def write_scenario(tmp_path: Path):
         return path
 
     return write
+
+
+def load_error(path: Path) -> str:
+    """The one-line UserError that loading the scenario at `path` gives, checked to name the file."""
+    with pytest.raises(UserError) as info:
+        load_scenario(path)
+    message = str(info.value)
+    assert "\n" not in message, "errors must be one line"
+    assert message.startswith(str(path)), "errors must name the file"
+    return message

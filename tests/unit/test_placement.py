@@ -13,20 +13,14 @@ from harness.placement import ANY, AUTO, cpulist, parse_cpus, pinned_argv, plan_
 from harness.scenario.loader import load_scenario
 from harness.scenario.schema import Scenario
 from harness.serving.placement import scenario_placement, shared_cpus_warning
-from tests.conftest import scenario_dict
+from tests.conftest import load_error, scenario_dict
 
 FOUR = (0, 1, 2, 3)
 EXPECTED_FORM = "'auto', 'any', or CPUs such as '1' or '0-1,3'"
 
 
 def _error(write_scenario, data: dict[str, Any]) -> str:
-    path = write_scenario(data)
-    with pytest.raises(UserError) as info:
-        load_scenario(path)
-    message = str(info.value)
-    assert "\n" not in message, "errors must be one line"
-    assert message.startswith(str(path)), "errors must name the file"
-    return message
+    return load_error(write_scenario(data))
 
 
 def _with_cpus(serving: Any = AUTO, load: Any = AUTO, target: str = "inprocess") -> dict[str, Any]:

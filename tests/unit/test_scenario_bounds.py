@@ -7,21 +7,14 @@ from typing import Any
 
 import pytest
 
-from harness.errors import UserError
 from harness.scenario.bounds import MAX_USERS
 from harness.scenario.loader import load_scenario
 from harness.scenario.schema import Scenario
-from tests.conftest import scenario_dict
+from tests.conftest import load_error, scenario_dict
 
 
 def _error(write_scenario, data: dict[str, Any]) -> str:
-    path = write_scenario(data)
-    with pytest.raises(UserError) as info:
-        load_scenario(path)
-    message = str(info.value)
-    assert "\n" not in message, "errors must be one line"
-    assert message.startswith(str(path)), "errors must name the file"
-    return message
+    return load_error(write_scenario(data))
 
 
 def _with(section: str, **values: Any) -> dict[str, Any]:
