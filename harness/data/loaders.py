@@ -29,6 +29,7 @@ from harness.data.tables import read_table
 from harness.data.tensors import DTYPES, TensorSpec
 from harness.errors import UserError, first_line
 from harness.models.digits import load_digits_split
+from harness.models.digits_rgb import layout_of, load_digits_rgb_split
 from harness.scenario.data_spec import (
     DataSpec,
     ImagesSpec,
@@ -48,11 +49,15 @@ Rows = dict[str, tuple[str, np.ndarray]]  # split name -> (part it comes from, r
 
 
 def load_data(scenario: Scenario, scenario_dir: Path, *, scenario_file: Path | None = None) -> Dataset:
-    """The scenario's Dataset: digits (`model.seed`'s split) without a data block, else the block's.
+    """The scenario's Dataset: model.dataset (`model.seed`'s split) without a data block, else the block's.
     UserError naming the scenario file (or folder), the data key and what was expected."""
     spec = scenario.data
     if spec is None:
-        return load_digits_split(scenario.model.seed)
+        model = scenario.model
+        if model.data_shorthand == "digits_rgb":
+            size = model.builtin_options.image_size
+            return load_digits_rgb_split(model.seed, size, layout_of(model.framework))
+        return load_digits_split(model.seed)
     try:
         return _build(spec, scenario.model, Path(scenario_dir), str(scenario_file or scenario_dir))
     except DataProblem as exc:

@@ -23,7 +23,7 @@ from harness.metrics.catalog import LABELLED_METRICS
 from harness.placement import available_cpus, cpulist, parse_cpus
 from harness.scenario.applicability import labelled, missing_data, refusal, source_kind
 from harness.scenario.messages import validated
-from harness.scenario.schema import Scenario, resolve_source
+from harness.scenario.schema import BUILTIN_MOBILENET, Scenario, resolve_source
 from harness.serving.placement import scenario_placement
 from harness.serving.registry import TARGET_OPTIONS, TARGETS
 
@@ -62,6 +62,12 @@ def _check_model(scenario: Scenario, path: Path) -> None:
             raise UserError(
                 f"{path}: data: the built-in models are trained and evaluated on digits; remove the "
                 "data: block, or give your own model (a file or a python: factory) to use your data"
+            )
+        wanted = "digits_rgb" if model.source == BUILTIN_MOBILENET else "digits"
+        if model.data_shorthand != wanted:
+            raise UserError(
+                f"{path}: model.dataset: {model.source} is trained on {wanted}; expected {wanted} or no "
+                f"model.dataset, got {model.data_shorthand}"
             )
     elif model.is_python:
         # only the form: importing the module runs the user's code, which `validate` does not do

@@ -49,13 +49,43 @@ class InputDecl(StrictModel):
     dtype: Dtype = Field(default="float32", description="Element type: " + ", ".join(DTYPES) + ".")
 
 
+BUILTIN_MOBILENET = "builtin:mobilenet_v2"
+DEFAULT_IMAGE_SIZE = 96  # the largest that trains in about 3 minutes per framework on 2 cores
+
+
+class BuiltinOptions(StrictModel):
+    """Size of the built-in MobileNetV2 and its training; all of it goes into its cache key."""
+
+    width: float = Field(
+        default=1.0,
+        ge=0.1,
+        le=1.4,
+        description="Width multiplier: scales every layer's channels (0.1 to 1.4).",
+    )
+    image_size: int = Field(
+        default=DEFAULT_IMAGE_SIZE,
+        ge=32,
+        le=224,
+        description="Height and width of the digits_rgb images, in pixels "
+        f"(32 to 224, default {DEFAULT_IMAGE_SIZE}).",
+    )
+    epochs: int | None = Field(
+        default=None,
+        ge=1,
+        le=200,
+        description="Training epochs (1 to 200); default: the built-in's own, chosen to reach its "
+        "published accuracy.",
+    )
+
+
 class ModelSpec(StrictModel):
     framework: Literal["torch", "tensorflow"] = Field(
         description="Framework of the model; its recipes are named torch.* or tf.*."
     )
     source: str = Field(
         description="'builtin:mlp' (both frameworks) or 'builtin:cnn' (tensorflow) for a built-in "
-        "reference model trained on digits; 'python:pkg.module:function' for a factory returning an "
+        "reference model trained on digits, 'builtin:mobilenet_v2' (both frameworks) for a MobileNetV2 "
+        "trained on digits_rgb; 'python:pkg.module:function' for a factory returning an "
         "nn.Module or a tf_keras model (its module is imported, running its code, like a conftest.py); "
         "or a path relative to the scenario file: TorchScript (.pt/.ts) or torch.export (.pt2) for "
         "torch; a SavedModel folder or a .keras/.h5 file for tensorflow."
@@ -83,10 +113,17 @@ class ModelSpec(StrictModel):
         "(SavedModel signature, torch.export input specs) and checked against this when both exist; "
         "otherwise taken from the data.",
     )
-    dataset: Literal["digits"] | None = Field(
+    dataset: Literal["digits", "digits_rgb"] | None = Field(
         default=None,
-        description="Shorthand for the evaluation data: scikit-learn's bundled digits (8x8, 10 classes) "
-        "with the harness's own seeded split. The default when there is no `data:` block.",
+        description="Shorthand for the evaluation data, with the harness's own seeded split of "
+        "scikit-learn's bundled digits (10 classes): 'digits' is the 8x8 pixels as 64 floats; "
+        "'digits_rgb' is each digit scaled up to builtin.image_size square RGB images (floats 0 to 1, "
+        "NCHW for torch, NHWC for tensorflow). The default when there is no `data:` block: digits_rgb "
+        "for builtin:mobilenet_v2, else digits.",
+    )
+    builtin: BuiltinOptions | None = Field(
+        default=None,
+        description="builtin:mobilenet_v2 only: its width multiplier, image size and training epochs.",
     )
     seed: int = Field(
         default=0,
@@ -100,6 +137,17 @@ class ModelSpec(StrictModel):
         return self.source.startswith("builtin:")
 
     @property
+    def data_shorthand(self) -> str:
+        """The dataset used without a data block: model.dataset, else the built-in's own."""
+        if self.dataset is not None:
+            return self.dataset
+        return "digits_rgb" if self.source == BUILTIN_MOBILENET else "digits"
+
+    @property
+    def builtin_options(self) -> BuiltinOptions:
+        return self.builtin if self.builtin is not None else BuiltinOptions()
+
+    @property
     def is_python(self) -> bool:
         return self.source.startswith(PYTHON_PREFIX)
 
@@ -107,6 +155,12 @@ class ModelSpec(StrictModel):
     def python_target(self) -> str:
         """'pkg.module:function' of a python: source."""
         return self.source[len(PYTHON_PREFIX) :]
+
+    @model_validator(mode="after")
+    def _builtin_options_need_a_mobilenet(self) -> ModelSpec:
+        if self.builtin is not None and self.source != BUILTIN_MOBILENET:
+            raise ValueError(f"builtin: only source {BUILTIN_MOBILENET} takes builtin options")
+        return self
 
     @model_validator(mode="after")
     def _weights_need_a_factory(self) -> ModelSpec:
@@ -282,7 +336,7 @@ class Scenario(StrictModel):
     data: DataSpec | None = Field(
         default=None,
         description="The evaluation data (and the train/calibration subsets recipes use). Without it, "
-        "model.dataset (digits) is used.",
+        "model.dataset (digits, or digits_rgb for builtin:mobilenet_v2) is used.",
     )
     variants: list[VariantSpec] = Field(
         default_factory=list,

@@ -24,7 +24,7 @@ from harness.frameworks import FRAMEWORKS, TENSORFLOW, TORCH, Framework, framewo
 from harness.models.tf_models import BUILTIN_TF_MODELS
 from harness.models.torch_mlp import BUILTIN_MLP
 from harness.scenario.loader import load_scenario
-from harness.scenario.schema import ServingSpec
+from harness.scenario.schema import BUILTIN_MOBILENET, ServingSpec
 from harness.serving.inprocess import InProcessTarget
 from tests.conftest import ROOT, scenario_dict
 
@@ -65,8 +65,8 @@ def test_resolving_descriptors_and_backends_imports_no_framework() -> None:
 
 
 def test_builtin_models_match_the_model_modules() -> None:
-    assert TORCH.builtin_models == (BUILTIN_MLP,)
-    assert set(TENSORFLOW.builtin_models) == set(BUILTIN_TF_MODELS)
+    assert TORCH.builtin_models == (BUILTIN_MLP, BUILTIN_MOBILENET)
+    assert set(TENSORFLOW.builtin_models) == {*BUILTIN_TF_MODELS, BUILTIN_MOBILENET}
 
 
 @pytest.mark.parametrize("recipe", RECIPES.names())
