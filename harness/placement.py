@@ -42,11 +42,13 @@ def available_cpus() -> tuple[int, ...]:
         return tuple(range(os.cpu_count() or 1))
 
 
-def parse_cpus(value: str | Sequence[int]) -> tuple[int, ...] | str:
-    """`"auto"`, `"any"`, or the CPUs of a list (`[2, 3]`) or a cpulist string (`"0-1,3"`).
+def parse_cpus(value: str | int | Sequence[int]) -> tuple[int, ...] | str:
+    """`"auto"`, `"any"`, or the CPUs of a list (`[2, 3]`), one number or a cpulist string (`"0-1,3"`).
 
     Raises ValueError saying what is expected, worded like the scenario's other validators (the
     scenario's message adds "expected" and the value given)."""
+    if isinstance(value, int):
+        value = [value]
     if isinstance(value, str):
         text = value.strip()
         if text in (AUTO, ANY):
@@ -112,8 +114,8 @@ class CpuPlacement:
 
 def plan_placement(
     location: str,
-    serving_cpus: str | Sequence[int],
-    load_cpus: str | Sequence[int],
+    serving_cpus: str | int | Sequence[int],
+    load_cpus: str | int | Sequence[int],
     *,
     load_processes: int = 1,
     available: Sequence[int] | None = None,

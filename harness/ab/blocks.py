@@ -249,8 +249,9 @@ def split_slots(
             metrics = latency_summary(ok)
             metrics["throughput_rps"] = len(ok) / side_s
             metrics["error_rate"] = (len(mine) - len(ok)) / len(mine) if mine else 0.0
+            side: SideName = "base" if which == "base" else "head"
             slots.append(Slot(
-                block=block, side=which, position=position, metrics=metrics, requests=len(mine),
+                block=block, side=side, position=position, metrics=metrics, requests=len(mine),
                 failures=len(mine) - len(ok), started_s=round(layout.warmup_s + block * layout.block_s, 3),
             ))  # fmt: skip
     return slots

@@ -16,6 +16,7 @@ RECIPES = Registry(
         "torch.prune": "harness.compression.torch.prune:TorchPruneRecipe",
         "torch.int8": "harness.compression.torch.int8:TorchInt8Recipe",
         "torch.distill": "harness.compression.torch.distill:TorchDistillRecipe",
+        "torch.half": "harness.compression.torch.half:TorchHalfRecipe",
         "tf.prune": "harness.compression.tensorflow.prune:TfPruneRecipe",
         "tf.cluster": "harness.compression.tensorflow.cluster:TfClusterRecipe",
         "tf.qat": "harness.compression.tensorflow.qat:TfQatRecipe",

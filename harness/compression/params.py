@@ -29,18 +29,66 @@ class RecipeParams(BaseModel):
 
 
 class TorchPruneParams(RecipeParams):
-    """torch.prune: L1-magnitude unstructured pruning of linear and conv weights, made permanent."""
+    """torch.prune: L1-magnitude unstructured pruning of linear and conv weights, or channel pruning.
+
+    structure 'unstructured' zeroes weights (made permanent, the shapes stay); 'channels' removes
+    whole channels with torch-pruning, so the model gets smaller and faster, then fine-tunes it.
+    """
 
     amount: float = Field(
         gt=0.0,
         lt=1.0,
-        description="Fraction of the linear and conv weights (nn.Linear/nn.Conv*, or a .pt2 program's "
-        "linear/conv weight operands) set to zero, strictly between 0 and 1.",
+        description="unstructured: fraction of the linear and conv weights (nn.Linear/nn.Conv*, or a "
+        ".pt2 program's linear/conv weight operands) set to zero; channels: fraction of the output "
+        "channels of the conv/linear layers removed. Strictly between 0 and 1.",
     )
     scope: Literal["layer", "global"] = Field(
         default="layer",
-        description="'layer': prune `amount` of each layer's weights; 'global': prune the `amount` "
-        "smallest weights across all those layers together (layers end up unevenly sparse).",
+        description="'layer': prune `amount` of each layer's weights (channels: of each group of "
+        "coupled layers); 'global': prune the `amount` smallest weights (channels: lowest-ranked "
+        "channels) across all those layers together (layers end up unevenly pruned).",
+    )
+    structure: Literal["unstructured", "channels"] = Field(
+        default="unstructured",
+        description="'unstructured': zero single weights (sparse, same shapes); 'channels': remove whole "
+        "channels with torch-pruning's dependency graph (residual adds, depthwise convs and batch norms "
+        "pruned together, the output layers kept whole), then fine-tune; needs an nn.Module (built-in or "
+        "python: factory), not a .pt2 program.",
+    )
+    fine_tune_epochs: int = Field(
+        default=2,
+        ge=0,
+        le=200,
+        description="structure channels only: epochs of fine-tuning on the labelled train split after "
+        "pruning (0 to 200; 0: none).",
+    )
+    learning_rate: float = Field(
+        default=1e-3, gt=0, lt=1, description="structure channels only: Adam learning rate, cosine-decayed."
+    )
+    batch_size: int = Field(
+        default=32,
+        ge=1,
+        le=MAX_BATCH_SIZE,
+        description=f"structure channels only: fine-tuning batch size, 1 to {MAX_BATCH_SIZE}.",
+    )
+
+    @model_validator(mode="after")
+    def _fine_tuning_needs_channels(self) -> TorchPruneParams:
+        tuning = sorted({"fine_tune_epochs", "learning_rate", "batch_size"} & self.model_fields_set)
+        if self.structure == "unstructured" and tuning:
+            raise ValueError(f"{', '.join(tuning)}: only structure 'channels' fine-tunes")
+        return self
+
+
+class TorchHalfParams(RecipeParams):
+    """torch.half: weights and activations in bfloat16 or float16; float32 inputs and outputs."""
+
+    dtype: Literal["bfloat16", "float16"] = Field(
+        default="bfloat16",
+        description="'bfloat16' (default: float32's exponent range, so activations and logits cannot "
+        "overflow, and native on x86 CPUs with avx512_bf16 or amx_bf16) or 'float16' (more mantissa "
+        "bits, a 65504 maximum; native only with avx512_fp16 or amx_fp16). The report says whether "
+        "this CPU has a fast path for it.",
     )
 
 
@@ -78,7 +126,22 @@ class _FineTune(RecipeParams):
 class TfPruneParams(_FineTune):
     """tf.prune: tfmot prune_low_magnitude with a PolynomialDecay schedule, fine-tuned, stripped."""
 
-    target_sparsity: float = Field(gt=0.0, lt=1.0, description="Final sparsity of the schedule (0..1).")
+    target_sparsity: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="Final sparsity of the schedule (0..1); required unless sparsity_m_by_n is given, "
+        "which fixes it at m/n.",
+    )
+    sparsity_m_by_n: list[Annotated[int, Field(ge=1, le=16)]] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=2,
+        description="[m, n] for structured sparsity: m zeros in every n consecutive weights along the "
+        "input channels (tfmot sparsity_m_by_n; [2, 4] is the 2:4 pattern of sparse tensor cores). "
+        "Applied to Dense and Conv2D kernels only: depthwise and other convolutions stay dense (the "
+        "report lists both, and checks the pattern in the stripped kernels). 1 <= m < n <= 16.",
+    )
     initial_sparsity: float = Field(default=0.0, ge=0.0, lt=1.0, description="Sparsity at begin_step.")
     begin_step: int = Field(
         default=0, ge=0, le=MAX_STEP, description=f"Training step where pruning starts, 0 to {MAX_STEP:,}."
@@ -94,6 +157,34 @@ class TfPruneParams(_FineTune):
     frequency: int = Field(
         default=10, ge=1, le=MAX_STEP, description=f"Steps between mask updates, 1 to {MAX_STEP:,}."
     )
+
+    @model_validator(mode="after")
+    def _one_sparsity(self) -> TfPruneParams:
+        m_by_n = self.sparsity_m_by_n
+        if m_by_n is None:
+            if self.target_sparsity is None:
+                raise ValueError(
+                    "target_sparsity is required (or sparsity_m_by_n for m:n structured sparsity)"
+                )
+            return self
+        m, n = m_by_n
+        if m >= n:
+            raise ValueError(f"sparsity_m_by_n [{m}, {n}]: m (zeros per group) must be below n (group size)")
+        if self.target_sparsity is not None and abs(self.target_sparsity - m / n) > 1e-9:
+            raise ValueError(
+                f"sparsity_m_by_n [{m}, {n}] prunes {m / n:g} of the weights it applies to; "
+                f"leave out target_sparsity ({self.target_sparsity:g}) or set it to {m / n:g}"
+            )
+        return self
+
+    @property
+    def final_sparsity(self) -> float:
+        """Where the schedule ends: target_sparsity, or m/n for m:n structured sparsity."""
+        if self.sparsity_m_by_n is not None:
+            m, n = self.sparsity_m_by_n
+            return m / n
+        assert self.target_sparsity is not None  # the validator requires one of them
+        return self.target_sparsity
 
 
 class TfClusterParams(_FineTune):
@@ -113,8 +204,10 @@ class TfQatParams(_FineTune):
 
     learning_rate: float = Field(default=1e-4, gt=0, lt=1, description="Adam learning rate.")
     fine_tune_epochs: int = Field(default=2, ge=1, le=200, description="Epochs of fine-tuning.")
-    io: Literal["float", "int8"] = Field(
-        default="float", description="Input/output tensor type of the TFLite model."
+    io: Literal["float", "int8", "uint8"] = Field(
+        default="float",
+        description="Input/output tensor type of the TFLite model: 'int8'/'uint8' take the inputs and "
+        "return the scores quantized (clients convert with the scale and zero point the artifact records).",
     )
 
 
@@ -126,8 +219,11 @@ class TfPtqParams(RecipeParams):
         "integer, activations calibrated on a representative dataset from the calibration split (else "
         "the train split)."
     )
-    io: Literal["float", "int8"] = Field(
-        default="float", description="mode int8 only: input/output tensor type of the TFLite model."
+    io: Literal["float", "int8", "uint8"] = Field(
+        default="float",
+        description="mode int8 only: input/output tensor type of the TFLite model. 'uint8' (or 'int8') "
+        "takes the float inputs quantized, e.g. raw uint8 pixels, and returns quantized scores; clients "
+        "convert with the scale and zero point the artifact records. Integer inputs stay as they are.",
     )
     calibration_samples: int = Field(
         default=200,
@@ -139,8 +235,8 @@ class TfPtqParams(RecipeParams):
 
     @model_validator(mode="after")
     def _int8_io_needs_int8_mode(self) -> TfPtqParams:
-        if self.io == "int8" and self.mode != "int8":
-            raise ValueError("io 'int8' needs mode 'int8' (full integer quantization)")
+        if self.io != "float" and self.mode != "int8":
+            raise ValueError(f"io {self.io!r} needs mode 'int8' (full integer quantization)")
         return self
 
 
@@ -173,6 +269,7 @@ PARAMS: dict[str, type[RecipeParams]] = {
     "torch.prune": TorchPruneParams,
     "torch.int8": TorchInt8Params,
     "torch.distill": DistillParams,
+    "torch.half": TorchHalfParams,
     "tf.prune": TfPruneParams,
     "tf.cluster": TfClusterParams,
     "tf.qat": TfQatParams,
@@ -184,6 +281,10 @@ PARAMS: dict[str, type[RecipeParams]] = {
 _NOT_AFTER: dict[tuple[str, str], str] = {
     ("torch.prune", "torch.int8"): "prune first: pruning needs float weights, not quantized ones",
     ("torch.int8", "torch.int8"): "the weights are already quantized",
+    ("torch.int8", "torch.half"): "int8 quantizes float32 weights: use one of torch.int8, torch.half",
+    ("torch.half", "torch.int8"): "the weights are already quantized",
+    ("torch.half", "torch.half"): "the weights are already half precision",
+    ("torch.prune", "torch.half"): "prune first: pruning and fine-tuning need float32 weights",
 }
 # Recipes whose output is a TFLite model: no Keras recipe can follow them.
 _TFLITE_OUTPUT = {"tf.qat", "tf.ptq"}

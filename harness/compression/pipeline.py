@@ -138,7 +138,8 @@ def export_drift(exported: np.ndarray, in_memory: np.ndarray, task: str) -> dict
 def load_base_model(model: ModelSpec, scenario_dir: Path, data: Dataset) -> BaseModel:
     """The uncompressed model, built (or read from cache) once per process and source."""
     if model.is_builtin:
-        key: tuple[Any, ...] = (model.framework, model.source, model.seed, data.fingerprint())
+        options = model.builtin_options.model_dump_json()  # a MobileNetV2's width and epochs
+        key: tuple[Any, ...] = (model.framework, model.source, model.seed, options, data.fingerprint())
     else:
         files = [] if model.is_python else [resolve_source(model.source, scenario_dir)]
         if model.weights is not None:

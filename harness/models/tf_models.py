@@ -22,7 +22,7 @@ import os
 import random
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +34,7 @@ from harness.models.cache import CacheIntegrityError, cache_dir, read_verified, 
 
 logger = logging.getLogger(__name__)
 
+# the digits built-ins; `builtin:mobilenet_v2` (images) is harness.models.tf_mobilenet, on these caches
 BUILTIN_TF_MODELS: dict[str, Literal["mlp", "cnn"]] = {"builtin:mlp": "mlp", "builtin:cnn": "cnn"}
 CACHE_FORMAT = 2  # bump when the cache file layout changes; 2: sha256 sidecar next to each file
 
@@ -69,6 +70,8 @@ class TrainedTfModel:
     kind: str
     cache_warning: str | None = None  # why a cached file was not used (damaged, unreadable)
 
+    facts: dict[str, Any] = field(default_factory=dict)  # what else the report shows (architecture, training)
+
     @property
     def accuracy(self) -> float:
         return self.test_accuracy
@@ -81,6 +84,7 @@ class TrainedTfModel:
             "cache_hit": self.cache_hit,
             "cache_path": str(self.cache_path),
             "outputs": "logits",
+            **self.facts,
         }
         if self.cache_warning:
             info["cache_warning"] = self.cache_warning
@@ -170,7 +174,7 @@ def get_reference_tf_model(
     path = (cache_root or cache_dir()) / "models" / f"tf-{kind}-{key[:24]}.keras"
     warning = None
     try:
-        cached = _read_cache(path)
+        cached = read_model_cache(path)
     except CacheIntegrityError as exc:
         warning, cached = f"{exc}; retrained", None
         logger.warning("%s", warning)
@@ -182,7 +186,9 @@ def get_reference_tf_model(
     start = time.perf_counter()
     model = train_tf_model(config, data, seed)
     seconds = time.perf_counter() - start
-    _write_cache(path, model, {"train_seconds": seconds, "seed": seed, "config": asdict(config), "key": key})
+    write_model_cache(
+        path, model, {"train_seconds": seconds, "seed": seed, "config": asdict(config), "key": key}
+    )
     return TrainedTfModel(
         model, logits_accuracy(model, data.x_test, data.y_test), seconds, False, path, key, kind, warning
     )
@@ -229,7 +235,7 @@ def logits_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(scores.argmax(axis=1) == np.asarray(y)))
 
 
-def _read_cache(path: Path) -> tuple[Any, float] | None:
+def read_model_cache(path: Path) -> tuple[Any, float] | None:
     """(model, train_seconds) from the cache; None if absent, CacheIntegrityError if damaged."""
     _, keras = import_tf()
     meta_path = path.with_suffix(".json")
@@ -253,7 +259,7 @@ def _read_cache(path: Path) -> tuple[Any, float] | None:
     return model, seconds
 
 
-def _write_cache(path: Path, model: Any, meta: dict[str, Any]) -> None:
+def write_model_cache(path: Path, model: Any, meta: dict[str, Any]) -> None:
     # The model goes to a temporary name first (tf_keras wants the .keras suffix) and is renamed
     # into place, then sealed with the digest of the bytes this process wrote; the metadata and its
     # sidecar come last, so a reader never sees metadata without a model.

@@ -10,7 +10,7 @@ and a linear classifier. `width` scales every channel count, rounded to a multip
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from torch import nn
@@ -62,7 +62,7 @@ def build_mobilenet_v2(
             layers += conv_bn(hidden, c_out, 1, 1, act=False)
             self.conv = nn.Sequential(*layers)
 
-        def forward(self, x):  # type: ignore[no-untyped-def]
+        def forward(self, x: Any) -> Any:
             return x + self.conv(x) if self.use_residual else self.conv(x)
 
     class MobileNetV2(nn.Module):
@@ -81,7 +81,7 @@ def build_mobilenet_v2(
             self.pool = nn.AdaptiveAvgPool2d(1)
             self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last, num_classes))
 
-        def forward(self, x):  # type: ignore[no-untyped-def]
+        def forward(self, x: Any) -> Any:
             return self.classifier(self.pool(self.features(x)).flatten(1))
 
     model = MobileNetV2()

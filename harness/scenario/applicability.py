@@ -45,6 +45,7 @@ ACCEPTS: dict[str, frozenset[str]] = {
     "torch.prune": _TORCH_MODULE,
     "torch.int8": _TORCH_MODULE,
     "torch.distill": _TORCH_MODULE,
+    "torch.half": _TORCH_MODULE,
     "tf.prune": _KERAS,
     "tf.cluster": _KERAS,
     "tf.qat": _KERAS,
@@ -67,6 +68,15 @@ _REMEDY: dict[str, str] = {
 # recipes that train on labelled examples: fine-tuning (tfmot) and distillation (the student is
 # also trained on the labels alone, for comparison)
 NEEDS_TRAIN = frozenset({"tf.prune", "tf.cluster", "tf.qat", "torch.distill", "tf.distill"})
+
+
+def fine_tunes(recipe: str, params: Mapping[str, Any]) -> bool:
+    """Whether the step trains on labelled examples because of its params (channel pruning)."""
+    return (
+        recipe == "torch.prune"
+        and params.get("structure") == "channels"
+        and params.get("fine_tune_epochs", 1) != 0
+    )
 
 
 def needs_calibration(recipe: str, params: Mapping[str, Any]) -> bool:
@@ -107,6 +117,14 @@ def missing_data(recipe: str, params: Mapping[str, Any], spec: DataSpec | None) 
             )
         if not labelled(spec):
             return f"{recipe} trains on labelled examples, and the data has no labels"
+    if fine_tunes(recipe, params):
+        if not has_train(spec):
+            return (
+                f"{recipe} structure channels fine-tunes on the data's train split, and the data has "
+                "none: give data.train or data.split, or set fine_tune_epochs: 0"
+            )
+        if not labelled(spec):
+            return f"{recipe} structure channels fine-tunes on labelled examples, and the data has no labels"
     if needs_calibration(recipe, params) and not has_train(spec):
         has_calibration = spec is not None and getattr(spec, "calibration", None) is not None
         if not has_calibration:
@@ -123,7 +141,8 @@ def check_loaded_data(scenario: Scenario, data: Dataset, path: Path) -> None:
     for i, variant in enumerate(scenario.variants):
         for j, step in enumerate(variant.steps):
             where = f"{path}: variants[{i}].steps[{j}].recipe"
-            if step.recipe in NEEDS_TRAIN and (data.train is None or data.train.labels is None):
+            trains = step.recipe in NEEDS_TRAIN or fine_tunes(step.recipe, step.params)
+            if trains and (data.train is None or data.train.labels is None):
                 raise UserError(
                     f"{where}: {step.recipe} trains on labelled examples, and the data has no "
                     "labelled train split"
@@ -166,6 +185,12 @@ def _mode_refusal(recipe: str, params: Mapping[str, Any], kind: str) -> str:
         return (
             "torch.int8 mode 'weight_only' needs nn.Linear modules, which a torch.export file (.pt2) "
             "does not keep; use mode 'dynamic' or 'static' (PT2E on the exported graph)"
+        )
+    # channel pruning rebuilds nn.Conv/nn.Linear modules, which a torch.export program has no more
+    if recipe == "torch.prune" and kind == "torch.export" and params.get("structure") == "channels":
+        return (
+            "torch.prune structure 'channels' rebuilds conv and linear modules, which a torch.export file "
+            "(.pt2) does not keep; give a python: factory, or use structure 'unstructured'"
         )
     return ""
 

@@ -6,7 +6,10 @@ files (tfserving_launch); readiness is the model status API reporting AVAILABLE 
 prediction; predict() goes over REST (default; row or columnar JSON, `rest_format`) or gRPC
 (tfserving_grpc: raw tensor bytes, for large inputs). Load from Locust always uses the REST
 predict API, with bodies encoded once before it starts. Input names on the wire are the server's
-(its metadata), which for a one-input model may differ from the data's name.
+(its metadata), which for a one-input model may differ from the data's name. For a TFLite file
+with integer I/O (tf.ptq io uint8) every request path quantizes the float data to the file's
+dtype with the scale and zero point the artifact records, and dequantizes the integer replies
+(harness.serving.quantized_io), so the wire carries uint8 pixels like a real client's.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from harness.serving.payloads import (
     tfserving_output_path,
     tfserving_rows,
 )
+from harness.serving.quantized_io import WireQuantization
 from harness.serving.tfserving_config import (
     BIND_ADDRESS,
     MODEL_VERSION,
@@ -87,6 +91,8 @@ class TfServingTarget(Target):
             TensorSpec, ...
         ] = ()  # the artifact's inputs, named as the server names them
         self._output_name: str | None = None
+        # an integer-I/O TFLite file: requests carry its quantized dtypes, replies are dequantized
+        self._quantization = WireQuantization()
         self._rest: RequestEncoder | None = None
         self._last_status = "no answer yet"
         self._deadline = 0.0
@@ -109,13 +115,10 @@ class TfServingTarget(Target):
             raise UserError(
                 f"tfserving serves {' or '.join(SUPPORTED_FORMATS)} artifacts, not {artifact.format!r}"
             )
-        single = artifact.signature.single
-        declared = artifact.extra.get("input_dtype")
-        if single is not None and declared is not None and declared != single.dtype:
-            raise UserError(
-                f"tfserving: {Path(artifact.path).name} takes {declared} input but its signature says "
-                f"{single.describe()}: requests would carry the wrong type"
-            )
+        quantization = WireQuantization.from_extra(artifact.extra)
+        problem = _wire_dtype_problem(artifact, quantization)
+        if problem:
+            raise UserError(f"tfserving: {problem}")
         signature = artifact.extra.get("signature")
         if signature not in (None, "serving_default"):
             raise UserError(
@@ -128,6 +131,7 @@ class TfServingTarget(Target):
         started = time.monotonic()
         self._deadline = started + self.spec.startup_timeout_s
         self._artifact = artifact
+        self._quantization = quantization
         try:
             if self.server is None:
                 self._base_url = self.options.url
@@ -273,7 +277,7 @@ class TfServingTarget(Target):
 
     def _settle_names(self, artifact: ServedArtifact) -> None:
         """Input and output names as the server knows them (its metadata wins where it is known)."""
-        inputs = artifact.signature.inputs
+        inputs = self._quantization.wire_specs(artifact.signature.inputs)  # dtypes on the wire
         served = self.signature.get("inputs") or []
         if len(inputs) == 1 and len(served) == 1:
             # one input: the data's name need not be the SavedModel's ("inputs" vs "input_1")
@@ -284,18 +288,23 @@ class TfServingTarget(Target):
                     f"tfserving serves inputs {served} but the model's signature has "
                     f"{artifact.signature.describe_inputs()}"
                 )
-            self._wire_inputs = tuple(inputs)
+            self._wire_inputs = inputs
         outputs = self.signature.get("outputs") or []
         self._output_name = artifact.extra.get("output_name") or (outputs[0] if len(outputs) == 1 else None)
         json_format = "columnar" if self.options.rest_format == "columnar" else "instances"
         self._rest = make_encoder(self._wire_inputs, "json", json_format=json_format)
 
     def _to_wire(self, batch: Batch) -> dict[str, np.ndarray]:
+        """The batch (signature names and dtypes) as the server takes it: its input names, and
+        quantized floats for an integer-I/O file. Every request path goes through here."""
         assert self._artifact is not None
-        return {
-            wire.name: np.asarray(batch[spec.name])
-            for wire, spec in zip(self._wire_inputs, self._artifact.signature.inputs, strict=True)
-        }
+        inputs = self._artifact.signature.inputs
+        quantized = self._quantization.to_wire(batch, inputs)
+        return {wire.name: quantized[spec.name] for wire, spec in zip(self._wire_inputs, inputs, strict=True)}
+
+    def _from_wire(self, values: np.ndarray) -> np.ndarray:
+        """Output rows as the server sent them (integers for an integer-I/O file) as float32 scores."""
+        return self._quantization.from_wire(values, self._output_name)
 
     def predict(self, batch: Batch) -> np.ndarray:
         """The model's outputs for `batch`, sent in chunks over the configured protocol:
@@ -345,12 +354,14 @@ class TfServingTarget(Target):
         if resp.status_code != 200:
             raise RunError(f"tfserving answered HTTP {resp.status_code}: {resp.text[:300]}")
         try:
-            return tfserving_rows(
-                resp.json(),
-                rest_format=self.options.rest_format,
-                output_name=self._output_name,
-                rows=rows,
-                width=width,
+            return self._from_wire(
+                tfserving_rows(
+                    resp.json(),
+                    rest_format=self.options.rest_format,
+                    output_name=self._output_name,
+                    rows=rows,
+                    width=width,
+                )
             )
         except ValueError as exc:
             raise RunError(f"tfserving answered an unexpected body ({exc}): {resp.text[:300]}") from exc
@@ -361,7 +372,7 @@ class TfServingTarget(Target):
             self._grpc = TfServingGrpcClient(target or "", model_name=self.options.model_name)
         values = self._grpc.predict(self._to_wire(batch), output_name=self._output_name, timeout_s=timeout_s)
         try:
-            return as_output_rows(values, rows=rows, width=width)
+            return self._from_wire(as_output_rows(values, rows=rows, width=width))
         except ValueError as exc:
             raise RunError(f"tfserving gRPC answer: {exc}") from exc
 
@@ -386,6 +397,7 @@ class TfServingTarget(Target):
                 "rest_format": self.options.rest_format,
             },
             "wire_inputs": [spec.describe() for spec in self._wire_inputs],
+            **self._quantization.as_extra(),
             "output_name": self._output_name,
             "signature": dict(self.signature),
             "prometheus_path": PROMETHEUS_PATH if server is not None else None,
@@ -410,3 +422,25 @@ class TfServingTarget(Target):
             batching={"enabled": True, **server.batching_params()} if server.batching else {"enabled": False},
         )
         return facts
+
+
+def _wire_dtype_problem(artifact: ServedArtifact, quantization: WireQuantization) -> str | None:
+    """Why requests built from the signature would not match the file's input dtypes, or None.
+
+    A file input whose dtype differs from the signature's (int8 in the file, float32 data) is
+    fine when the artifact records its scale and zero point: the client quantizes."""
+    inputs = artifact.signature.inputs
+    declared: dict[str, str] = dict(artifact.extra.get("input_dtypes") or {})
+    if len(inputs) == 1 and artifact.extra.get("input_dtype") is not None:
+        declared = {inputs[0].name: str(artifact.extra["input_dtype"])}
+    for i, spec in enumerate(inputs):
+        file_dtype = declared.get(spec.name)
+        quantized = quantization.input_for(spec.name, i, len(inputs))
+        wire = quantized.dtype if quantized is not None else spec.dtype
+        if file_dtype is not None and file_dtype != wire:
+            return (
+                f"{Path(artifact.path).name} takes {file_dtype} input but its signature says "
+                f"{spec.describe()}, with no scale and zero point recorded to convert: requests would "
+                "carry the wrong type"
+            )
+    return None

@@ -27,7 +27,7 @@ from harness.scenario.schema import ModelSpec, RecipeStep, ServingSpec, VariantS
 from harness.serving.inprocess import InProcessTarget
 
 KINDS = ["mlp", "cnn"]
-MODES = [("dynamic", "float"), ("float16", "float"), ("int8", "float"), ("int8", "int8")]
+MODES = [("dynamic", "float"), ("float16", "float"), ("int8", "float"), ("int8", "int8"), ("int8", "uint8")]
 TOLERANCE = 0.02
 DIGITS = Signature(
     inputs=(TensorSpec("inputs", (64,), "float32"),), output=OutputSpec("logits", 10), task="classification"
@@ -110,7 +110,7 @@ def test_quantized_file_is_smaller_than_the_float_tflite(
     assert size < 0.7 * float_tflite_bytes[kind]
 
 
-@pytest.mark.parametrize(("kind", "io"), [(k, io) for k in KINDS for io in ("float", "int8")])
+@pytest.mark.parametrize(("kind", "io"), [(k, io) for k in KINDS for io in ("float", "int8", "uint8")])
 def test_int8_mode_stores_every_kernel_as_int8(quantized, kind: str, io: str) -> None:
     tflite, report, artifact = quantized[(kind, "int8", io)]
     contents = read_tflite(Path(artifact.path).read_bytes())
@@ -126,12 +126,21 @@ def test_int8_mode_stores_every_kernel_as_int8(quantized, kind: str, io: str) ->
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_int8_io_gives_int8_input_and_output_tensors(quantized, kind: str) -> None:
-    for io, expected in (("int8", np.int8), ("float", np.float32)):
-        tflite, _, artifact = quantized[(kind, "int8", io)]
+    for io, expected in (("int8", np.int8), ("uint8", np.uint8), ("float", np.float32)):
+        tflite, report, artifact = quantized[(kind, "int8", io)]
         interpreter = Interpreter(model_path=str(artifact.path))
         assert interpreter.get_input_details()[0]["dtype"] == expected
         assert interpreter.get_output_details()[0]["dtype"] == expected
         assert tflite.input_dtype == artifact.extra["input_dtype"] == np.dtype(expected).name
+        # integer I/O: the scale and zero point clients convert with, in the artifact and the report
+        quantized_io = {
+            k: artifact.extra[k] for k in ("input_quantization", "output_quantization") if k in artifact.extra
+        }
+        assert bool(quantized_io) == (io != "float")
+        assert {k: report.details[k] for k in quantized_io} == quantized_io
+        if quantized_io:
+            assert quantized_io["input_quantization"]["inputs"]["dtype"] == np.dtype(expected).name
+            assert quantized_io["output_quantization"]["scores"]["dtype"] == np.dtype(expected).name
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -162,7 +171,7 @@ def test_tflite_artifact_keeps_the_serving_default_signature(quantized) -> None:
     assert artifact.signature == DIGITS
 
 
-@pytest.mark.parametrize("io", ["float", "int8"])
+@pytest.mark.parametrize("io", ["float", "int8", "uint8"])
 def test_tflite_runner_gives_the_same_outputs_from_many_threads_and_batch_sizes(
     quantized, data, io: str
 ) -> None:

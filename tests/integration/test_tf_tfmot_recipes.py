@@ -17,7 +17,7 @@ from harness.compression.base import RecipeContext
 from harness.compression.tensorflow.cluster import TfClusterRecipe
 from harness.compression.tensorflow.prune import TfPruneRecipe
 from harness.compression.tensorflow.qat import TfQatRecipe
-from harness.compression.tensorflow.tf_import import import_tf
+from harness.compression.tensorflow.tf_import import import_tf, import_tfmot
 from harness.compression.tensorflow.tflite_model import TFLiteModel
 from harness.errors import RunError, UserError
 from harness.models.digits import load_digits_split
@@ -77,13 +77,14 @@ def tflite_run(content: bytes, x: np.ndarray) -> tuple[np.ndarray, dict[str, Any
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     feed = x.astype(np.float32)
-    if inp["dtype"] == np.int8:
+    if inp["dtype"] in (np.int8, np.uint8):
         scale, zero = inp["quantization"]
-        feed = np.clip(np.round(feed / scale + zero), -128, 127).astype(np.int8)
+        info = np.iinfo(inp["dtype"])
+        feed = np.clip(np.round(feed / scale + zero), info.min, info.max).astype(inp["dtype"])
     interpreter.set_tensor(inp["index"], feed)
     interpreter.invoke()
     scores = interpreter.get_tensor(out["index"]).astype(np.float32)
-    if out["dtype"] == np.int8:
+    if out["dtype"] in (np.int8, np.uint8):
         scale, zero = out["quantization"]
         scores = (scores - zero) * scale
     return scores, inp, out
@@ -152,6 +153,41 @@ def test_prune_refuses_schedule_that_never_updates_masks_during_fine_tuning(refe
         TfPruneRecipe({"target_sparsity": 0.5, "begin_step": 10_000}).apply(reference["mlp"].model, context)
 
 
+def test_2_4_pruning_holds_in_conv2d_and_dense_kernels_and_leaves_depthwise_dense(context) -> None:
+    import_tfmot()  # imported the harness way first: tfmot warns on a bare first import
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_utils import is_pruned_m_by_n
+
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            L.Reshape((8, 8, 1)),
+            L.Conv2D(8, 3, activation="relu", name="conv"),
+            L.DepthwiseConv2D(3, activation="relu", name="depthwise"),
+            L.Conv2D(12, 1, name="pointwise"),
+            L.Flatten(),
+            L.Dense(10, name="logits"),
+        ]
+    )
+    params = {"sparsity_m_by_n": [2, 4], "fine_tune_epochs": 1, "frequency": 5}
+    pruned, report = TfPruneRecipe(params).apply(model, context)
+
+    structured = report.details["structured"]
+    assert structured["pattern"] == "2:4"
+    assert structured["pattern_holds"] is True
+    assert structured["pruned_layers"] == ["conv", "logits", "pointwise"]
+    assert list(structured["not_pruned"]) == ["depthwise"]
+    assert "DepthwiseConv2D" in structured["not_pruned"]["depthwise"]
+    for name in ("pointwise", "logits"):  # tfmot's own check, in TFLite's layout
+        kernel = pruned.get_layer(name).kernel
+        assert is_pruned_m_by_n(kernel, m_by_n=(2, 4), last_channel="C_OUT"), name
+        assert float(np.mean(kernel.numpy() == 0)) == pytest.approx(0.5, abs=0.01), name
+    assert np.count_nonzero(pruned.get_layer("depthwise").depthwise_kernel.numpy() == 0) == 0
+    assert "the 2:4 pattern holds in the stripped kernels" in report.notes[0]
+    assert "1 DepthwiseConv2D" in report.notes[0]
+
+
 # --- tf.cluster -----------------------------------------------------------------------------------
 
 
@@ -180,8 +216,10 @@ def test_cluster_leaves_exactly_cluster_count_values_per_kernel_without_touching
 # --- tf.qat ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("io", ["float", "int8"])
-@pytest.mark.parametrize("kind", KINDS)
+# int8 and uint8 I/O differ only in the converter's I/O type: each kind covers one of them
+@pytest.mark.parametrize(
+    ("kind", "io"), [("mlp", "float"), ("mlp", "int8"), ("cnn", "float"), ("cnn", "uint8")]
+)
 def test_qat_converts_to_int8_tflite_with_requested_io_and_keeps_accuracy(
     reference, data, context, kind: str, io: str
 ) -> None:
@@ -200,7 +238,7 @@ def test_qat_converts_to_int8_tflite_with_requested_io_and_keeps_accuracy(
     assert list(interpreter.get_signature_list()) == ["serving_default"]
 
     scores, inp, out = tflite_run(result.content, data.x_test)
-    expected = np.int8 if io == "int8" else np.float32
+    expected = {"int8": np.int8, "uint8": np.uint8, "float": np.float32}[io]
     assert inp["dtype"] == expected
     assert out["dtype"] == expected
     assert result.input_dtype == result.output_dtype == np.dtype(expected).name

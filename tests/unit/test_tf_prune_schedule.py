@@ -1,14 +1,17 @@
-"""How tf.prune places its PolynomialDecay schedule on the fine-tuning steps (no TensorFlow needed)."""
+"""How tf.prune places its PolynomialDecay schedule on the fine-tuning steps, and how its m:n
+structured sparsity is validated and checked (no TensorFlow needed)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from harness.compression.params import TfPruneParams
-from harness.compression.tensorflow.prune import plan_schedule
+from harness.compression.tensorflow.prune import m_by_n_groups, m_by_n_violations, plan_schedule
 from harness.errors import UserError
 
 
@@ -74,3 +77,49 @@ def test_planning_imports_no_tensorflow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- m:n structured sparsity: params and the pattern check (numpy only) ---------------------------
+
+
+def test_sparsity_m_by_n_fixes_the_target_at_m_over_n() -> None:
+    p = TfPruneParams.model_validate({"sparsity_m_by_n": [2, 4]})
+    assert (p.target_sparsity, p.final_sparsity) == (None, 0.5)
+    assert (
+        TfPruneParams.model_validate({"sparsity_m_by_n": [2, 4], "target_sparsity": 0.5}).final_sparsity
+        == 0.5
+    )
+    assert plan_schedule(p, total_steps=86).sparsity_at_last_update == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({}, "target_sparsity is required"),
+        ({"sparsity_m_by_n": [4, 4]}, r"m \(zeros per group\) must be below n"),
+        ({"sparsity_m_by_n": [2, 4], "target_sparsity": 0.8}, "prunes 0.5 of the weights"),
+        ({"sparsity_m_by_n": [2]}, "at least 2 items"),
+        ({"sparsity_m_by_n": [2, 40]}, "less than or equal to 16"),
+        ({"sparsity_m_by_n": [0, 4]}, "greater than or equal to 1"),
+    ],
+)
+def test_bad_m_by_n_params_are_refused_when_validated(values: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        TfPruneParams.model_validate(values)
+
+
+def test_the_2_4_check_groups_input_channels_as_tfmot_and_tflite_do() -> None:
+    # Conv2D kernel [h, w, in, out]: groups run along the input channels of each (out, h, w)
+    kernel = np.zeros((1, 1, 8, 2), np.float32)
+    kernel[0, 0, [0, 1, 6, 7], 0] = 1.0  # 2 non-zeros in each group of 4 input channels
+    kernel[0, 0, [2, 3], 1] = 1.0
+    assert m_by_n_groups(kernel, 4).shape == (4, 4)
+    assert m_by_n_violations(kernel, 2, 4) == (0, 4)
+    kernel[0, 0, 5, 0] = 1.0  # a third non-zero in the second group of output 0
+    assert m_by_n_violations(kernel, 2, 4) == (1, 4)
+    # Dense [in, out]: 3 inputs pad to one group of 4 per output
+    dense = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 3.0]], np.float32)
+    assert m_by_n_violations(dense, 2, 4) == (0, 2)
+    assert m_by_n_violations(np.ones((3, 2), np.float32), 2, 4) == (2, 2)
+    with pytest.raises(ValueError, match="rank-2 or rank-4"):
+        m_by_n_groups(np.ones((3, 3, 3)), 4)

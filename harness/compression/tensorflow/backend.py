@@ -39,8 +39,9 @@ from harness.data.dataset import Dataset
 from harness.data.tensors import Batch, Signature
 from harness.errors import UserError
 from harness.frameworks import TENSORFLOW
+from harness.models.tf_mobilenet import get_tf_mobilenet
 from harness.models.tf_models import BUILTIN_TF_MODELS, get_reference_tf_model
-from harness.scenario.schema import ModelSpec, resolve_source
+from harness.scenario.schema import BUILTIN_MOBILENET, ModelSpec, resolve_source
 
 # saved_keras_version lived here before user models got their own module; callers still import it
 __all__ = ["TensorFlowBackend", "saved_keras_version"]
@@ -147,20 +148,31 @@ class TensorFlowBackend(FrameworkBackend):
 
 
 def _load_builtin(model: ModelSpec, data: Dataset) -> BaseModel:
-    """A built-in reference model trained on `data`: one float vector input, classification."""
+    """A built-in reference model trained on `data`: `builtin:mlp`/`builtin:cnn` on one float vector
+    input, `builtin:mobilenet_v2` on one float image input [size, size, channels]; classification."""
     kind = BUILTIN_TF_MODELS.get(model.source)
-    if kind is None:
-        known = ", ".join(sorted(BUILTIN_TF_MODELS))
+    if kind is None and model.source != BUILTIN_MOBILENET:
+        known = ", ".join(sorted([*BUILTIN_TF_MODELS, BUILTIN_MOBILENET]))
         raise UserError(f"model.source: unknown built-in TensorFlow model {model.source!r}; expected {known}")
     single = data.inputs[0] if len(data.inputs) == 1 else None
-    if single is None or len(single.shape) != 1 or not single.dtype.startswith("float"):
+    rank, what = (1, "one float vector input") if kind is not None else (3, "one float image input [h, w, c]")
+    if single is None or len(single.shape) != rank or not single.dtype.startswith("float"):
         raise UserError(
-            f"model.source: {model.source} trains on one float vector input; the data has "
+            f"model.source: {model.source} trains on {what}; the data has "
             f"{', '.join(s.describe() for s in data.inputs)} (use a python: factory or a model file)"
         )
     if data.task != "classification" or data.num_classes is None or data.train is None:
         raise UserError(f"model.source: {model.source} is a classifier trained on labelled train data")
-    trained = get_reference_tf_model(kind, data, seed=model.seed)
+    if kind is not None:
+        trained = get_reference_tf_model(kind, data, seed=model.seed)
+    else:
+        options = model.builtin_options
+        if single.shape != (options.image_size, options.image_size, single.shape[2]):
+            raise UserError(
+                f"model.builtin.image_size: {options.image_size} but the data's images are "
+                f"{single.describe()}"
+            )
+        trained = get_tf_mobilenet(data, seed=model.seed, options=options)
     loaded = LoadedTfModel(trained.model, "builtin", True, keras_input_specs(trained.model))
     signature = settle_signature(
         f"model.source {model.source}",

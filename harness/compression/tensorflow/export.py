@@ -6,7 +6,9 @@ model input, named as in the model's signature (e.g. `pixels` uint8 [None, 8, 8,
 output name is fixed rather than taken from the model: after tf.distill or a conversion the
 output is no longer the user's layer, and one name for every harness export keeps requests and
 replies alike across variants; a user's SavedModel served as given keeps its own names. Both
-are recorded in the artifact's `extra` (`input_names`, `output_name`), which servers and clients read.
+are recorded in the artifact's `extra` (`input_names`, `output_name`), which servers and clients read,
+and for a TFLite file with integer I/O, each integer tensor's scale and zero point
+(`input_quantization`, `output_quantization`), with which clients convert their float data.
 
 The SavedModel is saved from a small tf.Module that tracks only the model's variables and that
 function: tf.saved_model.save on the Keras model itself would also trace every layer's call for
@@ -110,6 +112,9 @@ def export_tflite(tflite: TFLiteModel, out_dir: Path, signature: Signature) -> S
             runner.output_dtype,
         ),
         "quantization": tflite.quantization,
+        # scale and zero point of each integer input/output: how clients quantize their float data
+        # to the file's wire dtype and read its integer scores (harness.serving.quantized_io)
+        **runner.quantization.as_extra(),
     }
     return ServedArtifact(
         path=path, framework="tensorflow", format="tflite", signature=signature, extra=extra

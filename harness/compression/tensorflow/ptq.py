@@ -5,8 +5,10 @@
 - `float16`: weights stored as float16, dequantized to float32 when the model loads.
 - `int8`: full integer: weights and activations int8, activation ranges calibrated on
   `calibration_samples` examples of the data's calibration split (else its train split), fed in
-  the model's own input names and dtypes; `io` chooses float32 or int8 tensors for the float
-  inputs and the output. Integer inputs (token ids, uint8 pixels) stay as they are.
+  the model's own input names and dtypes, never random noise; `io` chooses float32, int8 or uint8
+  tensors for the float inputs and the output (uint8: the raw-pixel image API; the scale and zero
+  point clients convert with are in the report and the artifact). Integer inputs (token ids, uint8
+  pixels) stay as they are.
 
 A user's SavedModel without Keras metadata is converted from its folder and serving signature
 (`TFLiteConverter.from_saved_model`), so the TFLite file keeps its input and output names. The
@@ -37,6 +39,7 @@ from harness.compression.tensorflow.tflite_model import TFLiteModel
 from harness.data.dataset import Dataset
 from harness.data.tensors import Signature, TensorSpec
 from harness.errors import RunError
+from harness.serving.quantized_io import WireQuantization
 
 
 class TfPtqRecipe(Recipe):
@@ -67,9 +70,8 @@ class TfPtqRecipe(Recipe):
             converter.representative_dataset = representative_dataset(sample, inputs)
             # only int8 builtin kernels: conversion fails rather than silently keeping a float op
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            if io == "int8":
-                converter.inference_input_type = tf.int8
-                converter.inference_output_type = tf.int8
+            if io != "float":  # int8 / uint8: the float inputs and the scores cross the wire quantized
+                converter.inference_input_type = converter.inference_output_type = tf.as_dtype(io)
         try:
             with calibrator_warnings():
                 content = bytes(converter.convert())
@@ -109,7 +111,14 @@ class TfPtqRecipe(Recipe):
             f"kernels {kernels or 'none found'}"
         ]
         if mode == "int8":
-            notes.append(f"activation ranges calibrated on {rows} examples of the {split} split")
+            notes.append(
+                f"activation ranges calibrated on a representative dataset of {rows} real examples of "
+                f"the {split} split"
+            )
+        quantized_io = converted.quantization
+        if quantized_io:
+            details.update(quantized_io.as_extra())
+            notes.append(f"clients quantize and dequantize with {_describe_io(quantized_io)}")
         return tflite, StepReport(
             recipe=self.name,
             params=self.params.model_dump(),
@@ -149,6 +158,16 @@ def calibrator_warnings() -> Iterator[None]:
             "ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated", category=UserWarning
         )
         yield
+
+
+def _describe_io(quantized: WireQuantization) -> str:
+    """'input images uint8 (scale 0.0039, zero point 0), output scores uint8 (...)'."""
+    parts = [
+        f"{kind} {name} {q.dtype} (scale {q.scale:.4g}, zero point {q.zero_point})"
+        for kind, tensors in (("input", quantized.inputs), ("output", quantized.outputs))
+        for name, q in sorted(tensors.items())
+    ]
+    return ", ".join(parts)
 
 
 def _counts(kernel_dtypes: dict[str, str]) -> dict[str, int]:

@@ -3,8 +3,9 @@
 `quantize_model` inserts fake-quantization around the layers of a private clone so fine-tuning
 learns weights (and activation ranges) that survive int8 rounding; the TFLite converter then
 turns the fake-quantized model into real int8 kernels. The result is a `TFLiteModel` (bytes), so
-tf.qat must be the last step of a variant. With io "int8" the model's input and output tensors are
-int8 as well (a server or client quantizes with the input tensor's scale and zero point).
+tf.qat must be the last step of a variant. With io "int8" or "uint8" the model's input and output
+tensors are integers as well (clients quantize with the input tensor's scale and zero point, which
+the artifact records, and dequantize the scores).
 
 After a tf.prune step (kernels with many exact zeros) the model is quantized with tfmot's
 pruning-preserving scheme, so fine-tuning does not regrow the pruned weights.
@@ -79,7 +80,8 @@ class TfQatRecipe(Recipe):
         except (RuntimeError, ValueError) as err:  # tfmot's words for unsupported layers or models
             raise UserError(
                 f"{self.name} cannot quantize this model: {first_line(err)}; tf.qat handles Dense, "
-                "convolution, pooling, Reshape and Flatten layers (use tf.ptq for other models)"
+                "convolution (also depthwise), batch norm, ReLU/ReLU6, Add, padding, pooling, Reshape "
+                "and Flatten layers (use tf.ptq for other models)"
             ) from None
         wrapper = tfmot.quantization.keras.QuantizeWrapper
         wrapped = [layer.name for layer in quantized.layers if isinstance(layer, wrapper)]
@@ -106,6 +108,7 @@ class TfQatRecipe(Recipe):
             "input_dtype": scorer.input_dtype,
             "input_dtypes": scorer.input_dtypes,
             "output_dtype": scorer.output_dtype,
+            **scorer.quantization.as_extra(),
         }
         result = TFLiteModel(
             content=content,
@@ -159,11 +162,10 @@ def convert_to_tflite(
     data = context.data
     converter, inputs = tflite_converter(quantized, "tf.qat", data, context.signature)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if io == "int8":
-        sample, _ = calibration_sample(data, REPRESENTATIVE_SAMPLES, context.seed, "tf.qat with io int8")
+    if io != "float":  # int8 / uint8 I/O
+        sample, _ = calibration_sample(data, REPRESENTATIVE_SAMPLES, context.seed, f"tf.qat with io {io}")
         converter.representative_dataset = representative_dataset(sample, inputs)
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        converter.inference_input_type = converter.inference_output_type = tf.as_dtype(io)
     try:
         with calibrator_warnings(), warnings.catch_warnings():
             # Emitted for every QAT conversion: the fake-quant nodes already carry the input

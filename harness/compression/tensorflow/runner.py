@@ -6,8 +6,9 @@ A SavedModel runs through its `serving_default` concrete function, not `model.pr
 through `ai_edge_litert.interpreter.Interpreter` (tf.lite.Interpreter is deprecated); an
 interpreter is not thread-safe, so each calling thread gets its own. Inputs are matched by the
 TFLite signature's names. A float input that the file stores as int8/uint8 is quantized with the
-tensor's scale and zero point, and an integer output is dequantized, so callers always pass the
-model's own dtypes and get float32; integer inputs (token ids, uint8 pixels) pass through as they are.
+tensor's scale and zero point, and an integer output is dequantized (harness.serving.quantized_io,
+the arithmetic every client path shares), so callers always pass the model's own dtypes and get
+float32; integer inputs that were never quantized (token ids, uint8 pixels) pass through as they are.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from harness.compression.tensorflow.tf_import import import_tf
 from harness.compression.tensorflow.tflite_model import TFLiteModel
 from harness.data.tensors import Batch, TensorSpec, batch_len, batch_slice
 from harness.errors import RunError, UserError
+from harness.serving.quantized_io import TensorQuantization, WireQuantization
 
 SERVING_SIGNATURE = "serving_default"
 # Which output to read when a signature returns several: the harness's own name first, then the
@@ -128,6 +130,7 @@ class TfliteRunner:
         self.output_name: str = state["output"]
         self.input_dtypes = {n: np.dtype(d["dtype"]).name for n, d in state["inputs"].items()}
         self.output_dtype = np.dtype(state["outputs"][self.output_name]["dtype"]).name
+        self.quantization = _wire_quantization(state["inputs"], state["outputs"])
 
     @property
     def input_dtype(self) -> str:
@@ -261,26 +264,34 @@ def _named_tensors(interpreter: Any) -> tuple[str | None, dict[str, Any], dict[s
     return None, inputs, outputs
 
 
+def _wire_quantization(inputs: dict[str, Any], outputs: dict[str, Any]) -> WireQuantization:
+    """The file's quantized (integer, with a scale) inputs and outputs, by signature name."""
+
+    def quantized(details: dict[str, Any]) -> dict[str, TensorQuantization]:
+        found = {name: TensorQuantization.from_tflite(detail) for name, detail in details.items()}
+        return {name: q for name, q in found.items() if q is not None}
+
+    return WireQuantization(quantized(inputs), quantized(outputs))
+
+
 def _quantize(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     dtype = np.dtype(detail["dtype"])
     if values.dtype == dtype:
         return values
-    scale, zero_point = detail["quantization"]
     if dtype.kind in "iu" and values.dtype.kind == "f":
-        if not scale:
+        quantization = TensorQuantization.from_tflite(detail)
+        if quantization is None:
             raise RunError(
                 f"TFLite input is {dtype.name} without quantization parameters; cannot feed floats"
             )
-        info = np.iinfo(dtype)
-        return np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(dtype)
+        return quantization.quantize(values)
     return values.astype(dtype)  # token ids int64 -> int32, uint8 pixels as given
 
 
 def _dequantize(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
+    if np.dtype(detail["dtype"]).kind == "f":
         return values.astype(np.float32, copy=False)
-    scale, zero_point = detail["quantization"]
-    if not scale:
+    quantization = TensorQuantization.from_tflite(detail)
+    if quantization is None:
         return values.astype(np.float32)  # an integer output that was never quantized (class ids)
-    return (values.astype(np.float32) - zero_point) * np.float32(scale)
+    return quantization.dequantize(values)

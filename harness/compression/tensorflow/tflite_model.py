@@ -12,6 +12,6 @@ class TFLiteModel:
 
     content: bytes
     quantization: str  # "qat-int8" | "dynamic" | "float16" | "int8"
-    input_dtype: str  # the file's dtype of its first input: "float32", "int8" (quantized), "int64" (ids)
-    output_dtype: str  # "float32" | "int8"; every input's dtype is in details["input_dtypes"]
+    input_dtype: str  # the file's dtype of its first input: "float32", "int8"/"uint8" (quantized), "int64"
+    output_dtype: str  # "float32" | "int8" | "uint8"; every input's dtype is in details["input_dtypes"]
     details: dict[str, Any] = field(default_factory=dict)

@@ -1,8 +1,8 @@
 """The torch side of preparing a variant: obtain the model, export to .pt2, measure the file.
 
-Sources: the built-in MLP, a python: factory (a real nn.Module, so every recipe applies), a
-torch.export .pt2 (its GraphModule: prune and PT2E int8 apply to the program) and TorchScript
-(served as given; recipes refuse it). The signature follows `harness.data.signature`: a .pt2
+Sources: the built-in MLP and MobileNetV2, a python: factory (a real nn.Module, so every recipe
+applies), a torch.export .pt2 (its GraphModule: prune and PT2E int8 apply to the program) and
+TorchScript (served as given; recipes refuse it). The signature follows `harness.data.signature`: a .pt2
 records its inputs, the others take `model.inputs` or the data's.
 """
 
@@ -31,7 +31,8 @@ from harness.models.torch_loader import (
     load_torch_model,
 )
 from harness.models.torch_mlp import BUILTIN_MLP, get_reference_mlp
-from harness.scenario.schema import ModelSpec, resolve_source
+from harness.models.torch_mobilenet import EVAL_CHUNK, get_reference_mobilenet
+from harness.scenario.schema import BUILTIN_MOBILENET, ModelSpec, resolve_source
 
 # rows of the test split a model is checked and its output kind detected on: enough to see
 # probabilities or logits, few enough for a big image model to run quickly
@@ -54,8 +55,13 @@ class TorchBackend(FrameworkBackend):
 
     def _builtin(self, model: ModelSpec, data: Dataset) -> BaseModel:
         where = f"model.source {model.source}"
+        if model.source == BUILTIN_MOBILENET:
+            return _builtin_mobilenet(model, data)
         if model.source != BUILTIN_MLP:
-            raise UserError(f"model.source: unknown built-in model {model.source!r}; expected {BUILTIN_MLP}")
+            raise UserError(
+                f"model.source: unknown built-in model {model.source!r}; expected {BUILTIN_MLP} or "
+                f"{BUILTIN_MOBILENET}"
+            )
         spec = data.inputs[0] if len(data.inputs) == 1 else None
         fits = spec is not None and len(spec.shape) == 1 and np.dtype(spec.dtype).kind == "f"
         if not fits or data.task != "classification" or data.num_classes is None or not data.labelled:
@@ -118,6 +124,27 @@ class TorchBackend(FrameworkBackend):
         import torch
 
         return {"torch_version": torch.__version__}
+
+
+def _builtin_mobilenet(model: ModelSpec, data: Dataset) -> BaseModel:
+    """The trained MobileNetV2 for `data`: one float NCHW image input and class labels."""
+    where = f"model.source {model.source}"
+    spec = data.inputs[0] if len(data.inputs) == 1 else None
+    fits = spec is not None and len(spec.shape) == 3 and np.dtype(spec.dtype).kind == "f"
+    trainable = data.train is not None and data.train.labels is not None
+    if not fits or data.task != "classification" or data.num_classes is None or not trainable:
+        raise UserError(
+            f"{where}: the built-in MobileNetV2 takes one float image input (channels, height, width) "
+            f"and learns the class labels of a train split; the data has "
+            f"{', '.join(s.describe() for s in data.inputs)} ({data.task}"
+            f"{'' if trainable else ', no labelled train split'})"
+        )
+    trained = get_reference_mobilenet(data, seed=model.seed, options=model.builtin_options)
+    inputs = settle_inputs(where, None, model, data)
+    outputs = model_outputs(trained.module, data.test.head(CHECK_ROWS).inputs, inputs, chunk=EVAL_CHUNK)
+    output = settle_output(where, model.task, model.output, outputs, data.num_classes)
+    signature = Signature(inputs=inputs, output=output, task=model.task)
+    return BaseModel(model=trained.module, info=trained.info(), signature=signature)
 
 
 def _settle(loaded: LoadedTorchModel, model: ModelSpec, data: Dataset) -> BaseModel:

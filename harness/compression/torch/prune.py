@@ -1,4 +1,5 @@
-"""torch.prune: L1-magnitude unstructured pruning of linear and conv weights (per layer or global).
+"""torch.prune: L1-magnitude unstructured pruning of linear and conv weights (per layer or global),
+or, with `structure: channels`, structured channel pruning (`harness.compression.torch.channel_prune`).
 
 Works on an nn.Module (the weights of its nn.Linear and nn.Conv* layers) and on the GraphModule of
 a torch.export program (the weight operands of its linear/conv ops, `program.graph_weights`). The
@@ -15,6 +16,7 @@ from typing import Any, ClassVar
 
 from harness.compression.base import Recipe, RecipeContext, StepReport
 from harness.compression.params import TorchPruneParams
+from harness.compression.torch.channel_prune import prune_channels
 from harness.compression.torch.program import attribute, graph_weights, is_graph_module, is_pt2e_quantized
 from harness.compression.torch.stats import is_quantized, layer_modules, refuse_torchscript, sparsity_stats
 from harness.errors import UserError
@@ -23,7 +25,8 @@ _BEFORE_INT8 = "put torch.prune before torch.int8 in the variant's steps"
 
 
 class TorchPruneRecipe(Recipe):
-    """Zero the smallest-magnitude linear/conv weights: `amount` of each layer, or of all together."""
+    """Zero the smallest-magnitude linear/conv weights (`amount` of each layer, or of all together),
+    or remove whole channels (`structure: channels`)."""
 
     name: ClassVar[str] = "torch.prune"
     framework: ClassVar[str] = "torch"
@@ -34,6 +37,8 @@ class TorchPruneRecipe(Recipe):
         import torch
         from torch.nn.utils import prune
 
+        if self.params.structure == "channels":
+            return prune_channels(model, self.params, context, self.name)
         start = time.perf_counter()
         targets = prunable_weights(model, self.name)
         amount = self.params.amount
@@ -64,7 +69,7 @@ class TorchPruneRecipe(Recipe):
         ]
         return model, StepReport(
             recipe=self.name,
-            params=self.params.model_dump(),
+            params=self.params.model_dump(include={"amount", "scope", "structure"}),
             seconds=seconds,
             sparsity=reached,
             sparsity_all_params=stats["sparsity_all_params"],

@@ -169,7 +169,7 @@ class _LeanConnection:
         return int(parts[1]), body, keep
 
     def _chunked(self) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             while (end := self.buffer.find(b"\r\n")) < 0:
                 self._read_more()
