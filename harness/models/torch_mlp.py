@@ -11,7 +11,6 @@ against its sha256 sidecar before loading (`harness.models.cache`); a damaged on
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import time
@@ -20,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.data.dataset import Dataset
-from harness.models.cache import CacheIntegrityError, cache_dir, read_verified, write_verified
+from harness.models.cache import CacheIntegrityError, cache_dir
+from harness.models.torch_cache import read_module, write_module
 
 if TYPE_CHECKING:
     from torch import nn
@@ -109,7 +109,7 @@ def get_reference_mlp(
     path = (cache_root or cache_dir()) / "models" / f"mlp-{key[:24]}.pt"
     warning = None
     try:
-        cached = _read_cache(path, config)
+        cached = read_module(path, lambda: build_mlp(config))
     except CacheIntegrityError as exc:
         warning, cached = f"{exc}; retrained", None
         logger.warning("%s", warning)
@@ -120,7 +120,7 @@ def get_reference_mlp(
     start = time.perf_counter()
     module = train_mlp(data, seed, config)
     seconds = time.perf_counter() - start
-    _write_cache(path, module, {"train_seconds": seconds, "seed": seed, "config": asdict(config)})
+    write_module(path, module, {"train_seconds": seconds, "seed": seed, "config": asdict(config)})
     return TrainedMlp(module, _accuracy(module, data), seconds, False, path, key, warning)
 
 
@@ -168,35 +168,3 @@ def _accuracy(module: nn.Module, data: Dataset) -> float:
     with torch.inference_mode():
         labels = module(torch.tensor(data.x_test, dtype=torch.float32)).argmax(dim=1).numpy()
     return float((labels == data.y_test).mean())
-
-
-def _read_cache(path: Path, config: MlpConfig) -> tuple[nn.Sequential, float] | None:
-    """(module, train_seconds) from the cache; None if absent, CacheIntegrityError if damaged."""
-    import torch
-
-    data = read_verified(path)
-    if data is None:
-        return None
-    try:
-        # the verified bytes are loaded, not the path: a file replaced meanwhile is not read unchecked
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        module = build_mlp(config)
-        module.load_state_dict(payload["state_dict"])
-        seconds = float(payload["meta"]["train_seconds"])
-    except Exception as exc:  # a foreign file with a matching checksum is retrained over too
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CacheIntegrityError(f"model cache {path} does not load ({detail})") from None
-    module.eval()
-    module.requires_grad_(False)
-    return module, seconds
-
-
-def _write_cache(path: Path, module: nn.Module, meta: dict[str, Any]) -> None:
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save({"state_dict": module.state_dict(), "meta": meta}, buffer)
-    try:
-        write_verified(path, buffer.getvalue())
-    except OSError as exc:  # a read-only cache must not fail the run: it only costs a retrain
-        logger.warning("could not write model cache %s: %s", path, exc)

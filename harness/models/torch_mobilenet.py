@@ -13,7 +13,6 @@ training settings, the seed, the data's fingerprint, the torch version and the t
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import math
@@ -25,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.data.dataset import Dataset
-from harness.models.cache import CacheIntegrityError, cache_dir, read_verified, write_verified
+from harness.models.cache import CacheIntegrityError, cache_dir
+from harness.models.torch_cache import read_module, write_module
 from harness.models.torch_io import model_outputs
 from harness.models.torch_mobilenet_arch import build_mobilenet_v2
 from harness.models.torch_training import deterministic_torch, training_threads
@@ -133,7 +133,7 @@ def get_reference_mobilenet(
     path = (cache_root or cache_dir()) / "models" / name
     warning = None
     try:
-        cached = _read_cache(path, config)
+        cached = read_module(path, lambda: _build(config))
     except CacheIntegrityError as exc:
         warning, cached = f"{exc}; retrained", None
         logger.warning("%s", warning)
@@ -153,7 +153,7 @@ def get_reference_mobilenet(
     start = time.perf_counter()
     module = train_mobilenet(data, seed, config)
     seconds = time.perf_counter() - start
-    _write_cache(path, module, {"train_seconds": seconds, "seed": seed, "config": asdict(config)})
+    write_module(path, module, {"train_seconds": seconds, "seed": seed, "config": asdict(config)})
     trained = TrainedMobileNet(module, config, accuracy_on_test(module, data), seconds, False, path, key)
     trained.cache_warning = warning
     return trained
@@ -168,7 +168,7 @@ def train_mobilenet(data: Dataset, seed: int, config: MobileNetConfig) -> nn.Mod
         raise ValueError(f"unsupported optimizer {config.optimizer!r}")
     with deterministic_torch(config.threads):
         torch.manual_seed(seed)
-        model = build_mobilenet_v2(config.num_classes, config.width, config.in_channels, config.dropout)
+        model = _build(config)
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         # torch.tensor copies: the dataset's arrays are read-only
         x = torch.tensor(data.x_train, dtype=torch.float32)
@@ -218,33 +218,5 @@ def accuracy_on_test(module: nn.Module, data: Dataset) -> float:
     return float((outputs.argmax(axis=1) == np.asarray(data.test.labels)).mean())
 
 
-def _read_cache(path: Path, config: MobileNetConfig) -> tuple[nn.Module, float] | None:
-    """(module, train_seconds) from the cache; None if absent, CacheIntegrityError if damaged."""
-    import torch
-
-    data = read_verified(path)
-    if data is None:
-        return None
-    try:
-        # the verified bytes are loaded, not the path: a file replaced meanwhile is not read unchecked
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        module = build_mobilenet_v2(config.num_classes, config.width, config.in_channels, config.dropout)
-        module.load_state_dict(payload["state_dict"])
-        seconds = float(payload["meta"]["train_seconds"])
-    except Exception as exc:  # a foreign file with a matching checksum is retrained over too
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CacheIntegrityError(f"model cache {path} does not load ({detail})") from None
-    module.eval()
-    module.requires_grad_(False)
-    return module, seconds
-
-
-def _write_cache(path: Path, module: nn.Module, meta: dict[str, Any]) -> None:
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save({"state_dict": module.state_dict(), "meta": meta}, buffer)
-    try:
-        write_verified(path, buffer.getvalue())
-    except OSError as exc:  # a read-only cache must not fail the run: it only costs a retrain
-        logger.warning("could not write model cache %s: %s", path, exc)
+def _build(config: MobileNetConfig) -> nn.Module:
+    return build_mobilenet_v2(config.num_classes, config.width, config.in_channels, config.dropout)

@@ -321,7 +321,7 @@ def test_ptq_converts_a_generic_savedmodel_that_agrees_with_the_float_model(
         assert report.details["calibration_examples"] == CALIBRATION_EXAMPLES
         assert report.details["calibration_split"] == "calibration"
         assert report.details["int8_tensors"] > 0
-        assert f"calibrated on {CALIBRATION_EXAMPLES} examples of the calibration split" in report.notes[1]
+        assert f"dataset of {CALIBRATION_EXAMPLES} real examples of the calibration split" in report.notes[1]
 
 
 @pytest.mark.parametrize("fmt", ["generic_savedmodel", "keras"])

@@ -94,3 +94,19 @@ def test_readme_states_the_binary_encoding_threshold_the_code_uses():
     assert f"more than {LARGE_EXAMPLE_NUMBERS:,} numbers" in _readme_section(
         "## Your own model, your own data"
     )
+
+
+def test_readme_mobilenet_defaults_are_the_schema_and_model_defaults():
+    from harness.models.tf_mobilenet import DEFAULT_EPOCHS as TF_EPOCHS
+    from harness.models.torch_mobilenet import DEFAULT_EPOCHS as TORCH_EPOCHS
+    from harness.scenario.schema import BuiltinOptions
+
+    section = _readme_section("## The image-classifier case study")
+    block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert block, "no yaml block in the case study section"
+    documented = yaml.safe_load(block.group(1))["model"]["builtin"]
+    assert _differences(documented, BuiltinOptions(), "model.builtin.") == []
+    # the epochs the built-ins train for when the scenario gives none, stated in the block's comment
+    stated = re.search(r"epochs: null +# the built-in's own: (\d+)", block.group(1))
+    assert stated, "the README no longer states the built-ins' default epochs"
+    assert int(stated.group(1)) == TORCH_EPOCHS == TF_EPOCHS
