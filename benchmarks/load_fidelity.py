@@ -1,7 +1,7 @@
 """Load-generator fidelity: the harness's Locust clients against bare Locust and wrk on one TorchServe.
 
 Usage: .venv/bin/python benchmarks/load_fidelity.py [--seconds 10] [--warmup-s 2] [--rounds 3]
-           [--users 1,8] [--placement both|on|off] [--clients lean,fasthttp,locust,wrk | none]
+           [--users 1,8] [--placement both|on|off] [--clients lean,fasthttp,native,locust,wrk | none]
            [--server-warmup-s 20] [--log-levels] [--workers-scale]
 
 One TorchServe (1 worker, log level WARN, one torch thread) serves the built-in torch MLP; it
@@ -10,7 +10,8 @@ tree on the server CPUs of plan_placement("local", "auto", "auto") and the clien
 "off" gives the tree every CPU and leaves the client unpinned. Each round runs every placement,
 concurrency and client once, the client order rotating per round, each run `--seconds` measured
 after `--warmup-s`. Clients (closed loop, same body and headers): "harness lean" and "harness
-fasthttp" (LocustDriver, load.client lean / fasthttp), "bare Locust" (a minimal FastHttpUser
+fasthttp" (LocustDriver, load.client lean / fasthttp), "harness native" (NativeDriver,
+load.generator native: the C engine), "bare Locust" (a minimal FastHttpUser
 locustfile, `locust --headless`) and "wrk" (`wrk -t1 -c<users> --latency`, POST from a Lua script).
 
 Prints, per placement, concurrency and client, the median over rounds of: req/s, p50 ms, the
@@ -44,6 +45,7 @@ from harness.artifacts import ServedArtifact
 from harness.atomic import atomic_write_json
 from harness.compression.pipeline import prepare_variant
 from harness.errors import RunError
+from harness.load.drivers import http_driver
 from harness.load.locust_driver import LocustDriver
 from harness.load.plan import MeasureHooks
 from harness.metrics.host import ProcessTreeSampler
@@ -57,7 +59,13 @@ from harness.serving.torchserve import TorchServeTarget
 from harness.signals import interrupts_unwind
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIENTS = {"lean": "harness lean", "fasthttp": "harness fasthttp", "locust": "bare Locust", "wrk": "wrk"}
+CLIENTS = {
+    "lean": "harness lean",
+    "fasthttp": "harness fasthttp",
+    "native": "harness native",
+    "locust": "bare Locust",
+    "wrk": "wrk",
+}
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
 LOG_LEVEL_USERS = 8
 SCALE_USERS = 32
@@ -197,9 +205,10 @@ def _measure(
     base_url = endpoint.base_url.rstrip("/")
     headers = {**(endpoint.headers or {}), "Content-Type": requests.content_type}
     body = requests.bodies[0]
-    if client in ("lean", "fasthttp"):
-        load = _closed_loop(users, args.warmup_s, args.seconds, client=client)
-        result = LocustDriver().run(endpoint, load, requests, run_dir, cpus=cpus, hooks=hooks)
+    if client in ("lean", "fasthttp", "native"):
+        more = {"generator": "native"} if client == "native" else {"client": client}
+        load = _closed_loop(users, args.warmup_s, args.seconds, **more)
+        result = http_driver(load).run(endpoint, load, requests, run_dir, cpus=cpus, hooks=hooks)
         cpu_percent = result.generator_cpu_percent[0] if result.generator_cpu_percent else float("nan")
         count = result.request_count
         run = ClientRun(

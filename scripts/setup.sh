@@ -41,4 +41,8 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# the optional native load engine (load.generator: native) is C source, built once into the cache
+if ! engine=$(.venv/bin/python -m harness.load.native_build 2>&1); then
+  echo "setup: note: the native load engine was not built (load.generator: native unavailable): $engine" >&2
+fi
 echo "setup: ready (.venv, $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'), java ${major:-?})"

@@ -23,8 +23,8 @@ from harness.ab.record import ServerMode, SideName, Slot
 from harness.ab.schedule import block_order
 from harness.compression.pipeline import PreparedVariant
 from harness.data.dataset import Dataset
+from harness.load.drivers import http_driver
 from harness.load.interleave import BlockSlices, Interleave, InterleavedTarget
-from harness.load.locust_driver import LocustDriver
 from harness.load.plan import plan_points
 from harness.load.result import OK, Sample
 from harness.metrics.latency import latency_summary
@@ -211,7 +211,7 @@ def run_interleaved(
     out = first.out_dir / "slots" / f"{label.strip().replace('/', '').lower() or 'ab'}-interleaved"
     text = f"{label}{pairs} blocks, both sides in turn every {layout.slice_s:g}s ({first.prepared.name})"
     with progress.stage(text):
-        result = LocustDriver().run(
+        result = http_driver(load).run(
             targets[0].endpoint,  # type: ignore[arg-type]
             load,
             first.requests,  # type: ignore[arg-type]

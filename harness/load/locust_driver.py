@@ -53,7 +53,9 @@ BODY_LENGTH = struct.Struct("<Q")  # the bodies file the locustfile reads: lengt
 class LocustDriver:
     """Runs `python -m locust --headless` against an endpoint and returns exact per-request results."""
 
-    name = "locust"
+    name = "locust"  # LoadResult.generator
+    title = "Locust"  # in messages
+    files_prefix = "locust"
 
     def __init__(
         self,
@@ -112,48 +114,12 @@ class LocustDriver:
                 f"load.users: an open loop over {processes} Locust workers needs at least one user "
                 f"(in-flight slot) per worker, got {point.users}"
             )
-        files_ = LocustRunFiles(Path(run_dir))
+        files_ = LocustRunFiles(Path(run_dir), self.files_prefix)
         files_.clean()
-        port = None
-        if processes:
-            port = load.master_bind_port or (DEFAULT_MASTER_PORT if load.remote_workers else free_port())
-        write_bodies(files_.bodies, requests.bodies)
-        config = _config(endpoint, load, point, requests, files_, plan, processes, seed)
-        if interleave is not None:
-            config["interleave"] = _interleave_config(interleave, load, files_)
-        files_.config.write_text(json.dumps(config))
-        with (
-            as_file(files(LOCUSTFILE_PACKAGE).joinpath(LOCUSTFILE_NAME)) as locustfile,
-            ExitStack() as stack,
-            placed_here(cpus),
-        ):
-            # once every Locust process is gone: the bodies are the test set again, up to 64 MiB of it
-            stack.callback(files_.bodies.unlink, missing_ok=True)
-            for extra in files_.dir.glob("bodies-*.bin") if interleave is not None else ():
-                stack.callback(extra.unlink, missing_ok=True)
-            main = ManagedProcess(
-                self._main_argv(locustfile, load, point, endpoint, files_, processes, port),
-                files_.log,
-                name="locust master" if processes else "locust",
-                env=_locust_env(files_.config),
-                cwd=files_.dir,
-                fatal_markers=LOCUST_FATAL_MARKERS,
-                cpus=cpus,
+        with ExitStack() as stack, placed_here(cpus):
+            main, workers = self._launch(
+                stack, endpoint, load, point, requests, files_, plan, processes, seed, interleave, cpus
             )
-            stack.enter_context(main)
-            workers = []
-            master = ["--master-host", _local_address(load.master_bind_host), "--master-port", str(port)]
-            for index in range(load.workers):
-                worker = ManagedProcess(
-                    [*self._locust(locustfile), "--worker", *master],
-                    files_.dir / f"locust_worker{index}.log",
-                    name=f"locust worker {index}",
-                    env=_locust_env(None),
-                    cwd=files_.dir,
-                    fatal_markers=LOCUST_FATAL_MARKERS,
-                    cpus=cpus,
-                )
-                workers.append(stack.enter_context(worker))
             start_wait_s = self.startup_slack_s + (self.worker_wait_s if processes else 0.0)
             watch = LocustRunWatch(
                 load, plan, files_, main, workers, stop_when,
@@ -174,11 +140,66 @@ class LocustDriver:
             )
         if not files_.meta.exists():
             raise RunError(
-                f"locust exited without writing {files_.meta.name}", log=files_.log, log_tail=main.log_tail()
+                f"{main.name} exited without writing {files_.meta.name}",
+                log=files_.log,
+                log_tail=main.log_tail(),
             )
         meta = json.loads(files_.meta.read_text())
         return self._result(load, point, plan, watch.windows, watch.reason or "measure_s", meta, files_,
                             [watch.main_cpu, *watch.worker_cpus], processes)  # fmt: skip
+
+    def _launch(
+        self,
+        stack: ExitStack,
+        endpoint: HttpEndpoint,
+        load: LoadSpec,
+        point: LoadPoint,
+        requests: EncodedRequests,
+        files_: LocustRunFiles,
+        plan: WindowPlan,
+        processes: int,
+        seed: int,
+        interleave: Interleave | None,
+        cpus: Sequence[int] | None,
+    ) -> tuple[ManagedProcess, list[ManagedProcess]]:
+        """Write the run's inputs and start its processes (entered into `stack`): main, workers."""
+        port = None
+        if processes:
+            port = load.master_bind_port or (DEFAULT_MASTER_PORT if load.remote_workers else free_port())
+        write_bodies(files_.bodies, requests.bodies)
+        config = _config(endpoint, load, point, requests, files_, plan, processes, seed)
+        if interleave is not None:
+            config["interleave"] = _interleave_config(interleave, load, files_)
+        files_.config.write_text(json.dumps(config))
+        locustfile = stack.enter_context(as_file(files(LOCUSTFILE_PACKAGE).joinpath(LOCUSTFILE_NAME)))
+        # once every Locust process is gone: the bodies are the test set again, up to 64 MiB of it
+        stack.callback(files_.bodies.unlink, missing_ok=True)
+        for extra in files_.dir.glob("bodies-*.bin") if interleave is not None else ():
+            stack.callback(extra.unlink, missing_ok=True)
+        main = ManagedProcess(
+            self._main_argv(locustfile, load, point, endpoint, files_, processes, port),
+            files_.log,
+            name="locust master" if processes else "locust",
+            env=_locust_env(files_.config),
+            cwd=files_.dir,
+            fatal_markers=LOCUST_FATAL_MARKERS,
+            cpus=cpus,
+        )
+        stack.enter_context(main)
+        workers = []
+        master = ["--master-host", _local_address(load.master_bind_host), "--master-port", str(port)]
+        for index in range(load.workers):
+            worker = ManagedProcess(
+                [*self._locust(locustfile), "--worker", *master],
+                files_.dir / f"locust_worker{index}.log",
+                name=f"locust worker {index}",
+                env=_locust_env(None),
+                cwd=files_.dir,
+                fatal_markers=LOCUST_FATAL_MARKERS,
+                cpus=cpus,
+            )
+            workers.append(stack.enter_context(worker))
+        return main, workers
 
     def _locust(self, locustfile: Path) -> list[str]:
         return [self.python, "-m", "locust", "-f", str(locustfile)]
@@ -231,7 +252,7 @@ class LocustDriver:
         end = min(plan.end_of(windows), float(meta["stop_s"]))
         if end <= start:
             raise RunError(
-                f"locust stopped {meta['stop_s']:.1f}s into the run, before the measure window "
+                f"{self.name} stopped {meta['stop_s']:.1f}s into the run, before the measure window "
                 f"({load.warmup_s:g}s warm-up) began"
             )
         samples: list[Sample] = []
@@ -263,7 +284,9 @@ class LocustDriver:
         cpu += [cpu_percent([tuple(p) for p in w["cpu"]], start, end) for _, w in sorted(workers.items())]
         result.generator_cpu_percent = [c for c in cpu if c is not None]
         result.client_cpu_percent = max(result.generator_cpu_percent, default=None)
-        result.warnings.extend(_warnings(load, point, meta, result, planned_end_s=plan.end_of(windows)))
+        result.warnings.extend(
+            _warnings(load, point, meta, result, planned_end_s=plan.end_of(windows), engine=self.title)
+        )
         return result
 
 
@@ -347,12 +370,18 @@ def _locust_env(config: Path | None) -> dict[str, str]:
 
 
 def _warnings(
-    load: LoadSpec, point: LoadPoint, meta: dict[str, Any], result: LoadResult, *, planned_end_s: float
+    load: LoadSpec,
+    point: LoadPoint,
+    meta: dict[str, Any],
+    result: LoadResult,
+    *,
+    planned_end_s: float,
+    engine: str = "Locust",
 ) -> list[str]:
     warnings = []
     limit = 100.0 * load.validity.max_generator_cpu
     names = (
-        ["Locust"]
+        [engine]
         if not result.workers
         else ["the Locust master"]
         + [f"Locust worker {w}" for w in sorted(meta.get("workers") or {}, key=int)]
@@ -380,12 +409,12 @@ def _warnings(
     )
     if undrained:
         warnings.append(
-            f"{undrained} request(s) due in the measured windows were still unsent when Locust stopped"
+            f"{undrained} request(s) due in the measured windows were still unsent when {engine} stopped"
         )
     if float(meta["stop_s"]) < planned_end_s:
         warnings.append(
-            f"locust stopped {meta['stop_s']:.1f}s into the run, before the measurement's planned end "
-            f"({planned_end_s:g}s): the measure window is shorter"
+            f"{engine.lower()} stopped {meta['stop_s']:.1f}s into the run, before the measurement's "
+            f"planned end ({planned_end_s:g}s): the measure window is shorter"
         )
     if point.mode == "open" and result.late_fraction > load.validity.max_late_fraction:
         warnings.append(

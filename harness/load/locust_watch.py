@@ -26,21 +26,22 @@ FLUSH_S = 0.5  # how often Locust processes hand their finished requests on
 
 
 class LocustRunFiles:
-    """Where one Locust run keeps its files, inside `dir`."""
+    """Where one load run keeps its files, inside `dir`, named after the engine (`prefix`)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, prefix: str = "locust") -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.dir = run_dir
-        self.config = run_dir / "locust_config.json"
-        self.bodies = run_dir / "locust_bodies.bin"  # the request bodies, named by the config
-        self.samples = run_dir / "locust_samples.csv"  # a single process's; workers' get _w<index>
-        self.started = run_dir / "locust_started.json"
-        self.meta = run_dir / "locust_meta.json"
-        self.stop = run_dir / "locust_stop"
-        self.log = run_dir / "locust.log"
+        self.prefix = prefix
+        self.config = run_dir / f"{prefix}_config.json"
+        self.bodies = run_dir / f"{prefix}_bodies.bin"  # the request bodies, named by the config
+        self.samples = run_dir / f"{prefix}_samples.csv"  # a single process's; workers' get _w<index>
+        self.started = run_dir / f"{prefix}_started.json"
+        self.meta = run_dir / f"{prefix}_meta.json"
+        self.stop = run_dir / f"{prefix}_stop"
+        self.log = run_dir / f"{prefix}.log"
 
     def sample_files(self) -> list[Path]:
-        return sorted(self.dir.glob("locust_samples*.csv"))
+        return sorted(self.dir.glob(f"{self.prefix}_samples*.csv"))
 
     def clean(self) -> None:
         for stale in [*self.sample_files(), self.started, self.meta, self.stop]:
@@ -96,7 +97,7 @@ class LocustRunWatch:
                 start_epoch = _read_start(self.files.started)
                 if start_epoch is None and time.monotonic() > start_deadline:
                     raise RunError(
-                        f"locust did not start the test within {wait_s:.0f}s",
+                        f"{self.main.name} did not start the test within {wait_s:.0f}s",
                         log=self.files.log,
                         log_tail=self.main.log_tail(),
                     )
@@ -109,12 +110,14 @@ class LocustRunWatch:
                     stop_deadline = time.monotonic() + drain_s + self.stop_slack_s
             elif time.monotonic() > stop_deadline:
                 raise RunError(
-                    "locust did not stop when asked", log=self.files.log, log_tail=self.main.log_tail()
+                    f"{self.main.name} did not stop when asked",
+                    log=self.files.log,
+                    log_tail=self.main.log_tail(),
                 )
             time.sleep(self.poll_s)
         if self.reason is None and self.main.returncode == 0:
             raise RunError(
-                "locust ended by itself before the measurement was complete",
+                f"{self.main.name} ended by itself before the measurement was complete",
                 log=self.files.log,
                 log_tail=self.main.log_tail(),
             )

@@ -53,7 +53,7 @@ class LoadResult:
     failures: dict[str, int]  # FAILURE_CLASSES -> count
     measure_s: float  # the measured duration actually used: windows_measured * window_s
     warmup_s: float
-    generator: str  # "locust" | "threadpool"
+    generator: str  # "locust" | "native" | "threadpool"
     users: int  # closed loop: concurrent users; open loop: most requests in flight
     request_batch_size: int
     client_cpu_percent: float | None = None  # the busiest load process (% of one core), for compatibility

@@ -85,6 +85,9 @@ def variant_config_ids(scenario: Scenario, data_fingerprint: str = "") -> dict[s
         mode="json", include={"model", "data", "serving", "load"}, exclude={"serving": {"startup_timeout_s"}}
     )
     shared["data_sha256"] = data_fingerprint
+    if shared["load"].get("generator") == "locust":
+        # the default, and the only generator before the key existed: stored baselines keep their ids
+        del shared["load"]["generator"]
     return {
         v.name: config_id({**shared, "steps": [step.model_dump(mode="json") for step in v.steps]})
         for v in scenario.all_variants()

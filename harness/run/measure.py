@@ -21,7 +21,7 @@ from harness.compression.pipeline import PreparedVariant
 from harness.data.dataset import Dataset
 from harness.data.tensors import predict_in_chunks
 from harness.errors import RunError
-from harness.load.locust_driver import LocustDriver
+from harness.load.drivers import http_driver
 from harness.load.plan import LoadPoint, MeasureHooks, StopWhen, plan_points
 from harness.load.result import LoadResult
 from harness.load.search import search_max_rps_at_slo
@@ -314,7 +314,7 @@ def drive_load(
         )
     if requests is None:
         requests = target.encode_requests(data.test.inputs, scenario.load.request_batch_size)
-    return LocustDriver().run(
+    return http_driver(scenario.load).run(
         endpoint,
         scenario.load,
         requests,

@@ -19,6 +19,7 @@ from harness.data.checks import check_data
 from harness.errors import UserError
 from harness.frameworks import Framework, framework
 from harness.gates.thresholds import parse_threshold
+from harness.load.native_build import compiler, native_built
 from harness.metrics.catalog import LABELLED_METRICS
 from harness.placement import available_cpus, cpulist, parse_cpus
 from harness.scenario.applicability import labelled, missing_data, refusal, source_kind
@@ -134,6 +135,11 @@ def _check_serving_and_load(scenario: Scenario, path: Path) -> None:
         raise UserError(
             f"{path}: load.workers: expected at most this machine's {cpus} CPUs (set load.force_workers: "
             f"true to allow more), got {load.workers}"
+        )
+    if load.generator == "native" and compiler() is None and not native_built():
+        raise UserError(
+            f"{path}: load.generator: native builds its engine from C source once, and this machine has "
+            "no C compiler (cc, gcc or clang; or set CC): install one, or use generator: locust"
         )
     usable = set(available_cpus())
     for key, value in (("serving.cpus", serving.cpus), ("load.cpus", load.cpus)):

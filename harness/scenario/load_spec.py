@@ -214,6 +214,13 @@ class LoadSpec(StrictModel):
         description="Port the Locust master listens on; default a free port, or Locust's 5557 when "
         "remote_workers must find it.",
     )
+    generator: Literal["locust", "native"] = Field(
+        default="locust",
+        description="What sends HTTP requests. locust (default): Locust processes, with users, "
+        "workers and remote workers; native: one C process (epoll, keep-alive, prepared requests) "
+        "built from source with the machine's C compiler on first use, for a client that costs "
+        "the server's machine far less CPU per request; plain HTTP only, no workers.",
+    )
     client: Literal["lean", "fasthttp"] = Field(
         default="lean",
         description="Each Locust user's HTTP client. lean (default): a keep-alive socket that sends "
@@ -268,6 +275,15 @@ class LoadSpec(StrictModel):
             raise ValueError("rate_rps applies to mode 'open'; closed-loop load is set by users")
         if isinstance(self.users, list) and isinstance(self.rate_rps, list):
             raise ValueError("sweep users or rate_rps, not both")
+        if self.generator == "native" and (self.workers or self.remote_workers):
+            raise ValueError(
+                "generator 'native' is one process: workers and remote_workers are Locust's "
+                "distributed mode (use generator: locust for them)"
+            )
+        if self.generator == "native" and self.client != "lean":
+            raise ValueError(
+                f"client '{self.client}' is a Locust user's HTTP client; generator 'native' has its own"
+            )
         most = self.window_counts()[1]
         if self.validity.stable_windows > most:
             raise ValueError(

@@ -25,6 +25,11 @@ def scenario_placement(scenario: Scenario, path: Path | str = "scenario") -> Cpu
             f"{location} server "
             f"({serving.target}), got {serving.cpus!r}"
         )
+    if location == "in-process" and load.generator != "locust":
+        raise UserError(
+            f"{path}: load.generator: the in-process target is called from the harness's own threads, "
+            f"not over HTTP; expected locust (the default) or an HTTP target, got {load.generator!r}"
+        )
     if location == "in-process" and load.cpus not in (AUTO, ANY):
         raise UserError(
             f"{path}: load.cpus: expected 'auto' or 'any': the in-process target drives load from "

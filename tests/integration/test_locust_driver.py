@@ -1,4 +1,7 @@
-"""LocustDriver with real Locust processes (single, or master and workers) against stdlib HTTP servers."""
+"""LocustDriver with real Locust processes (single, or master and workers) against stdlib HTTP servers.
+
+Tests that take a `driver` run twice: with Locust and with the native engine (NativeDriver), which
+shares LocustDriver's interface and must give the same results."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from harness.data.tensors import TensorSpec
 from harness.errors import RunError
 from harness.load.interleave import Interleave, InterleavedTarget
 from harness.load.locust_driver import LocustDriver
+from harness.load.native_driver import NativeDriver
 from harness.load.samples import Sample, read_samples
 from harness.processes import free_port
 from harness.scenario.load_spec import LoadSpec
@@ -89,15 +93,21 @@ def http_server() -> Iterator[Callable[..., CountingServer]]:
         server.close()
 
 
+@pytest.fixture(params=["locust", "native"])
+def driver(request: pytest.FixtureRequest) -> LocustDriver:
+    """Each single-process load engine behind the same driver interface."""
+    return LocustDriver() if request.param == "locust" else NativeDriver()
+
+
 def test_correct_server_gives_exact_latencies_for_the_measure_window_only(
-    http_server: Callable[..., CountingServer], tmp_path: Path
+    http_server: Callable[..., CountingServer], tmp_path: Path, driver: LocustDriver
 ) -> None:
     server = http_server(delay_s=0.002)
     load = LoadSpec(users=2, warmup_s=1.0, measure_s=2.0, request_batch_size=3, timeout_s=5.0)
-    result = LocustDriver().run(server.endpoint, load, requests_of(3), tmp_path)
+    result = driver.run(server.endpoint, load, requests_of(3), tmp_path)
 
     assert server.bad_requests == []
-    assert result.generator == "locust"
+    assert result.generator == driver.name
     assert result.failure_count == 0, result.failure_examples
     assert result.ok_count > 50
     assert result.measure_s == pytest.approx(load.measure_s, abs=0.01)
@@ -119,13 +129,15 @@ def test_correct_server_gives_exact_latencies_for_the_measure_window_only(
     assert result.request_count <= arrived(load.warmup_s - 0.15, load.warmup_s + load.measure_s + 0.15)
     assert result.client_cpu_percent is not None
     assert 0 < result.client_cpu_percent < 200
-    assert (tmp_path / "locust.log").exists()
-    assert (tmp_path / "locust_samples.csv").exists()
+    assert (tmp_path / f"{driver.files_prefix}.log").exists()
+    assert (tmp_path / f"{driver.files_prefix}_samples.csv").exists()
 
 
-@pytest.mark.parametrize("client", ["lean", "fasthttp"])
+@pytest.mark.parametrize(
+    ("engine", "client"), [("locust", "lean"), ("locust", "fasthttp"), ("native", "lean")]
+)
 def test_server_errors_and_wrong_payloads_are_counted_by_class(
-    http_server: Callable[..., CountingServer], tmp_path: Path, client: str
+    http_server: Callable[..., CountingServer], tmp_path: Path, engine: str, client: str
 ) -> None:
     def mixed(number: int, instances: list[list[float]]) -> tuple[int, bytes]:
         kind = number % 5
@@ -139,7 +151,8 @@ def test_server_errors_and_wrong_payloads_are_counted_by_class(
 
     server = http_server(mixed)
     load = LoadSpec(users=2, warmup_s=0.5, measure_s=1.5, request_batch_size=2, client=client)
-    result = LocustDriver().run(server.endpoint, load, requests_of(2), tmp_path)
+    driver = NativeDriver() if engine == "native" else LocustDriver()
+    result = driver.run(server.endpoint, load, requests_of(2), tmp_path)
 
     assert result.ok_count > 0
     assert result.failures["http_status"] > 0
@@ -179,17 +192,15 @@ def test_local_workers_send_the_prepared_bodies_and_check_rows_at_the_output_pat
 
 
 def test_responses_without_the_declared_rows_are_bad_payloads_and_no_path_accepts_any_2xx(
-    http_server: Callable[..., CountingServer], tmp_path: Path
+    http_server: Callable[..., CountingServer], tmp_path: Path, driver: LocustDriver
 ) -> None:
     server = http_server(lambda _n, _inst: (200, b'{"outputs": [[0.5, 0.5]]}'))
     load = LoadSpec(users=1, warmup_s=0.3, measure_s=0.6)
-    wrong = LocustDriver().run(
-        server.endpoint, load, requests_of(1, output_path="predictions"), tmp_path / "a"
-    )
+    wrong = driver.run(server.endpoint, load, requests_of(1, output_path="predictions"), tmp_path / "a")
     assert wrong.ok_count == 0
     assert wrong.failures["bad_payload"] == wrong.request_count > 0
     assert "nothing at 'predictions'" in wrong.failure_examples[0]
-    unchecked = LocustDriver().run(server.endpoint, load, requests_of(1, output_path=None), tmp_path / "b")
+    unchecked = driver.run(server.endpoint, load, requests_of(1, output_path=None), tmp_path / "b")
     assert unchecked.failure_count == 0
     assert unchecked.ok_count > 0
 
@@ -200,10 +211,10 @@ def test_bodies_encoded_for_another_batch_size_are_refused(tmp_path: Path) -> No
         LocustDriver().run(endpoint, LoadSpec(warmup_s=0.5, measure_s=0.5), requests_of(2), tmp_path)
 
 
-def test_connection_refused_is_counted_not_raised(tmp_path: Path) -> None:
+def test_connection_refused_is_counted_not_raised(tmp_path: Path, driver: LocustDriver) -> None:
     endpoint = HttpEndpoint(f"http://127.0.0.1:{free_port()}", PATH)  # nothing listens there
     load = LoadSpec(users=2, warmup_s=0.5, measure_s=1.0)
-    result = LocustDriver().run(endpoint, load, REQUESTS, tmp_path)
+    result = driver.run(endpoint, load, REQUESTS, tmp_path)
 
     assert result.ok_count == 0
     assert result.failures["connection"] > 0
@@ -213,11 +224,11 @@ def test_connection_refused_is_counted_not_raised(tmp_path: Path) -> None:
 
 
 def test_requests_slower_than_the_timeout_are_counted_as_timeouts(
-    http_server: Callable[..., CountingServer], tmp_path: Path
+    http_server: Callable[..., CountingServer], tmp_path: Path, driver: LocustDriver
 ) -> None:
     server = http_server(delay_s=0.4)
     load = LoadSpec(users=2, warmup_s=0.5, measure_s=1.5, timeout_s=0.15)
-    result = LocustDriver().run(server.endpoint, load, REQUESTS, tmp_path)
+    result = driver.run(server.endpoint, load, REQUESTS, tmp_path)
 
     assert result.ok_count == 0
     assert result.failures["timeout"] > 0
@@ -352,7 +363,7 @@ def test_a_master_whose_workers_never_connect_fails_with_its_log_and_leaves_noth
 
 
 def test_an_interleaved_run_loads_each_endpoint_only_in_its_own_slices(
-    http_server: Callable[..., CountingServer], tmp_path: Path
+    http_server: Callable[..., CountingServer], tmp_path: Path, driver: LocustDriver
 ) -> None:
     fast, slow = http_server(), http_server(delay_s=0.005)
     slice_s, pattern = 0.1, (0, 1, 0, 1, 1, 0, 1, 0, 0, 1, 1, 0)
@@ -365,7 +376,7 @@ def test_an_interleaved_run_loads_each_endpoint_only_in_its_own_slices(
         pattern,
     )
     load = LoadSpec(users=2, warmup_s=0.4, measure_s=0.8, timeout_s=5.0)
-    result = LocustDriver().run(fast.endpoint, load, REQUESTS, tmp_path, interleave=interleave)
+    result = driver.run(fast.endpoint, load, REQUESTS, tmp_path, interleave=interleave)
 
     assert fast.bad_requests == []
     assert slow.bad_requests == []
@@ -373,7 +384,7 @@ def test_an_interleaved_run_loads_each_endpoint_only_in_its_own_slices(
     # each endpoint got its own bodies: JSON to the first, .npy to the second
     assert fast.content_types == {"application/json"}
     assert slow.content_types == {"application/x-npy"}
-    every = read_samples(tmp_path / "locust_samples.csv")
+    every = read_samples(tmp_path / f"{driver.files_prefix}_samples.csv")
     assert {s.target for s in every} == {0, 1}
     assert len(fast.arrivals) == sum(s.target == 0 for s in every)
     assert len(slow.arrivals) == sum(s.target == 1 for s in every)
@@ -445,7 +456,9 @@ def _plain(body: bytes, close: bool = False) -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
 
 
-def test_the_lean_client_reads_chunked_and_closing_answers_and_names_garbage(tmp_path: Path) -> None:
+def test_the_lean_and_native_clients_read_chunked_and_closing_answers_and_name_garbage(
+    tmp_path: Path, driver: LocustDriver
+) -> None:
     good = predictions_for([[1.0]])
 
     def reply(number: int) -> bytes:
@@ -461,7 +474,7 @@ def test_the_lean_client_reads_chunked_and_closing_answers_and_names_garbage(tmp
     server = RawServer(reply)
     try:
         load = LoadSpec(users=1, warmup_s=0.3, measure_s=1.0, client="lean")
-        result = LocustDriver().run(server.endpoint, load, REQUESTS, tmp_path)
+        result = driver.run(server.endpoint, load, REQUESTS, tmp_path)
     finally:
         server.close()
     assert result.ok_count > 0

@@ -1,4 +1,5 @@
-"""Open-loop load with real Locust processes against a stdlib HTTP server that can stall.
+"""Open-loop load with real Locust processes, and with the native engine, against a stdlib HTTP
+server that can stall.
 
 The key property: a server that stalls for a second shows it in an open loop's latencies (every
 request due during the stall waits, and its latency counts from its due time), while a closed
@@ -18,6 +19,7 @@ import pytest
 
 from harness.data.tensors import TensorSpec
 from harness.load.locust_driver import LocustDriver
+from harness.load.native_driver import NativeDriver
 from harness.load.result import LoadResult
 from harness.scenario.load_spec import LoadSpec
 from harness.serving.base import HttpEndpoint
@@ -79,17 +81,23 @@ def stalling_server() -> Iterator[Callable[..., StallingServer]]:
         server.close()
 
 
+@pytest.fixture(params=["locust", "native"])
+def driver(request: pytest.FixtureRequest) -> LocustDriver:
+    """Each single-process load engine behind the same driver interface."""
+    return LocustDriver() if request.param == "locust" else NativeDriver()
+
+
 def slow_fraction(result: LoadResult) -> float:
     return float(np.mean(np.asarray(result.latencies_ms) > SLOW_MS))
 
 
 def test_open_loop_reports_a_server_stall_that_a_closed_loop_hides(
-    stalling_server: Callable[..., StallingServer], tmp_path: Path
+    stalling_server: Callable[..., StallingServer], tmp_path: Path, driver: LocustDriver
 ) -> None:
     # the stall begins 1 s into a 3 s measured part that follows a 1 s warm-up
     common = {"warmup_s": 1.0, "measure_s": 3.0, "timeout_s": 5.0, "spawn_rate": 100.0}
     open_server = stalling_server(stall_at_s=2.0)
-    open_result = LocustDriver().run(
+    open_result = driver.run(
         open_server.endpoint,
         LoadSpec(mode="open", rate_rps=100.0, users=16, arrival="poisson", **common),
         REQUESTS,
@@ -97,7 +105,7 @@ def test_open_loop_reports_a_server_stall_that_a_closed_loop_hides(
         seed=7,
     )
     closed_server = stalling_server(stall_at_s=2.0)
-    closed_result = LocustDriver().run(
+    closed_result = driver.run(
         closed_server.endpoint, LoadSpec(users=2, **common), REQUESTS, tmp_path / "closed"
     )
 
@@ -120,11 +128,11 @@ def test_open_loop_reports_a_server_stall_that_a_closed_loop_hides(
 
 
 def test_open_loop_reaches_the_target_rate_against_a_fast_server(
-    stalling_server: Callable[..., StallingServer], tmp_path: Path
+    stalling_server: Callable[..., StallingServer], tmp_path: Path, driver: LocustDriver
 ) -> None:
     server = stalling_server()
     load = LoadSpec(mode="open", rate_rps=200.0, users=8, arrival="constant", warmup_s=1.0, measure_s=2.0)
-    result = LocustDriver().run(server.endpoint, load, REQUESTS, tmp_path)
+    result = driver.run(server.endpoint, load, REQUESTS, tmp_path)
 
     assert result.mode == "open"
     assert result.target_rate_rps == 200.0
@@ -141,7 +149,7 @@ def test_open_loop_reaches_the_target_rate_against_a_fast_server(
 
 
 def test_requests_queued_when_the_run_ends_are_still_sent_and_counted(
-    stalling_server: Callable[..., StallingServer], tmp_path: Path
+    stalling_server: Callable[..., StallingServer], tmp_path: Path, driver: LocustDriver
 ) -> None:
     # two slots at 20 ms per request carry at most 100 req/s of the 250 scheduled: a client queue
     # builds up, and the requests still in it when the measured windows end must not be dropped
@@ -150,7 +158,7 @@ def test_requests_queued_when_the_run_ends_are_still_sent_and_counted(
         mode="open", rate_rps=250.0, users=2, arrival="constant", warmup_s=0.5, measure_s=1.5, timeout_s=1.0,
         spawn_rate=100.0,
     )  # fmt: skip
-    result = LocustDriver().run(server.endpoint, load, REQUESTS, tmp_path)
+    result = driver.run(server.endpoint, load, REQUESTS, tmp_path)
 
     assert result.request_count == pytest.approx(250 * 1.5, abs=2)  # every request due in the window
     assert result.failures["timeout"] > 0  # those that waited more than 1 s for a slot

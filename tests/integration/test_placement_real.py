@@ -18,6 +18,7 @@ import pytest
 from harness.data.tensors import TensorSpec
 from harness.errors import RunError
 from harness.load.locust_driver import LocustDriver
+from harness.load.native_driver import NativeDriver
 from harness.placement import available_cpus, placed_here, tree_cpus
 from harness.processes import ManagedProcess
 from harness.scenario.load_spec import LoadSpec
@@ -95,6 +96,28 @@ def test_a_pinned_start_of_a_missing_program_is_a_run_error(tmp_path: Path, prog
         proc.start()
     assert proc.pid is None, "nothing was started"
     proc.stop()  # nothing to stop, still safe
+
+
+def test_the_native_engine_runs_on_the_cpus_it_is_given(tmp_path: Path) -> None:
+    cpu = CPUS[-1]
+    server = JsonHttpServer(
+        lambda _path, _headers, instances: (200, json.dumps({"predictions": [0] * len(instances)}).encode())
+    )
+    try:
+        rows = np.repeat(np.arange(5, dtype=np.float32)[:, None], 4, axis=1)
+        encoder = JsonInstancesEncoder((TensorSpec("x", (4,), "float32"),))
+        requests = encode_requests(encoder, {"x": rows}, 1, output_path="predictions", output_width=None)
+        load = LoadSpec(users=2, warmup_s=0.5, measure_s=1.0, timeout_s=5.0, generator="native")
+        endpoint = HttpEndpoint(server.base_url, "/predictions/m")
+        result = NativeDriver().run(endpoint, load, requests, tmp_path, cpus=[cpu])
+    finally:
+        server.close()
+
+    assert result.failure_count == 0, result.failure_examples
+    assert result.ok_count > 0
+    assert result.generator_cpus == [cpu]
+    assert result.generator_cpus_used, "the engine was seen while measuring"
+    assert set(result.generator_cpus_used) <= {cpu}
 
 
 @needs_two_cpus

@@ -25,6 +25,8 @@ import torch
 from harness.artifacts import ServedArtifact
 from harness.data.tensors import OutputSpec, Signature, TensorSpec
 from harness.errors import RunError
+from harness.load.native_driver import NativeDriver
+from harness.scenario.load_spec import LoadSpec
 from harness.scenario.schema import ServingSpec
 from harness.serving.listeners import listening_sockets
 from harness.serving.torchserve import TorchServeTarget
@@ -128,6 +130,19 @@ def test_outputs_through_server_match_in_process_and_nothing_survives_teardown(m
     assert _alive(procs) == []
     assert _java_mentioning(str(tmp_path)) == []
     assert (tmp_path / "run" / "torchserve" / "logs" / "ts_log.log").is_file()
+
+
+def test_the_native_engine_loads_torchserve_and_every_answer_holds_its_rows(served, tmp_path):
+    requests = served.encode_requests({"inputs": _rows(16, seed=3)}, 2)
+    load = LoadSpec(users=8, warmup_s=0.5, measure_s=1.5, request_batch_size=2, generator="native")
+    result = NativeDriver().run(served.endpoint, load, requests, tmp_path)
+
+    assert result.generator == "native"
+    # the engine checks every answer's rows at the output path: a wrong count would be bad_payload
+    assert result.failure_count == 0, result.failure_examples
+    assert result.ok_count >= 8
+    assert result.client_cpu_percent is not None
+    assert not list(tmp_path.glob("native_requests-*.bin")), "the prepared requests go with the run"
 
 
 def test_batching_settings_reach_the_server(served):
