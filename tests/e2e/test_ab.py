@@ -21,7 +21,10 @@ from tests.conftest import ROOT, scenario_dict
 # the tiny MLP, where thread scheduling on a busy machine moves p95 by half; the slowed commit
 # triples it, far beyond the thresholds
 GATES = {"latency_p95_ms": "+50%", "throughput_rps": "-40%", "accuracy": "-0.02 abs", "error_rate": 0}
-FAST = ["--slot-s", "1.0", "--warmup-s", "0.3"]
+# in-process sides answer a request in ~4 ms, so a 0.5 s slot holds ~120 requests (a steady p95); the
+# slowed commit's 9 ms delay more than doubles every slot's p95. The threads of an in-process target
+# need no warm-up beyond the first request, so 0.1 s between slots suffices
+FAST = ["--slot-s", "0.5", "--warmup-s", "0.1"]
 BASE_DELAY_MS = 3.0
 
 
@@ -35,7 +38,7 @@ def _git(repo: Path, *args: str) -> str:
 def _scenario(delay_ms: float = BASE_DELAY_MS) -> dict[str, Any]:
     data = scenario_dict(name="ab-inprocess", variants=[{"name": "pruned", "steps": [
         {"recipe": "torch.prune", "params": {"amount": 0.5, "scope": "global"}}]}], gates=GATES)  # fmt: skip
-    data["load"] = {"users": 1, "warmup_s": 0.5, "measure_s": 1.0}
+    data["load"] = {"users": 1, "warmup_s": 0.2, "measure_s": 0.5}
     data["serving"]["options"] = {"inject_delay_ms": delay_ms}
     return data
 
@@ -86,7 +89,8 @@ def test_ab_flags_a_commit_that_slows_a_variant_and_passes_an_unchanged_one(repo
     data["variants"][0]["steps"][0]["params"]["amount"] = 0.4  # a model change that costs no time
     _write(repo / "scenarios" / "ab.yaml", data)
     _git(repo, "commit", "-qam", "prune less")
-    same, record = _ab(repo)
+    # the changed variant only, as in the slowed run below: the unchanged reference adds no evidence
+    same, record = _ab(repo, "--variants", "pruned")
     assert same.returncode == 0, same.stdout + same.stderr
     assert record["outcome"] == "pass"
     assert record["base"]["sha"] == _git(repo, "rev-parse", "main")
@@ -143,17 +147,21 @@ def test_ab_with_an_unknown_base_is_bad_input(repo: Path) -> None:
 
 
 def test_pytest_plugin_runs_the_same_ab_against_a_base_ref(repo: Path) -> None:
-    _write(repo / "scenarios" / "ab.yaml", {**_scenario(delay_ms=3 * BASE_DELAY_MS), "variants": []})
+    # the scenario's own alpha sets the blocks: 6 at 0.05 (the plugin warms up 1 s before each slot)
+    head = {**_scenario(delay_ms=3 * BASE_DELAY_MS), "variants": [], "gate_policy": {"alpha": 0.05}}
+    _write(repo / "scenarios" / "ab.yaml", head)
     _git(repo, "commit", "-qam", "slower serving")
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "scenarios", "-p", "no:cacheprovider", "-q", "--ab-base", "main",
-         "--ab-slot-s", "1.0", "--harness-reports-dir", "reports"],
+         "--ab-slot-s", "0.5", "--harness-reports-dir", "reports"],
         cwd=repo, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     assert "A/B against main: regression (harness ab would exit 1)" in done.stdout
     assert "regressed: reference: latency_p95_ms +" in done.stdout
     assert "1 failed" in done.stdout
+    (report,) = (repo / "reports").glob("*/ab.json")
+    assert json.loads(report.read_text())["method"]["pairs"] == 6
 
 
 def test_ab_one_server_at_a_time_with_aa_blocks_measures_a_noise_floor(tmp_path: Path) -> None:

@@ -45,7 +45,8 @@ def test_a_server_that_dies_mid_run_is_one_line_exit_2_with_the_measured_variant
     data = scenario_dict(
         name="dies-mid-run",
         serving={"target": "torchserve", "workers": 1},
-        load={"users": 2, "warmup_s": 0.5, "measure_s": 6, "validity": {"max_spread": 5.0}},
+        # long enough that the kill, 2 s after the variant's load begins, lands while it measures
+        load={"users": 2, "warmup_s": 0.5, "measure_s": 3.5, "validity": {"max_spread": 5.0}},
     )
     scenario = write_scenario(data)
     killer = _kill_torchserve_of_variant_when_loaded(tmp_path, "pruned-int8")

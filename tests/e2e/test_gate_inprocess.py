@@ -9,10 +9,15 @@ import sys
 from tests.conftest import scenario_dict
 from tests.e2e.helpers import make_baseline_faster, report_path, run_cli
 
+# a short load: the tiny MLP answers thousands of requests a second, so even 0.1 s windows hold
+# hundreds; the gates are +200% on p95 against a fresh baseline, and a baseline ten times faster
+SHORT_LOAD = {"users": 2, "warmup_s": 0.3, "measure_s": 1.0, "validity": {"max_spread": 5.0}}
+
 
 def test_gate_records_then_passes_then_fails_against_a_much_faster_baseline(write_scenario, tmp_path):
-    data = scenario_dict(name="gate-inprocess")
-    data["load"]["window_s"] = 0.15  # ten windows: enough for the window test (eight per side)
+    # the reference alone: the variants add nothing a gate does not already judge on the reference
+    data = scenario_dict(name="gate-inprocess", variants=[], load=SHORT_LOAD)
+    data["load"]["window_s"] = 0.1  # ten windows: enough for the window test (eight per side)
     scenario = write_scenario(data)
     baseline_file = tmp_path / "baselines" / "gate-inprocess.json"
 
@@ -63,7 +68,7 @@ def test_gate_records_then_passes_then_fails_against_a_much_faster_baseline(writ
 
 
 def test_update_baselines_rewrites_a_faster_baseline_deliberately(write_scenario, tmp_path):
-    scenario = write_scenario(scenario_dict(name="gate-update", variants=[]))
+    scenario = write_scenario(scenario_dict(name="gate-update", variants=[], load=SHORT_LOAD))
     baseline_file = tmp_path / "baselines" / "gate-update.json"
     assert run_cli(scenario, tmp_path).returncode == 0
     make_baseline_faster(baseline_file)

@@ -38,9 +38,10 @@ def _history(scenario: str, testbed: str, values: list[float]) -> list[HistoryRe
 
 def test_run_appends_to_the_history_and_its_report_draws_the_trend(write_scenario, tmp_path):
     # no latency gate: the second run is compared with the first as a baseline, and this test is
-    # about the history, not about two 1.5 s measurements agreeing on a busy machine
+    # about the history, not about two 1 s measurements agreeing on a busy machine
     gates = {"accuracy": "-0.01 abs", "error_rate": 0}
-    scenario = write_scenario(scenario_dict(name="nightly", variants=[], gates=gates))
+    load = {"users": 2, "warmup_s": 0.3, "measure_s": 1.0, "validity": {"max_spread": 5.0}}
+    scenario = write_scenario(scenario_dict(name="nightly", variants=[], gates=gates, load=load))
     history = tmp_path / "history"
     for _ in range(2):
         done = run_cli(scenario, tmp_path, "--history", str(history), "--testbed", "ci-runner")

@@ -39,14 +39,17 @@ def _pytest(scenarios, tmp_path, *extra):
 def test_scenarios_are_collected_and_gate_failures_fail_the_test(tmp_path):
     scenarios = tmp_path / "scenarios"
     scenarios.mkdir()
-    (scenarios / "plugin.yaml").write_text(yaml.safe_dump(scenario_dict(name="plugin", variants=[])))
+    # a short load: the gate that must fail faces a baseline a hundred times faster
+    load = {"users": 2, "warmup_s": 0.3, "measure_s": 1.0, "validity": {"max_spread": 5.0}}
+    data = scenario_dict(name="plugin", variants=[], load=load)
+    (scenarios / "plugin.yaml").write_text(yaml.safe_dump(data))
     (scenarios / "not-a-scenario.yaml").write_text("just: data\n")
 
     first = _pytest(scenarios, tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "1 passed" in first.stdout
 
-    # 1.5 s measurements: the first run's p95 can be several times the second's on a busy machine,
+    # 1 s measurements: the first run's p95 can be several times the second's on a busy machine,
     # so the pretended baseline is far faster than the gate's +200% could excuse
     make_baseline_faster(tmp_path / "baselines" / "plugin.json", factor=100.0)
     second = _pytest(scenarios, tmp_path)

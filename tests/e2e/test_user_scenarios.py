@@ -3,7 +3,7 @@ a regression model in-process, each with its own python: model factory and data 
 
 Each test runs the shipped scenario's model, data, variants and gates as they are, with a shorter
 load block whose stability limit is loose (these tests check the pipeline, not the machine's noise;
-0.5-1 s windows on a shared 2-core machine are rarely within 30%). The copy sits in tmp_path next
+0.5 s windows on a shared 2-core machine are rarely within 30%). The copy sits in tmp_path next
 to a symlink to scenarios/examples, so its python: names resolve as they do for the shipped file.
 The quality figures in results.json are recomputed with scikit-learn from the served outputs the
 run folder keeps (`Measurement.outputs_file`) and the test labels.
@@ -31,9 +31,9 @@ from tests.conftest import ROOT
 
 SCENARIOS = ROOT / "scenarios"
 SHORT_LOAD: dict[str, Any] = {
-    "warmup_s": 1,
-    "measure_s": 3,
-    "window_s": 1,
+    "warmup_s": 0.5,
+    "measure_s": 1.5,
+    "window_s": 0.5,
     "validity": {"max_spread": 5.0, "max_windows": 4},
 }
 
