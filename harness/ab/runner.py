@@ -75,6 +75,7 @@ from harness.scenario.bounds import REFERENCE_VARIANT
 from harness.scenario.loader import load_scenario
 from harness.scenario.schema import Scenario, VariantSpec
 from harness.serving.base import Target
+from harness.serving.placement import scenario_placement
 
 BOOTSTRAP_RESAMPLES = 4000
 
@@ -262,6 +263,8 @@ def _run(base: LoadedSide, head: LoadedSide, options: AbOptions, progress: Progr
     method.servers = context.mode or "both-up"
     method.servers_reason = context.reason
     method.interleaving = context.interleaving
+    if method.servers == "both-up" and (shared := _shared_server_cpus(head.scenario)) is not None:
+        result.environment_warnings.append(shared)
     with progress.stage("writing report"):
         result.finished_at = _now()
         result.write(run_dir)
@@ -452,6 +455,20 @@ def _mismatches(base: LoadedSide, head: LoadedSide) -> list[str]:
     if base.scenario.serving != head.scenario.serving:
         notes.append("the serving settings differ between base and head: latency changes include that")
     return notes
+
+
+def _shared_server_cpus(scenario: Scenario) -> str | None:
+    """A note when both servers were placed on a single CPU: they take turns on it while one is
+    loaded, and on a 2-core VM that widened a block's p95 log-ratio 2-3x against unplaced servers
+    (README, "A/B gate validity")."""
+    server = scenario_placement(scenario).server
+    if server is None or len(server) != 1:
+        return None
+    return (
+        f"both servers were placed on CPU {server[0]} (serving.cpus: {scenario.serving.cpus}): the idle one "
+        "competes with the loaded one for it, which makes p95 noisier; with load.generator: native, "
+        "serving.cpus: any is usually quieter on a small machine"
+    )
 
 
 def _now() -> str:
