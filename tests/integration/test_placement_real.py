@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from harness.load.native_driver import NativeDriver
 from harness.placement import available_cpus, placed_here, tree_cpus
 from harness.processes import ManagedProcess
 from harness.scenario.load_spec import LoadSpec
-from harness.serving.base import HttpEndpoint
+from harness.serving.base import EncodedRequests, HttpEndpoint
 from harness.serving.payloads import JsonInstancesEncoder, encode_requests
 from tests.integration.json_http_server import JsonHttpServer
 
@@ -98,20 +99,27 @@ def test_a_pinned_start_of_a_missing_program_is_a_run_error(tmp_path: Path, prog
     proc.stop()  # nothing to stop, still safe
 
 
-def test_the_native_engine_runs_on_the_cpus_it_is_given(tmp_path: Path) -> None:
-    cpu = CPUS[-1]
+@pytest.fixture
+def predictions_server() -> Iterator[tuple[HttpEndpoint, EncodedRequests]]:
+    """A stdlib server answering every request with a prediction per row, and requests for it."""
     server = JsonHttpServer(
         lambda _path, _headers, instances: (200, json.dumps({"predictions": [0] * len(instances)}).encode())
     )
+    rows = np.repeat(np.arange(5, dtype=np.float32)[:, None], 4, axis=1)
+    encoder = JsonInstancesEncoder((TensorSpec("x", (4,), "float32"),))
+    requests = encode_requests(encoder, {"x": rows}, 1, output_path="predictions", output_width=None)
     try:
-        rows = np.repeat(np.arange(5, dtype=np.float32)[:, None], 4, axis=1)
-        encoder = JsonInstancesEncoder((TensorSpec("x", (4,), "float32"),))
-        requests = encode_requests(encoder, {"x": rows}, 1, output_path="predictions", output_width=None)
-        load = LoadSpec(users=2, warmup_s=0.5, measure_s=1.0, timeout_s=5.0, generator="native")
-        endpoint = HttpEndpoint(server.base_url, "/predictions/m")
-        result = NativeDriver().run(endpoint, load, requests, tmp_path, cpus=[cpu])
+        yield HttpEndpoint(server.base_url, "/predictions/m"), requests
     finally:
         server.close()
+
+
+@needs_two_cpus
+def test_the_native_engine_runs_on_the_cpus_it_is_given(tmp_path: Path, predictions_server) -> None:
+    cpu = CPUS[-1]
+    endpoint, requests = predictions_server
+    load = LoadSpec(users=2, warmup_s=0.5, measure_s=1.0, timeout_s=5.0, generator="native")
+    result = NativeDriver().run(endpoint, load, requests, tmp_path, cpus=[cpu])
 
     assert result.failure_count == 0, result.failure_examples
     assert result.ok_count > 0
@@ -121,22 +129,13 @@ def test_the_native_engine_runs_on_the_cpus_it_is_given(tmp_path: Path) -> None:
 
 
 @needs_two_cpus
-def test_locust_processes_run_on_the_cpus_they_are_given(tmp_path: Path) -> None:
+def test_locust_processes_run_on_the_cpus_they_are_given(tmp_path: Path, predictions_server) -> None:
     cpu = CPUS[-1]
-    server = JsonHttpServer(
-        lambda _path, _headers, instances: (200, json.dumps({"predictions": [0] * len(instances)}).encode())
-    )
-    try:
-        rows = np.repeat(np.arange(5, dtype=np.float32)[:, None], 4, axis=1)
-        encoder = JsonInstancesEncoder((TensorSpec("x", (4,), "float32"),))
-        requests = encode_requests(encoder, {"x": rows}, 1, output_path="predictions", output_width=None)
-        # a master and one worker: both are pinned, and both are read back
-        load = LoadSpec(users=2, workers=1, warmup_s=0.5, measure_s=1.5, timeout_s=5.0)
-        started = time.monotonic()
-        endpoint = HttpEndpoint(server.base_url, "/predictions/m")
-        result = LocustDriver().run(endpoint, load, requests, tmp_path, cpus=[cpu])
-    finally:
-        server.close()
+    endpoint, requests = predictions_server
+    # a master and one worker: both are pinned, and both are read back
+    load = LoadSpec(users=2, workers=1, warmup_s=0.5, measure_s=1.5, timeout_s=5.0)
+    started = time.monotonic()
+    result = LocustDriver().run(endpoint, load, requests, tmp_path, cpus=[cpu])
 
     assert time.monotonic() - started < 60
     assert result.failure_count == 0, result.failure_examples
