@@ -5,7 +5,8 @@ Usage: .venv/bin/python benchmarks/gate_validity.py [--mode baseline] [--trials 
            [--threshold +7.5%] [--also-thresholds +5%,+10%,+15%]
        .venv/bin/python benchmarks/gate_validity.py --mode ab [--trials 30]
            [--scenario benchmarks/gate_validity_ab.yaml] [--regression 0.15 | --delay-ms D]
-           [--pairs 8] [--slot-s 2.5] [--slice-s 0.5] [--warmup-s 1] [--alpha 0.01] [--min-effect 0.05]
+           [--pairs 16] [--rounds 2] [--slot-s 2.5] [--slice-s 0.5] [--warmup-s 1] [--alpha 0.01]
+           [--min-effect 0.05]
        .venv/bin/python benchmarks/gate_validity.py --mode ab --trials 10
            --resume reports/gate-validity-ab-<time>/summary.json
 
@@ -56,7 +57,7 @@ import yaml
 
 from harness.ab.record import AbResult, Slot
 from harness.ab.runner import AbOptions, run_ab
-from harness.ab.schedule import check_pairs
+from harness.ab.schedule import DEFAULT_ROUNDS, check_pairs, check_rounds
 from harness.atomic import atomic_write_json
 from harness.compression.pipeline import prepare_variant
 from harness.errors import UserError
@@ -336,11 +337,12 @@ def _print(s: dict[str, Any]) -> None:
 
 # ---- --mode ab: each trial is one `harness ab` ---------------------------------------------------
 
-AB_FORMAT_VERSION = 2  # 2: settings hold slice_s (the sides loaded in turn within one Locust run)
+AB_FORMAT_VERSION = 3  # 2: settings hold slice_s; 3: rounds (fresh server pairs per trial)
 SUITE_FLAG = Path("/tmp/harness-suite-running")  # exists while another engineer runs the test suite
 KIND_CYCLE = ("aa", "ab", "ab", "aa")  # ABBA over trials: a drift of the machine hits both kinds
 AB_DEFAULTS: dict[str, Any] = {
-    "pairs": None,  # harness ab's default: the fewest blocks that can reach alpha
+    "pairs": None,  # harness ab's default: per round, the fewest blocks that can reach alpha
+    "rounds": DEFAULT_ROUNDS,
     "slot_s": 2.5,
     "slice_s": 0.5,
     "warmup_s": 1.0,
@@ -362,7 +364,7 @@ class AbTrial:
     index: int
     kind: str  # "aa" (head = identical copy), "ab" (head = injected delay) or "calibration"
     delay_ms: float  # injected into head; 0 for A/A
-    pairs: int
+    pairs: int  # blocks over all rounds
     outcome: str  # the run's outcome: pass, regression, inconclusive, error
     p95_status: str | None  # regressed, improved, unchanged, inconclusive (None: not compared)
     p95_change: float | None  # head / base - 1, from the mean block log-ratio
@@ -441,8 +443,9 @@ def _ab_document(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
         out = ROOT / "reports" / f"gate-validity-ab-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
         out.mkdir(parents=True)
         settings = {key: AB_DEFAULTS[key] if value is None else value for key, value in given.items()}
+        check_rounds(settings["rounds"])
         for key in ("pairs", "calibration_pairs"):  # None: harness ab's default, recorded as a number
-            settings[key] = check_pairs(settings[key], settings["alpha"])
+            settings[key] = check_pairs(settings[key], settings["alpha"], settings["rounds"])
         settings.update(
             scenario=str(args.scenario),
             scenario_text=args.scenario.read_text(encoding="utf-8"),
@@ -534,6 +537,7 @@ def _ab_trial(
     options = AbOptions(
         base_scenario=Path(settings["scenario"]),
         pairs=pairs or settings["pairs"],
+        rounds=settings["rounds"],
         slot_s=settings["slot_s"],
         slice_s=settings["slice_s"],
         warmup_s=settings["warmup_s"],
@@ -792,6 +796,9 @@ def _parse_args() -> argparse.Namespace:
     )
     ab.add_argument(
         "--warmup-s", type=float, default=None, help=f"warm-up of each slot ({AB_DEFAULTS['warmup_s']})"
+    )
+    ab.add_argument(
+        "--rounds", type=int, default=None, help=f"fresh server pairs per trial ({AB_DEFAULTS['rounds']})"
     )
     ab.add_argument("--alpha", type=float, default=None, help=f"({AB_DEFAULTS['alpha']})")
     ab.add_argument("--min-effect", type=float, default=None, help=f"({AB_DEFAULTS['min_effect']})")

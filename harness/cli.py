@@ -18,11 +18,12 @@ from typing import Any
 from harness import __version__
 from harness.ab.schedule import (
     DEFAULT_MIN_EFFECT,
+    DEFAULT_ROUNDS,
     DEFAULT_SLICE_S,
     DEFAULT_SLOT_S,
     DEFAULT_WARMUP_S,
     MIN_PAIRS,
-    pairs_needed,
+    default_pairs,
 )
 from harness.compression import RECIPES
 from harness.errors import HarnessError, RunInterrupted, UserError, first_line
@@ -121,8 +122,14 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     ab.add_argument(
         "--pairs", type=int, default=None,
-        help=f"ABBA blocks, each one value per metric per side (default: the fewest that can reach "
-        f"alpha, at least {MIN_PAIRS}; {pairs_needed(0.01)} for alpha 0.01)",
+        help=f"ABBA blocks over all rounds, each one value per metric per side (default: per round the "
+        f"fewest that can reach alpha, at least {MIN_PAIRS}; {default_pairs(0.01, DEFAULT_ROUNDS)} for "
+        f"alpha 0.01 and {DEFAULT_ROUNDS} rounds)",
+    )  # fmt: skip
+    ab.add_argument(
+        "--rounds", type=int, default=DEFAULT_ROUNDS,
+        help=f"split the blocks over this many fresh starts of both servers (default {DEFAULT_ROUNDS}): a "
+        "server instance has its own speed, which no number of blocks on one instance averages away",
     )  # fmt: skip
     ab.add_argument(
         "--slot-s", type=float, default=DEFAULT_SLOT_S,
@@ -243,6 +250,7 @@ def _cmd_ab(args: argparse.Namespace) -> int:
         base_ref=args.base,
         base_scenario=args.base_scenario,
         pairs=args.pairs,
+        rounds=args.rounds,
         slot_s=args.slot_s,
         slice_s=args.slice_s,
         warmup_s=args.warmup_s,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
@@ -74,7 +74,8 @@ class ServerPool:
 
     def start(self, side: ServedSide, stack: ExitStack) -> Target:
         side.starts += 1
-        suffix = f"-{side.starts}" if self.mode == "restart" else ""
+        # restart mode numbers every start; both-up only the starts of later rounds
+        suffix = f"-{side.starts}" if self.mode == "restart" or side.starts > 1 else ""
         target_cls = TARGETS.resolve(side.scenario.serving.target)
         folder = side.out_dir / f"serving{suffix}"
         cpus = scenario_placement(side.scenario).server
@@ -143,15 +144,17 @@ def run_blocks(
     progress: Progress,
     *,
     label: str = "",
+    first_block: int = 0,
 ) -> list[Slot]:
-    """`pairs` blocks in ABBA order, `first` as A (base) and `second` as B (head, or base's twin)."""
+    """`pairs` blocks in ABBA order, `first` as A (base) and `second` as B (head, or base's twin);
+    numbered from `first_block`, whose place in the ABBA sequence sets the order of the first."""
     sides = {"base": first, "head": second}
     slots: list[Slot] = []
     began = time.monotonic()
-    for block, order in enumerate(block_order(pairs)):
+    for block, order in _numbered_orders(first_block, pairs):
         for position, which in enumerate(order):
             side = sides[which]
-            text = f"{label}block {block + 1}/{pairs}: {which} ({side.prepared.name})"
+            text = f"{label}block {block + 1 - first_block}/{pairs}: {which} ({side.prepared.name})"
             with progress.stage(text):
                 slot = measure_slot(pool, side, block, position, timing, began)
             slots.append(Slot(**{**slot.__dict__, "side": which}))
@@ -186,6 +189,7 @@ def run_interleaved(
     progress: Progress,
     *,
     label: str = "",
+    first_block: int = 0,
 ) -> list[Slot]:
     """`pairs` blocks measured in one Locust run that loads both servers in turn, `slice_s` at a
     time (harness.load.interleave): each block is `slot_s` of each side in alternating slices,
@@ -193,7 +197,7 @@ def run_interleaved(
     sides = {"base": first, "head": second}
     targets = [pool.keep_up(first), pool.keep_up(second)]
     layout = BlockSlices.plan(timing.slot_s, timing.first_warmup_s, slice_s)
-    orders = block_order(pairs)
+    orders = block_order(first_block + pairs)[first_block:]
     firsts = [0 if order[0] == "base" else 1 for order in orders]
     interleave = Interleave(
         tuple(
@@ -208,7 +212,9 @@ def run_interleaved(
         update={"measure_s": pairs * layout.block_s, "warmup_s": layout.warmup_s, "window_s": None}
     )
     point = plan_points(scenario.load)[-1]
-    out = first.out_dir / "slots" / f"{label.strip().replace('/', '').lower() or 'ab'}-interleaved"
+    kind = label.strip().replace("/", "").lower() or "ab"
+    later = f"-from-block{first_block + 1:02d}" if first_block else ""  # a later round's own folder
+    out = first.out_dir / "slots" / f"{kind}-interleaved{later}"
     text = f"{label}{pairs} blocks, both sides in turn every {layout.slice_s:g}s ({first.prepared.name})"
     with progress.stage(text):
         result = http_driver(load).run(
@@ -227,7 +233,13 @@ def run_interleaved(
                 raise died
     first.slots_run += pairs
     second.slots_run += pairs
-    return split_slots(result.samples, layout, orders, sides)
+    slots = split_slots(result.samples, layout, orders, sides)
+    return [replace(slot, block=slot.block + first_block) for slot in slots]
+
+
+def _numbered_orders(first_block: int, pairs: int) -> list[tuple[int, tuple[str, str]]]:
+    orders = block_order(first_block + pairs)[first_block:]
+    return [(first_block + i, order) for i, order in enumerate(orders)]
 
 
 def split_slots(

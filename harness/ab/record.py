@@ -50,6 +50,7 @@ class Slot:
     failures: int = 0
     started_s: float = 0.0  # since the first slot began
     restarted: bool = False  # restart mode: the side's server was started for this slot
+    round: int = 0  # 0-based: which fresh start of both servers measured this block
 
 
 @dataclass
@@ -102,8 +103,8 @@ class AbMethod:
 
     alpha: float
     min_effect: float  # relative, unless the scenario gates the metric with its own threshold
-    pairs: int  # blocks: each gives one value per metric per side
-    order: str  # e.g. "AB BA BA AB AB BA": the blocks as measured
+    pairs: int  # blocks, over all rounds: each gives one value per metric per side
+    order: str  # e.g. "AB BA BA | AB AB BA": the blocks as measured, rounds apart by " | "
     slot_s: float  # measured seconds of each slot (after warmup_s)
     warmup_s: float
     bootstrap_resamples: int
@@ -111,6 +112,7 @@ class AbMethod:
     servers: ServerMode
     servers_reason: str
     aa_pairs: int = 0
+    rounds: int = 1  # both servers started afresh for each; the blocks of all rounds are pooled
     test: str = "paired block log-ratios, bootstrap confidence interval of the mean"
     slice_s: float = 0.0  # > 0: both sides loaded in turn, this long each, within one Locust run
     interleaving: str = ""  # how the sides' load was interleaved, or why only slot by slot

@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,12 +47,15 @@ from harness.ab.record import (
 )
 from harness.ab.schedule import (
     DEFAULT_MIN_EFFECT,
+    DEFAULT_ROUNDS,
     DEFAULT_SLICE_S,
     DEFAULT_SLOT_S,
     DEFAULT_WARMUP_S,
     best_reachable_alpha,
     check_pairs,
+    check_rounds,
     order_text,
+    round_sizes,
 )
 from harness.ab.sides import SideSource, file_sides, git_sides
 from harness.api import target_unavailable_reason
@@ -86,7 +89,8 @@ class AbOptions:
 
     base_ref: str | None = None  # default: the merge-base with the default branch
     base_scenario: Path | None = None  # compare two files instead of git refs
-    pairs: int | None = None  # default: the fewest blocks that can reach alpha (at least 5)
+    pairs: int | None = None  # default: per round, the fewest blocks that can reach alpha (at least 5)
+    rounds: int = DEFAULT_ROUNDS  # fresh starts of both servers; the blocks are split over them
     slot_s: float = DEFAULT_SLOT_S
     warmup_s: float = DEFAULT_WARMUP_S
     slice_s: float = DEFAULT_SLICE_S  # 0: one Locust run per slot even with both servers up
@@ -138,13 +142,15 @@ class _Context:
 
     def measure_blocks(
         self, pool: ServerPool, first: ServedSide, second: ServedSide, pairs: int, timing: SlotTiming,
-        label: str = "",
+        label: str = "", first_block: int = 0,
     ) -> list[Slot]:  # fmt: skip
         """Both sides in turn within one Locust run when they allow it, else one run per slot."""
         slice_s = self.options.slice_s
         refusal = interleave_refusal(pool, first, second) if slice_s > 0 else "--slice-s 0"
         if refusal is None:
-            slots = run_interleaved(pool, first, second, pairs, timing, slice_s, self.stages, label=label)
+            slots = run_interleaved(
+                pool, first, second, pairs, timing, slice_s, self.stages, label=label, first_block=first_block
+            )
             layout = BlockSlices.plan(timing.slot_s, timing.first_warmup_s, slice_s)
             self.method.slice_s = layout.slice_s
             self.interleaving = (
@@ -154,7 +160,9 @@ class _Context:
             return slots
         self.method.slice_s = 0.0
         self.interleaving = f"one Locust run per slot ({refusal})"
-        return run_blocks(pool, first, second, pairs, timing, self.stages, label=label)
+        return run_blocks(
+            pool, first, second, pairs, timing, self.stages, label=label, first_block=first_block
+        )
 
 
 def run_ab(scenario_path: str | Path, options: AbOptions, progress: Progress | None = None) -> AbResult:
@@ -204,7 +212,8 @@ def _run(base: LoadedSide, head: LoadedSide, options: AbOptions, progress: Progr
         raise UserError(
             f"--slice-s: expected 0 (off) or up to --slot-s ({options.slot_s:g}), got {options.slice_s:g}"
         )
-    pairs = check_pairs(options.pairs, alpha)
+    rounds = check_rounds(options.rounds)
+    pairs = check_pairs(options.pairs, alpha, rounds)
     if options.aa_pairs:
         check_pairs(options.aa_pairs, alpha)
     names, new = _variants(base, head, options)
@@ -222,7 +231,7 @@ def _run(base: LoadedSide, head: LoadedSide, options: AbOptions, progress: Progr
         alpha=alpha,
         min_effect=options.min_effect,
         pairs=pairs,
-        order=order_text(pairs),
+        order=order_text(pairs, rounds),
         slot_s=options.slot_s,
         warmup_s=options.warmup_s,
         bootstrap_resamples=BOOTSTRAP_RESAMPLES,
@@ -230,6 +239,7 @@ def _run(base: LoadedSide, head: LoadedSide, options: AbOptions, progress: Progr
         servers="both-up",
         servers_reason="",
         aa_pairs=options.aa_pairs,
+        rounds=rounds,
     )
     result = AbResult(
         run_id=run_id,
@@ -302,26 +312,38 @@ def _compare_variant(name: str, ctx: _Context) -> VariantComparison:
         )
         record.warnings += [f"{side.name}: {w}" for w in prepared.warnings]
     gates = dict(ctx.head.scenario.gates)
-    pool = ServerPool(ctx.mode or "both-up", stages)
-    with ExitStack() as stack:
-        stack.callback(pool.close)
-        figures = {
-            side.name: _serve_and_evaluate(side, served[side.name], pool, ctx)
-            for side in (ctx.base, ctx.head)
-        }
-        timing = SlotTiming(
-            options.slot_s, options.warmup_s, max(options.warmup_s, ctx.head.scenario.load.warmup_s)
-        )
-        if options.aa_pairs:
-            twin_dir = ctx.run_dir / "base-twin" / "variants" / name
-            base = ctx.base
-            twin = ServedSide(
-                "base", base.scenario, base.scenario_dir, base.data, served["base"].prepared, twin_dir
+    timing = SlotTiming(
+        options.slot_s, options.warmup_s, max(options.warmup_s, ctx.head.scenario.load.warmup_s)
+    )
+    twin: ServedSide | None = None
+    first_block = 0
+    for round_, size in enumerate(round_sizes(method.pairs, method.rounds)):
+        pool = ServerPool(ctx.mode or "both-up", stages)
+        with ExitStack() as stack:
+            stack.callback(pool.close)
+            if round_ == 0:
+                figures = {
+                    side.name: _serve_and_evaluate(side, served[side.name], pool, ctx)
+                    for side in (ctx.base, ctx.head)
+                }
+                if options.aa_pairs:
+                    twin = _twin(ctx, served["base"], name)
+                    record.aa_slots = ctx.measure_blocks(
+                        pool, served["base"], twin, options.aa_pairs, timing, "A/A "
+                    )
+            elif pool.mode == "both-up":
+                for one in (served["base"], served["head"]):
+                    pool.keep_up(one)  # up before the blocks, which take turns between running servers
+            slots = ctx.measure_blocks(
+                pool, served["base"], served["head"], size, timing, first_block=first_block
             )
-            record.aa_slots = ctx.measure_blocks(pool, served["base"], twin, options.aa_pairs, timing, "A/A ")
-        record.slots = ctx.measure_blocks(pool, served["base"], served["head"], method.pairs, timing)
+            record.slots += [replace(slot, round=round_) for slot in slots]
+        first_block += size
+        for stopped in (served["base"], served["head"], twin):
+            if stopped is not None:  # the next round starts its servers afresh
+                stopped.target = stopped.requests = None
     record.server_starts = {side: one.starts for side, one in served.items()}
-    if options.aa_pairs:
+    if twin is not None:
         record.server_starts["base-twin"] = twin.starts
     record.noise_floor, record.noise_floor_source = _noise_floor(record, gates, ctx)
     record.base_metrics = {**figures["base"].metrics, **_pooled(record, "base")}
@@ -336,6 +358,13 @@ def _compare_variant(name: str, ctx: _Context) -> VariantComparison:
     )
     stages.variant = ""
     return record
+
+
+def _twin(ctx: _Context, base: ServedSide, variant: str) -> ServedSide:
+    """A second server of base's artifact, for the A/A blocks (measured in the first round only)."""
+    side = ctx.base
+    folder = ctx.run_dir / "base-twin" / "variants" / variant
+    return ServedSide("base", side.scenario, side.scenario_dir, side.data, base.prepared, folder)
 
 
 def _reference_outputs(ctx: _Context) -> None:

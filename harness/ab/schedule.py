@@ -3,6 +3,12 @@
 Blocks alternate AB, BA, BA, AB, AB, BA, ...: over any four blocks each side is measured first
 as often as second, so a linear drift of the machine (warming, a neighbour starting) falls
 equally on both sides instead of on whichever always runs second.
+
+The blocks are split over rounds, and both servers are started afresh for each round. A server
+instance has its own speed: in 30 A/A comparisons of one TorchServe pair each, the mean p95
+log-ratio of a pair spread with SD 0.054 however many blocks it ran, which no block count of one
+pair can average away; two pairs per comparison halve its variance (README, "A/B gate validity").
+The ABBA order runs on across rounds, so every round sees both sides first about equally.
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ from harness.errors import UserError
 
 MIN_PAIRS = 5
 MAX_PAIRS = 200
+DEFAULT_ROUNDS = 2
+MAX_ROUNDS = 20
+MIN_PAIRS_PER_ROUND = 2  # one AB and one BA block
 # `harness ab` defaults, here so that the CLI's --help reads them without importing the runner
 DEFAULT_MIN_EFFECT = 0.05
 DEFAULT_SLOT_S = 5.0
@@ -25,10 +34,20 @@ def block_order(pairs: int) -> list[tuple[str, str]]:
     return [("base", "head") if i % 4 in (0, 3) else ("head", "base") for i in range(pairs)]
 
 
-def order_text(pairs: int) -> str:
-    """e.g. "AB BA BA AB AB" (A = base, B = head)."""
+def order_text(pairs: int, rounds: int = 1) -> str:
+    """e.g. "AB BA BA AB AB" (A = base, B = head); rounds apart by " | "."""
     letters = {"base": "A", "head": "B"}
-    return " ".join(letters[a] + letters[b] for a, b in block_order(pairs))
+    blocks = [letters[a] + letters[b] for a, b in block_order(pairs)]
+    parts, start = [], 0
+    for size in round_sizes(pairs, rounds):
+        parts.append(" ".join(blocks[start : start + size]))
+        start += size
+    return " | ".join(parts)
+
+
+def round_sizes(pairs: int, rounds: int) -> list[int]:
+    """How many of `pairs` blocks each round measures: as even as possible, the larger first."""
+    return [pairs // rounds + (1 if i < pairs % rounds else 0) for i in range(rounds)]
 
 
 def best_reachable_alpha(pairs: int) -> float:
@@ -42,12 +61,30 @@ def pairs_needed(alpha: float) -> int:
     return max(MIN_PAIRS, math.ceil(1 - math.log2(alpha) - 1e-12))
 
 
-def check_pairs(pairs: int | None, alpha: float) -> int:
-    """`pairs`, or the fewest that can reach `alpha`; a count that cannot reach it is refused."""
+def default_pairs(alpha: float, rounds: int = 1) -> int:
+    """Blocks when --pairs is not given: per round, the fewest that could reach `alpha` on their own,
+    so that at 0.01 a comparison is not decided only when every block agrees (README)."""
+    return rounds * pairs_needed(alpha)
+
+
+def check_rounds(rounds: int) -> int:
+    if not 1 <= rounds <= MAX_ROUNDS:
+        raise UserError(f"--rounds: expected 1 to {MAX_ROUNDS} fresh starts of both servers, got {rounds}")
+    return rounds
+
+
+def check_pairs(pairs: int | None, alpha: float, rounds: int = 1) -> int:
+    """`pairs`, or `default_pairs`; a count that cannot reach alpha, or fill the rounds, is refused."""
     if pairs is None:
-        return pairs_needed(alpha)
+        return default_pairs(alpha, rounds)
     if pairs < MIN_PAIRS or pairs > MAX_PAIRS:
         raise UserError(f"--pairs: expected {MIN_PAIRS} to {MAX_PAIRS} blocks, got {pairs}")
+    if pairs < MIN_PAIRS_PER_ROUND * rounds:
+        raise UserError(
+            f"--pairs {pairs} cannot fill --rounds {rounds}: each round needs at least "
+            f"{MIN_PAIRS_PER_ROUND} blocks; use --pairs {MIN_PAIRS_PER_ROUND * rounds} or more, or fewer "
+            "rounds"
+        )
     best = best_reachable_alpha(pairs)
     if best > alpha:
         raise UserError(

@@ -200,6 +200,12 @@ def method_facts(ab: AbResult) -> list[tuple[str, str]]:
         ),
         ("blocks", f"{m.pairs}, measured as {m.order}" if m.order else str(m.pairs)),
         (
+            "rounds",
+            f"{m.rounds}: both servers started afresh for each, blocks of all rounds pooled"
+            if m.rounds > 1
+            else "1: one start of each server measured every block",
+        ),
+        (
             "slots",
             f"{m.slot_s:g} s of each side per block"
             + ("" if m.slice_s else f", each after {m.warmup_s:g} s warm-up"),

@@ -95,14 +95,21 @@ def test_ab_flags_a_commit_that_slows_a_variant_and_passes_an_unchanged_one(repo
     assert record["outcome"] == "pass"
     assert record["base"]["sha"] == _git(repo, "rev-parse", "main")
     assert record["head"]["sha"] == _git(repo, "rev-parse", "HEAD")
-    assert record["method"]["pairs"] == 8
-    assert record["method"]["order"].startswith("AB BA BA AB")
+    # by default 2 rounds of 8 blocks, the fewest that reach alpha 0.01 on their own
+    assert record["method"]["pairs"] == 16
+    assert record["method"]["rounds"] == 2
+    assert record["method"]["order"] == "AB BA BA AB AB BA BA AB | AB BA BA AB AB BA BA AB"
     assert record["method"]["servers"] == "both-up"
     # in-process targets have no endpoint for Locust to take turns between: one run per slot
     assert record["method"]["slice_s"] == 0
     assert "HTTP endpoint" in record["method"]["interleaving"]
     pruned = next(v for v in record["variants"] if v["name"] == "pruned")
-    assert len(pruned["slots"]) == 16
+    assert len(pruned["slots"]) == 32
+    # each round started both sides afresh and measured its own blocks
+    assert pruned["server_starts"] == {"base": 2, "head": 2}
+    assert sorted({(s["round"], s["block"]) for s in pruned["slots"]}) == [
+        (0 if block < 8 else 1, block) for block in range(16)
+    ]
     assert {c["metric"] for c in pruned["comparisons"]} >= {"latency_p95_ms", "throughput_rps", "accuracy"}
     accuracy = next(c for c in pruned["comparisons"] if c["metric"] == "accuracy")
     assert accuracy["test"] == "McNemar exact"
@@ -147,7 +154,7 @@ def test_ab_with_an_unknown_base_is_bad_input(repo: Path) -> None:
 
 
 def test_pytest_plugin_runs_the_same_ab_against_a_base_ref(repo: Path) -> None:
-    # the scenario's own alpha sets the blocks: 6 at 0.05 (the plugin warms up 1 s before each slot)
+    # the scenario's own alpha sets the blocks: 6 a round at 0.05 (the plugin warms up 1 s before each slot)
     head = {**_scenario(delay_ms=3 * BASE_DELAY_MS), "variants": [], "gate_policy": {"alpha": 0.05}}
     _write(repo / "scenarios" / "ab.yaml", head)
     _git(repo, "commit", "-qam", "slower serving")
@@ -161,7 +168,7 @@ def test_pytest_plugin_runs_the_same_ab_against_a_base_ref(repo: Path) -> None:
     assert "regressed: reference: latency_p95_ms +" in done.stdout
     assert "1 failed" in done.stdout
     (report,) = (repo / "reports").glob("*/ab.json")
-    assert json.loads(report.read_text())["method"]["pairs"] == 6
+    assert json.loads(report.read_text())["method"]["pairs"] == 12
 
 
 def test_ab_one_server_at_a_time_with_aa_blocks_measures_a_noise_floor(tmp_path: Path) -> None:

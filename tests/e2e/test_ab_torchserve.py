@@ -43,13 +43,14 @@ def test_ab_on_torchserve_flags_a_slower_head_and_tears_both_servers_down(write_
     base_file, head_file = write_scenario(base, "base.yaml"), write_scenario(head, "head.yaml")
     done = subprocess.run(
         [sys.executable, "-m", "harness", "ab", str(head_file), "--base-scenario", str(base_file),
-         "--alpha", "0.05", "--slot-s", "1.5", "--reports-dir", str(tmp_path / "reports")],
+         "--alpha", "0.05", "--pairs", "6", "--slot-s", "1.5", "--reports-dir", str(tmp_path / "reports")],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     report = Path(next(line for line in done.stdout.splitlines() if line.startswith("report: "))[8:])
     record = json.loads((report.parent / "ab.json").read_text())
     assert record["method"]["pairs"] == 6  # the fewest blocks that can reach alpha 0.05
+    assert record["method"]["rounds"] == 2  # the default: 3 blocks on each of two server pairs
     assert record["method"]["servers"] == "both-up"
     # one Locust run took turns between the two servers every half second
     assert record["method"]["slice_s"] == 0.5
@@ -60,8 +61,13 @@ def test_ab_on_torchserve_flags_a_slower_head_and_tears_both_servers_down(write_
     assert p95["threshold"] == 0.25  # the scenario's own gate sets the minimum effect
     assert p95["change"] > 0.25  # 3 ms on top of a ~1-3 ms request
     assert all(s["requests"] > 100 for s in variant["slots"])
-    # both servers started once each and served every slot: no restart between blocks
+    # each side's server started once per round and served every slot of it: no restart between blocks
+    assert variant["server_starts"] == {"base": 2, "head": 2}
+    assert [s["round"] for s in variant["slots"]] == [0] * 6 + [1] * 6
     for side in ("base", "head"):
         serving = sorted(p.name for p in (report.parent / side / "variants" / "reference").glob("serving*"))
-        assert serving == ["serving"], serving
+        assert serving == ["serving", "serving-2"], serving
+        # the second round's server answered its own requests (its TorchServe log is not empty)
+        logs = list((report.parent / side / "variants" / "reference" / "serving-2").rglob("*.log"))
+        assert any(log.stat().st_size for log in logs), logs
     assert set(_torchserve_processes()) <= before, "a TorchServe of the A/B is still running"

@@ -15,7 +15,15 @@ from harness.ab.decide import (
     noise_floor_of,
     sign_flip_p,
 )
-from harness.ab.schedule import best_reachable_alpha, block_order, check_pairs, order_text, pairs_needed
+from harness.ab.schedule import (
+    best_reachable_alpha,
+    block_order,
+    check_pairs,
+    check_rounds,
+    order_text,
+    pairs_needed,
+    round_sizes,
+)
 from harness.errors import UserError
 
 
@@ -51,6 +59,24 @@ def test_alpha_that_the_blocks_cannot_reach_is_refused_with_the_count_needed() -
         check_pairs(5, 0.01)
     assert check_pairs(None, 0.01) == 8
     assert check_pairs(9, 0.01) == 9
+
+
+def test_rounds_split_the_blocks_evenly_and_the_abba_order_runs_on_across_them() -> None:
+    assert round_sizes(16, 2) == [8, 8]
+    assert round_sizes(7, 3) == [3, 2, 2]
+    # the second round does not restart at AB: over all blocks each side goes first equally often
+    assert order_text(6, 2) == "AB BA BA | AB AB BA"
+    assert order_text(8, 1) == order_text(8)
+
+
+def test_default_blocks_let_each_round_reach_alpha_and_too_many_rounds_are_refused() -> None:
+    assert check_pairs(None, 0.01, 2) == 16  # 8 alone would decide only when every block agrees
+    assert check_pairs(None, 0.05, 2) == 12
+    assert check_pairs(6, 0.05, 3) == 6  # alpha is reached by all blocks together
+    with pytest.raises(UserError, match=r"--pairs 5 cannot fill --rounds 3: each round needs at least 2"):
+        check_pairs(5, 0.2, 3)
+    with pytest.raises(UserError, match=r"--rounds: expected 1 to 20"):
+        check_rounds(0)
 
 
 def test_sign_flip_p_is_exact_for_all_blocks_in_one_direction() -> None:

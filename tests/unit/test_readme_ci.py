@@ -9,11 +9,13 @@ import pytest
 from harness.ab.compare import DEFAULT_QUALITY_EFFECT
 from harness.ab.schedule import (
     DEFAULT_MIN_EFFECT,
+    DEFAULT_ROUNDS,
     DEFAULT_SLICE_S,
     DEFAULT_SLOT_S,
     DEFAULT_WARMUP_S,
     MIN_PAIRS,
     best_reachable_alpha,
+    default_pairs,
     pairs_needed,
 )
 from harness.cli import _parser
@@ -48,6 +50,10 @@ def test_readme_ab_option_defaults_are_the_cli_defaults():
     assert table["--servers"] == cli["--servers"]
     assert table["--inconclusive"] == cli["--inconclusive"]
     assert f"at least {MIN_PAIRS}" in table["--pairs"]
+    assert int(table["--rounds"]) == cli["--rounds"] == DEFAULT_ROUNDS
+    assert f"`--rounds` ({DEFAULT_ROUNDS}) fresh starts" in SECTION
+    blocks = default_pairs(0.01, DEFAULT_ROUNDS)
+    assert f"with {DEFAULT_ROUNDS}\n  rounds, {blocks} blocks at alpha 0.01" in SECTION
     assert cli["--pairs"] is None
     assert cli["--alpha"] is None
 
