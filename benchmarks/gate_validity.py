@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from harness.ab.decide import compare_blocks
 from harness.ab.record import AbResult, Slot
 from harness.ab.runner import AbOptions, run_ab
 from harness.ab.schedule import DEFAULT_ROUNDS, check_pairs, check_rounds
@@ -655,6 +656,14 @@ def _ab_summarize(document: dict[str, Any], trials: list[AbTrial]) -> dict[str, 
         "detections": kinds["ab"]["p95_status"]["regressed"],
         "kinds": kinds,
         "p95_block_log_ratios": {kind: _spread([t for t in counted if t.kind == kind]) for kind in kinds},
+        # the same blocks decided at other alphas (the CLI default is 0.01)
+        "p95_regressed_at_alpha": {
+            f"{alpha:g}": {
+                kind: _regressed_at(alpha, [t for t in counted if t.kind == kind]) for kind in kinds
+            }
+            for alpha in OTHER_ALPHAS
+            if alpha != document["settings"]["alpha"]
+        },
         "calibration": _calibration_text(calibration) if calibration["delay_ms"] is not None else "",
         "delay_ms": calibration["delay_ms"],
         "not_counted": {
@@ -670,6 +679,23 @@ def _ab_summarize(document: dict[str, Any], trials: list[AbTrial]) -> dict[str, 
 
 
 _P95_STATUSES = ("regressed", "inconclusive", "unchanged", "improved")
+OTHER_ALPHAS = (0.01, 0.05)
+
+
+def _regressed_at(alpha: float, trials: list[AbTrial]) -> int:
+    """How many trials `harness ab`'s rule would call a p95 regression at `alpha`, from their stored
+    block log-ratios and threshold (the blocks do not depend on alpha when --pairs is given)."""
+    count = 0
+    for t in trials:
+        if len(t.p95_log_ratios) < 2 or t.p95_threshold is None:
+            continue
+        head = np.exp(np.asarray(t.p95_log_ratios))
+        row = compare_blocks(
+            "v", GATE_METRIC, np.ones_like(head), head, better="lower", alpha=alpha,
+            min_effect=t.p95_threshold, noise_floor=None,
+        )  # fmt: skip
+        count += row.status == "regressed"
+    return count
 
 
 def _spread(trials: list[AbTrial]) -> dict[str, Any]:
@@ -752,6 +778,11 @@ def _print_ab(s: dict[str, Any]) -> None:
                 f"{spread['standard_error_within_trial']:.3f}); per-trial offset sd "
                 f"{spread['offset_sd_across_trials']:.3f}"
             )
+    for alpha, counts in s.get("p95_regressed_at_alpha", {}).items():
+        print(
+            f"{'p95 regressed, alpha ' + alpha:<24} {share(counts['aa'], aa['trials']):>20} "
+            f"{share(counts['ab'], ab['trials']):>20}  (the same blocks)"
+        )
     missing = s["not_counted"]
     print(
         f"not counted: {missing['test_suite_started_during_trial']} trials shared with the test suite, "

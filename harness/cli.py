@@ -268,7 +268,10 @@ def _cmd_ab(args: argparse.Namespace) -> int:
     progress = ConsoleProgress()
     result = run_ab(args.scenario, options, progress=progress)
     counts = ", ".join(f"{n} {status}" for status, n in result.counts().items())
-    progress.console.print(f"{result.outcome.value.upper()}: {counts} ({result.method.pairs} blocks)")
+    method = result.method
+    progress.console.print(
+        f"{result.outcome.value.upper()}: {counts} ({method.pairs} blocks in {method.rounds} rounds)"
+    )
     for line in result.causes():
         print(f"harness: {line}", file=sys.stderr)
     run_dir = Path(result.run_dir)

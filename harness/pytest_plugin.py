@@ -45,6 +45,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="with --ab-base: measured seconds of each side in each block (as `harness ab --slot-s`)",
     )
+    group.addoption(
+        "--ab-warmup-s",
+        type=float,
+        default=None,
+        help="with --ab-base: warm-up seconds before each slot (as `harness ab --warmup-s`)",
+    )
+    group.addoption(
+        "--ab-rounds",
+        type=int,
+        default=None,
+        help="with --ab-base: fresh starts of both servers the blocks are split over "
+        "(as `harness ab --rounds`)",
+    )
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -109,10 +122,10 @@ class ScenarioItem(pytest.Item):
         from harness.ab.runner import AbOptions, run_ab  # local: the run machinery only when it runs
 
         with interrupts_unwind():
-            slot_s = self.config.getoption("--ab-slot-s")
+            flags = {"slot_s": "--ab-slot-s", "warmup_s": "--ab-warmup-s", "rounds": "--ab-rounds"}
+            given = {field: self.config.getoption(flag) for field, flag in flags.items()}
             options = AbOptions(base_ref=base, reports_dir=reports)
-            if slot_s is not None:
-                options = replace(options, slot_s=slot_s)
+            options = replace(options, **{k: v for k, v in given.items() if v is not None})
             result = run_ab(self.path, options)
         report = Path(result.run_dir) / "index.html"
         self.user_properties.append(("report", str(report)))

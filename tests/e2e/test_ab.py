@@ -89,26 +89,27 @@ def test_ab_flags_a_commit_that_slows_a_variant_and_passes_an_unchanged_one(repo
     data["variants"][0]["steps"][0]["params"]["amount"] = 0.4  # a model change that costs no time
     _write(repo / "scenarios" / "ab.yaml", data)
     _git(repo, "commit", "-qam", "prune less")
-    # the changed variant only, as in the slowed run below: the unchanged reference adds no evidence
-    same, record = _ab(repo, "--variants", "pruned")
+    # the changed variant only, as in the slowed run below: the unchanged reference adds no evidence.
+    # 8 blocks reach alpha 0.01; the default 2 rounds take 4 each (the default count: test_ab_decide)
+    same, record = _ab(repo, "--variants", "pruned", "--pairs", "8")
     assert same.returncode == 0, same.stdout + same.stderr
     assert record["outcome"] == "pass"
     assert record["base"]["sha"] == _git(repo, "rev-parse", "main")
     assert record["head"]["sha"] == _git(repo, "rev-parse", "HEAD")
-    # by default 2 rounds of 8 blocks, the fewest that reach alpha 0.01 on their own
-    assert record["method"]["pairs"] == 16
+    assert record["method"]["pairs"] == 8
     assert record["method"]["rounds"] == 2
-    assert record["method"]["order"] == "AB BA BA AB AB BA BA AB | AB BA BA AB AB BA BA AB"
+    # the ABBA order runs on across the rounds
+    assert record["method"]["order"] == "AB BA BA AB | AB BA BA AB"
     assert record["method"]["servers"] == "both-up"
     # in-process targets have no endpoint for Locust to take turns between: one run per slot
     assert record["method"]["slice_s"] == 0
     assert "HTTP endpoint" in record["method"]["interleaving"]
     pruned = next(v for v in record["variants"] if v["name"] == "pruned")
-    assert len(pruned["slots"]) == 32
+    assert len(pruned["slots"]) == 16
     # each round started both sides afresh and measured its own blocks
     assert pruned["server_starts"] == {"base": 2, "head": 2}
     assert sorted({(s["round"], s["block"]) for s in pruned["slots"]}) == [
-        (0 if block < 8 else 1, block) for block in range(16)
+        (0 if block < 4 else 1, block) for block in range(8)
     ]
     assert {c["metric"] for c in pruned["comparisons"]} >= {"latency_p95_ms", "throughput_rps", "accuracy"}
     accuracy = next(c for c in pruned["comparisons"] if c["metric"] == "accuracy")
@@ -119,7 +120,8 @@ def test_ab_flags_a_commit_that_slows_a_variant_and_passes_an_unchanged_one(repo
 
     _write(repo / "scenarios" / "ab.yaml", _scenario(delay_ms=3 * BASE_DELAY_MS))
     _git(repo, "commit", "-qam", "slower serving")
-    slowed, record = _ab(repo, "--variants", "pruned")  # one variant is enough, and half the time
+    # one variant is enough, and half the time; one round of 8 blocks for a 3x slowdown
+    slowed, record = _ab(repo, "--variants", "pruned", "--rounds", "1")
     assert slowed.returncode == 1, slowed.stdout + slowed.stderr
     assert record["outcome"] == "regression"
     assert [v["name"] for v in record["variants"]] == ["pruned"]
@@ -154,13 +156,14 @@ def test_ab_with_an_unknown_base_is_bad_input(repo: Path) -> None:
 
 
 def test_pytest_plugin_runs_the_same_ab_against_a_base_ref(repo: Path) -> None:
-    # the scenario's own alpha sets the blocks: 6 a round at 0.05 (the plugin warms up 1 s before each slot)
+    # the scenario's own alpha sets the blocks: 6 a round at 0.05; the --ab- options reach harness ab
     head = {**_scenario(delay_ms=3 * BASE_DELAY_MS), "variants": [], "gate_policy": {"alpha": 0.05}}
     _write(repo / "scenarios" / "ab.yaml", head)
     _git(repo, "commit", "-qam", "slower serving")
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "scenarios", "-p", "no:cacheprovider", "-q", "--ab-base", "main",
-         "--ab-slot-s", "0.5", "--harness-reports-dir", "reports"],
+         "--ab-slot-s", "0.5", "--ab-warmup-s", "0.1", "--ab-rounds", "1",
+         "--harness-reports-dir", "reports"],
         cwd=repo, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
@@ -168,7 +171,8 @@ def test_pytest_plugin_runs_the_same_ab_against_a_base_ref(repo: Path) -> None:
     assert "regressed: reference: latency_p95_ms +" in done.stdout
     assert "1 failed" in done.stdout
     (report,) = (repo / "reports").glob("*/ab.json")
-    assert json.loads(report.read_text())["method"]["pairs"] == 12
+    method = json.loads(report.read_text())["method"]
+    assert (method["pairs"], method["rounds"], method["slot_s"], method["warmup_s"]) == (6, 1, 0.5, 0.1)
 
 
 def test_ab_one_server_at_a_time_with_aa_blocks_measures_a_noise_floor(tmp_path: Path) -> None:
