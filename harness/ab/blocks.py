@@ -197,7 +197,7 @@ def run_interleaved(
     sides = {"base": first, "head": second}
     targets = [pool.keep_up(first), pool.keep_up(second)]
     layout = BlockSlices.plan(timing.slot_s, timing.first_warmup_s, slice_s)
-    orders = block_order(first_block + pairs)[first_block:]
+    orders = [order for _, order in _numbered_orders(first_block, pairs)]
     firsts = [0 if order[0] == "base" else 1 for order in orders]
     interleave = Interleave(
         tuple(
